@@ -1,0 +1,85 @@
+"""Reading Workspaces from YAML or dicts, with errors that name the field path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from bosun.api.errors import Problem, WorkspaceError
+from bosun.api.workspace import API_VERSION, KIND, Workspace
+
+__all__ = ["load_workspace", "parse_workspace", "problems_from"]
+
+_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in part or part in ("function-after", "function-before"):
+            continue  # pydantic's internal validator names, not fields
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def problems_from(error: ValidationError) -> list[Problem]:
+    problems = []
+    for item in error.errors(include_url=False):
+        message = _MESSAGES.get(item["type"], item["msg"])
+        message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        problems.append(Problem(_path(item["loc"]), message))
+    return problems
+
+
+def parse_workspace(data: Any, source: str = "<input>") -> Workspace:
+    """Validate one decoded document as a Workspace."""
+    if not isinstance(data, dict):
+        raise WorkspaceError(source, [Problem("", "expected a YAML mapping (a Workspace)")])
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    if kind != KIND or api_version != API_VERSION:
+        raise WorkspaceError(
+            source,
+            [
+                Problem(
+                    "apiVersion" if kind == KIND else "kind",
+                    f"expected apiVersion: {API_VERSION} and kind: {KIND}, "
+                    f"got {api_version!r} and {kind!r}",
+                )
+            ],
+        )
+    try:
+        return Workspace.model_validate(data)
+    except ValidationError as exc:
+        raise WorkspaceError(source, problems_from(exc)) from None
+
+
+def load_workspace(path: str | Path) -> Workspace:
+    """Read a Workspace from a YAML or JSON file (one document)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WorkspaceError(
+            source, [Problem("", f"cannot read the file: {exc.strerror}")]
+        ) from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise WorkspaceError(source, [Problem("", f"malformed YAML at {where}{problem}")]) from None
+    if len(documents) != 1:
+        raise WorkspaceError(
+            source, [Problem("", f"expected one Workspace document, found {len(documents)}")]
+        )
+    return parse_workspace(documents[0], source)

@@ -1,0 +1,733 @@
+"""The memory estimator and planner: how many devices a Workspace needs, and how to split it.
+
+Memory on the busiest device of a replica is modelled as
+
+    weights/(tp x pp-stage share) + KV cache for maxModelLen x concurrency
+    + activations of one scheduler step + runtime overhead (CUDA context, NCCL, CUDA graphs)
+
+and must fit in ``capacity x utilization`` (vLLM's ``--gpu-memory-utilization``, 0.90).
+Tensor parallelism follows vLLM's rule (attention heads divisible by tp; KV heads divisible
+by tp or replicated when fewer); pipeline stages span nodes when one node is not enough.
+Every constant is named below, with the reason for its value; docs/sizing.md explains the
+model and how it was checked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from bosun.api.errors import BosunError
+from bosun.api.quantity import format_bytes, to_bytes
+from bosun.api.validators import parse_uri
+from bosun.api.workspace import (
+    PlanStatus,
+    Quantization,
+    Runtime,
+    SharingStrategy,
+    Tuning,
+    Workspace,
+)
+from bosun.catalog.accelerators import (
+    AcceleratorProfile,
+    InstanceType,
+    UnknownAcceleratorError,
+    all_profiles,
+    cpu_profile,
+    get_instance_type,
+    get_profile,
+    mig_profile,
+)
+from bosun.catalog.byo import spec_from_directory
+from bosun.catalog.presets import ModelSpec, UnknownPresetError, find_by_hf_id, get_preset
+
+__all__ = ["DEFAULT_GPU", "Memory", "Plan", "PlanError", "Target", "plan_workspace"]
+
+Target = Literal["cluster", "local"]
+
+DEFAULT_GPU = "nvidia-h100-80gb"
+GIB = 2**30
+# vLLM's default --gpu-memory-utilization: the share of device memory an engine may take.
+GPU_UTILIZATION = 0.90
+# On CPUs, leave room for the OS page cache and the tokenizer process.
+CPU_UTILIZATION = 0.90
+# CUDA context, cuBLAS workspaces and allocator slack per GPU process (measured ~0.7-1 GiB).
+GPU_RUNTIME_OVERHEAD = 1 * GIB
+# NCCL buffers when tensor or pipeline parallel ranks talk to each other.
+NCCL_OVERHEAD = GIB // 2
+# CUDA graphs captured for decode batch sizes (vLLM logs 0.3-1 GiB for 1-70B models).
+CUDA_GRAPH_OVERHEAD = GIB // 2
+# Python, torch and the HTTP server on a CPU-only pod.
+CPU_RUNTIME_OVERHEAD = 1 * GIB
+# Tokens one scheduler step processes (vLLM's max_num_batched_tokens) and sequences per step.
+GPU_BATCHED_TOKENS, GPU_MAX_SEQS = 8192, 256
+CPU_BATCHED_TOKENS, CPU_MAX_SEQS = 2048, 16
+# Without a maxModelLen, serve at most this much context (the KV cache is the price).
+DEFAULT_MAX_MODEL_LEN = 32768
+# GPUs per node when no instance type says (the largest common server).
+DEFAULT_DEVICES_PER_NODE = 8
+MAX_NODES_PER_REPLICA = 16
+# Tuning defaults (LoRA with gradient checkpointing).
+TUNING_SEQ_LEN, TUNING_BATCH = 2048, 1
+
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# Bytes per weight for quantized checkpoints: the packed value plus group scales/zeros.
+_QUANT_BYTES = {
+    Quantization.FP8: 1.0,
+    Quantization.INT8: 1.0,
+    Quantization.AWQ: 0.5 + 4 / 128,  # 4-bit, fp16 scale + zero per group of 128
+    Quantization.GPTQ: 0.5 + 4 / 128,
+    Quantization.BNB_4BIT: 0.5 + 4 / 64,  # nf4, fp32 absmax per block of 64
+}
+
+
+class PlanError(BosunError):
+    """The Workspace cannot be planned as written (the message names the field)."""
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes, per replica for the model as a whole and per device for the busiest device."""
+
+    weights_bytes: int
+    kv_cache_bytes: int
+    activation_bytes: int
+    overhead_bytes: int
+    per_device_bytes: int
+    device_capacity_bytes: int
+    usable_bytes: int
+    kv_bytes_per_token: int
+    kv_capacity_tokens: int
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "weightsBytes": self.weights_bytes,
+            "kvCacheBytes": self.kv_cache_bytes,
+            "activationBytes": self.activation_bytes,
+            "overheadBytes": self.overhead_bytes,
+            "perDeviceBytes": self.per_device_bytes,
+            "deviceCapacityBytes": self.device_capacity_bytes,
+            "usableBytes": self.usable_bytes,
+            "kvBytesPerToken": self.kv_bytes_per_token,
+            "kvCapacityTokens": self.kv_capacity_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything render and the runtimes need to run one Workspace."""
+
+    workspace: str
+    namespace: str | None
+    workload: Literal["inference", "tuning"]
+    model: str  # the preset name or the model URI, as the user wrote it
+    model_ref: str  # what the runtime loads: a Hugging Face id or a path
+    spec: ModelSpec | None  # None when the model could not be sized
+    runtime: str
+    accelerator: AcceleratorProfile
+    device_class: str
+    instance_type: InstanceType | None
+    devices_per_node: int
+    devices_per_replica: int
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    nodes_per_replica: int
+    replicas: int
+    max_model_len: int
+    concurrency: int
+    dtype: str
+    quantization: str
+    memory: Memory
+    gpu_memory_utilization: float
+    sharing: SharingStrategy
+    fits: bool
+    reason: str
+    warnings: tuple[str, ...] = ()
+    target: Target = "cluster"
+
+    @property
+    def cpu_only(self) -> bool:
+        return self.accelerator.kind == "cpu"
+
+    @property
+    def devices_summary(self) -> str:
+        if self.cpu_only:
+            return f"cpu ({format_bytes(self.memory.per_device_bytes)})"
+        return f"{self.devices_per_replica} x {self.accelerator.name}"
+
+    @property
+    def nodes_to_provision(self) -> int:
+        """Nodes of the instance type that all replicas need (0 without an instance type)."""
+        if self.instance_type is None:
+            return 0
+        if self.nodes_per_replica > 1:
+            return self.replicas * self.nodes_per_replica
+        per_node = max(1, self.devices_per_node // self.devices_per_replica)
+        if self.sharing is not SharingStrategy.EXCLUSIVE:
+            return self.nodes_per_replica
+        return math.ceil(self.replicas / per_node)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workspace": self.workspace,
+            "workload": self.workload,
+            "model": self.model,
+            "modelRef": self.model_ref,
+            "runtime": self.runtime,
+            "accelerator": self.accelerator.name,
+            "deviceClassName": self.device_class,
+            "instanceType": self.instance_type.name if self.instance_type else None,
+            "devicesPerNode": self.devices_per_node,
+            "devicesPerReplica": self.devices_per_replica,
+            "tensorParallelSize": self.tensor_parallel_size,
+            "pipelineParallelSize": self.pipeline_parallel_size,
+            "nodesPerReplica": self.nodes_per_replica,
+            "replicas": self.replicas,
+            "nodesToProvision": self.nodes_to_provision,
+            "maxModelLen": self.max_model_len,
+            "concurrency": self.concurrency,
+            "dtype": self.dtype,
+            "quantization": self.quantization,
+            "sharing": self.sharing.value,
+            "gpuMemoryUtilization": self.gpu_memory_utilization,
+            "memory": self.memory.to_json(),
+            "fits": self.fits,
+            "reason": self.reason,
+            "warnings": list(self.warnings),
+        }
+
+    def status(self) -> PlanStatus:
+        """The summary the operator writes to ``status.plan``."""
+        return PlanStatus(
+            model=self.model,
+            runtime=self.runtime,
+            accelerator=self.accelerator.name,
+            devices=self.devices_summary,
+            devices_per_replica=self.devices_per_replica,
+            tensor_parallel_size=self.tensor_parallel_size,
+            pipeline_parallel_size=self.pipeline_parallel_size,
+            nodes_per_replica=self.nodes_per_replica,
+            per_device_bytes=self.memory.per_device_bytes,
+            fits=self.fits,
+            reason=self.reason,
+        )
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What the estimator reads, resolved from the Workspace and the target hardware."""
+
+    spec: ModelSpec
+    profile: AcceleratorProfile
+    runtime: str
+    dtype: str
+    quantization: Quantization
+    kv_element_bytes: float
+    max_model_len: int
+    concurrency: int
+    batched_tokens: int
+    max_seqs: int
+    cuda_graphs: bool
+    tuning: bool = False
+    tuning_seq_len: int = TUNING_SEQ_LEN
+    tuning_batch: int = TUNING_BATCH
+
+
+def _config_value(config: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in config:
+            return config[name]
+    return None
+
+
+def _resolve_model(ws: Workspace) -> tuple[ModelSpec | None, str, str, str]:
+    """(spec or None, display name, what the runtime loads, field path of the choice)."""
+    workload = ws.workload
+    section = "inference" if ws.spec.inference is not None else "tuning"
+    if workload.preset is not None:
+        path = f"spec.{section}.preset.name"
+        try:
+            spec = get_preset(workload.preset.name)
+        except UnknownPresetError as exc:
+            raise PlanError(f"{path}: {exc}") from None
+        return spec, spec.name, spec.hf_id or spec.name, path
+    assert workload.model is not None
+    path = f"spec.{section}.model.uri"
+    uri = parse_uri(workload.model.uri, ("hf", "file", "pvc"))
+    if uri.scheme == "hf":
+        return find_by_hf_id(uri.hf_repo), uri.raw, uri.hf_repo, path
+    if uri.scheme == "file":
+        try:
+            return spec_from_directory(uri.path), uri.raw, uri.path, path
+        except FileNotFoundError:
+            # Sized where the files are (in the pod, or by `bosun up`).
+            return None, uri.raw, uri.path, path
+        except BosunError as exc:
+            raise PlanError(f"{path}: {exc}") from None
+    return None, uri.raw, f"/models/{uri.path}".rstrip("/"), path
+
+
+def _resolve_profile(
+    ws: Workspace, accelerator: str | None, instance_type: str | None
+) -> tuple[AcceleratorProfile | None, InstanceType | None, int]:
+    """(profile, instance type, devices per node); a None profile means CPU."""
+    resource = ws.spec.resource
+    # Flags override the Workspace: --instance-type, then --accelerator, then its own type.
+    wanted_type = instance_type or (None if accelerator else resource.instance_type)
+    itype = None
+    mig = resource.accelerator.mig_profile if resource.accelerator else None
+    try:
+        if wanted_type:
+            itype = get_instance_type(wanted_type)
+            profile: AcceleratorProfile | None = get_profile(itype.profile)
+            per_node = itype.count
+        elif accelerator and accelerator.lower() == "cpu":
+            return None, None, 1
+        elif accelerator:
+            profile = get_profile(accelerator)
+            per_node = 1 if profile.kind == "mig" else DEFAULT_DEVICES_PER_NODE
+        elif resource.cpu_only:
+            return None, None, 1
+        else:
+            profile = get_profile(DEFAULT_GPU)
+            per_node = DEFAULT_DEVICES_PER_NODE
+        if mig and profile is not None and profile.kind == "gpu":
+            profile = mig_profile(profile.name, mig)
+            per_node = 1
+    except UnknownAcceleratorError as exc:
+        where = "--instance-type" if instance_type else "spec.resource.instanceType"
+        field_name = where if wanted_type else "--accelerator"
+        if mig:
+            field_name = "spec.resource.accelerator.migProfile"
+        raise PlanError(f"{field_name}: {exc}") from None
+    return profile, itype, per_node
+
+
+def _resolve_runtime(ws: Workspace, spec: ModelSpec | None, cpu: bool, target: Target) -> str:
+    if ws.spec.tuning is not None:
+        return "bosun"
+    requested = ws.spec.inference.runtime if ws.spec.inference else Runtime.AUTO
+    supported = spec.runtimes if spec is not None else ("vllm", "bosun")
+    if requested is Runtime.AUTO:
+        runtime = "bosun" if cpu or target == "local" else "vllm"
+        if runtime not in supported:
+            runtime = supported[0]
+        if cpu and runtime != "bosun":
+            arch = spec.architecture if spec else "this model"
+            raise PlanError(
+                f"spec.inference.runtime: only vllm serves {arch}, and vllm needs GPUs; "
+                "give the Workspace an accelerator"
+            )
+        return runtime
+    if requested is Runtime.VLLM and cpu:
+        raise PlanError(
+            "spec.inference.runtime: vllm needs GPUs; use runtime: bosun (or auto) on CPUs"
+        )
+    if requested.value not in supported:
+        arch = spec.architecture if spec else "this model"
+        raise PlanError(
+            f"spec.inference.runtime: the bosun engine does not run {arch} yet; "
+            "use runtime: vllm (or auto)"
+        )
+    return requested.value
+
+
+def _element_bytes(dtype: str, quantization: Quantization) -> float:
+    if quantization in _QUANT_BYTES:
+        return _QUANT_BYTES[quantization]
+    return _DTYPE_BYTES[dtype]
+
+
+# --------------------------------------------------------------------------- estimator
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    weights_dev: float
+    kv_dev: float
+    activation_dev: float
+    overhead_dev: float
+    kv_per_token_dev: float
+
+    @property
+    def need(self) -> float:
+        return self.weights_dev + self.kv_dev + self.activation_dev + self.overhead_dev
+
+
+def _valid_tp(spec: ModelSpec, tp: int) -> bool:
+    if spec.attention_heads % tp:
+        return False
+    if spec.mla is not None:
+        return True
+    return spec.kv_heads % tp == 0 or tp % spec.kv_heads == 0
+
+
+def _estimate(x: _Inputs, tp: int, pp: int) -> _Estimate:
+    s = x.spec
+    stage_layers = math.ceil(s.layers / pp)
+    embed_on_stage = s.embedding_parameters if pp == 1 else s.vocab_size * s.hidden_size
+    wbytes = _element_bytes(x.dtype, x.quantization)
+    if x.tuning and x.quantization is Quantization.BNB_4BIT:
+        wbytes = _QUANT_BYTES[Quantization.BNB_4BIT]
+    # Quantized checkpoints keep embeddings and the output head in 16 bits.
+    embed_bytes = _DTYPE_BYTES[x.dtype] if x.quantization is not Quantization.NONE else wbytes
+    weights_dev = (s.layer_parameters * stage_layers * wbytes + embed_on_stage * embed_bytes) / tp
+
+    stage_share = stage_layers / s.layers
+    # MLA's latent is replicated on every tensor-parallel rank; KV heads split (or replicate).
+    head_share = 1.0 if s.mla is not None else max(s.kv_heads / tp, 1) / s.kv_heads
+    kv_per_token_dev = s.kv_bytes_per_token(x.kv_element_bytes) * stage_share * head_share
+
+    act_bytes = _DTYPE_BYTES[x.dtype]
+    if x.tuning:
+        tokens = x.tuning_seq_len * x.tuning_batch
+        # Checkpointed layer inputs for every layer, one layer's full activations
+        # (~34 x hidden per token, Korthikanti et al. 2022), fp32 logits and their gradient.
+        activations: float = tokens * s.hidden_size * act_bytes * (s.layers + 34)
+        activations += tokens * s.vocab_size * 4 * 2
+        # LoRA (r=16 on every projection): ~0.5% of the weights, with fp32 Adam states.
+        activations += s.parameters * 0.005 * (4 + 4 + 4 + 4)
+        return _Estimate(weights_dev, 0.0, activations, _overhead(x, 1), 0.0)
+
+    q_dim = s.attention_heads * s.head_dim
+    kv_dim = 2 * s.kv_heads * s.head_dim
+    width = 2 * s.hidden_size + (q_dim + kv_dim + 2 * s.active_intermediate_size) / tp
+    activations = x.batched_tokens * width * act_bytes
+    # fp32 logits of every sequence in a step, and the sampler's copy of them.
+    activations += min(x.max_seqs, x.batched_tokens) * s.vocab_size * 4 * 2
+    kv_dev = kv_per_token_dev * x.max_model_len * x.concurrency
+    return _Estimate(weights_dev, kv_dev, activations, _overhead(x, tp * pp), kv_per_token_dev)
+
+
+def _overhead(x: _Inputs, ranks: int) -> float:
+    if x.profile.kind == "cpu":
+        return CPU_RUNTIME_OVERHEAD
+    overhead = GPU_RUNTIME_OVERHEAD + (NCCL_OVERHEAD if ranks > 1 else 0)
+    return overhead + (CUDA_GRAPH_OVERHEAD if x.cuda_graphs else 0)
+
+
+def _utilization(profile: AcceleratorProfile) -> float:
+    return CPU_UTILIZATION if profile.kind == "cpu" else GPU_UTILIZATION
+
+
+def _layouts(x: _Inputs, per_node: int) -> list[tuple[int, int]]:
+    """(tp, pp) candidates, fewest devices first."""
+    if x.profile.kind != "gpu" or x.runtime == "bosun" or x.tuning:
+        return [(1, 1)]
+    tps = [t for t in (1, 2, 4, 8, 16) if t <= per_node and _valid_tp(x.spec, t)]
+    if per_node not in tps and _valid_tp(x.spec, per_node):
+        tps.append(per_node)
+    layouts = [(t, 1) for t in sorted(tps)]
+    widest = max(tps)
+    for pp in range(2, min(MAX_NODES_PER_REPLICA, x.spec.layers) + 1):
+        layouts.append((widest, pp))
+    return layouts
+
+
+def _fits(x: _Inputs, est: _Estimate, sharers: int) -> bool:
+    usable = x.profile.memory_bytes * _utilization(x.profile)
+    return est.need * sharers <= usable
+
+
+def _max_len_that_fits(x: _Inputs, est: _Estimate, sharers: int) -> int:
+    usable = x.profile.memory_bytes * _utilization(x.profile) / sharers
+    room = usable - est.weights_dev - est.activation_dev - est.overhead_dev
+    if room <= 0 or est.kv_per_token_dev <= 0:
+        return 0
+    return int(room / est.kv_per_token_dev / x.concurrency) // 16 * 16
+
+
+def _alternatives(x: _Inputs, sharers: int) -> str:
+    """The smallest other profile (by total memory) on which the model fits."""
+    if x.profile.kind == "cpu":
+        return ""
+    options = []
+    for profile in all_profiles():
+        if profile.kind != "gpu" or profile.name == x.profile.name:
+            continue
+        y = replace(x, profile=profile)
+        for tp, pp in _layouts(y, DEFAULT_DEVICES_PER_NODE):
+            if pp == 1 and _fits(y, _estimate(y, tp, pp), sharers):
+                options.append((tp * profile.memory_bytes, f"{tp} x {profile.name}"))
+                break
+    if not options:
+        return ""
+    return f"; it would fit on {min(options)[1]}"
+
+
+def _describe(x: _Inputs, est: _Estimate, devices: int, sharers: int) -> str:
+    usable = x.profile.memory_bytes * _utilization(x.profile)
+    need = est.need * sharers
+    who = f"{sharers} replicas sharing it need" if sharers > 1 else "needs"
+    return (
+        f"{x.spec.name} {who} {format_bytes(need)} per device on {devices} x "
+        f"{x.profile.name}, which offers {format_bytes(usable)} "
+        f"({format_bytes(x.profile.memory_bytes)} x {_utilization(x.profile):.2f})"
+    )
+
+
+def plan_workspace(
+    ws: Workspace,
+    *,
+    accelerator: str | None = None,
+    instance_type: str | None = None,
+    target: Target = "cluster",
+    local_profile: AcceleratorProfile | None = None,
+) -> Plan:
+    """Size ``ws`` for the given hardware and choose devices, parallelism and runtime.
+
+    ``accelerator`` (a profile name or ``cpu``) and ``instance_type`` override the
+    Workspace's own ``spec.resource``; ``local_profile`` is the machine `bosun up` found.
+    """
+    resource = ws.spec.resource
+    acc = resource.accelerator
+    profile: AcceleratorProfile | None
+    if local_profile is not None:
+        profile, itype, per_node = local_profile, None, 1
+    else:
+        profile, itype, per_node = _resolve_profile(ws, accelerator, instance_type)
+    spec, model_name, model_ref, model_path = _resolve_model(ws)
+    cpu = profile is None or profile.kind == "cpu"
+    runtime = _resolve_runtime(ws, spec, cpu, target)
+    tuning = isinstance(ws.workload, Tuning)
+    inference = ws.spec.inference
+    config = ws.workload.config
+    warnings: list[str] = []
+
+    if profile is None:
+        limit = to_bytes(resource.memory) if resource.memory is not None else 0
+        profile = cpu_profile(limit)
+
+    sharing = SharingStrategy.EXCLUSIVE
+    if acc is not None and acc.sharing is not None:
+        sharing = acc.sharing.strategy
+    if sharing is not SharingStrategy.EXCLUSIVE and profile.kind != "gpu":
+        raise PlanError(
+            "spec.resource.accelerator.sharing: sharing applies to whole GPUs; "
+            "a MIG slice or a CPU is already a partition"
+        )
+    sharers = resource.count if sharing is not SharingStrategy.EXCLUSIVE else 1
+    device_class = acc.device_class_name if acc is not None else "gpu.nvidia.com"
+    if profile.kind == "mig" and device_class == "gpu.nvidia.com":
+        device_class = "mig.nvidia.com"
+
+    if acc is not None and acc.min_memory is not None and profile.is_gpu:
+        wanted = to_bytes(acc.min_memory)
+        if profile.memory_bytes < wanted:
+            raise PlanError(
+                f"spec.resource.accelerator.minMemory: {profile.name} has "
+                f"{format_bytes(profile.memory_bytes)}, less than {acc.min_memory}"
+            )
+
+    model_section = ws.workload.model
+    dtype: str
+    if model_section is not None and model_section.dtype != "auto":
+        dtype = model_section.dtype
+    elif _config_value(config, "dtype") in _DTYPE_BYTES:
+        dtype = str(_config_value(config, "dtype"))
+    elif cpu:
+        dtype = "float32"  # exact and fast on every CPU; bf16 only where the CPU has it
+    else:
+        dtype = spec.dtype if spec is not None else "bfloat16"
+    if dtype == "bfloat16" and profile.compute_capability and profile.compute_capability < "8.0":
+        dtype = "float16"
+        warnings.append(f"{profile.name} has no bfloat16: serving in float16")
+
+    quantization = model_section.quantization if model_section else Quantization.NONE
+    if quantization is Quantization.NONE and _config_value(config, "quantization"):
+        try:
+            quantization = Quantization(str(_config_value(config, "quantization")))
+        except ValueError:
+            choices = ", ".join(q.value for q in Quantization)
+            raise PlanError(
+                f"spec.inference.config.quantization: unknown method; use one of {choices}"
+            ) from None
+    if tuning and ws.spec.tuning is not None and ws.spec.tuning.method.value == "qlora":
+        if cpu:
+            raise PlanError(
+                "spec.tuning.method: qlora needs a GPU (4-bit kernels are CUDA-only); "
+                "use method: lora on CPUs"
+            )
+        quantization = Quantization.BNB_4BIT
+
+    kv_dtype = _config_value(config, "kvCacheDtype", "kv_cache_dtype")
+    kv_element = 1.0 if kv_dtype in ("fp8", "fp8_e4m3", "fp8_e5m2") else _DTYPE_BYTES[dtype]
+    concurrency = inference.concurrency if inference else 1
+    context = spec.max_context if spec is not None else DEFAULT_MAX_MODEL_LEN
+    requested_len = inference.max_model_len if inference else None
+    if requested_len is not None and spec is not None and requested_len > spec.max_context:
+        raise PlanError(
+            f"spec.inference.maxModelLen: {requested_len} exceeds {spec.name}'s context "
+            f"of {spec.max_context} tokens"
+        )
+    max_model_len = requested_len or min(context, DEFAULT_MAX_MODEL_LEN)
+    graphs = not bool(_config_value(config, "enforceEager", "enforce_eager"))
+    batched = _config_value(config, "maxNumBatchedTokens", "max_num_batched_tokens")
+    seqs = _config_value(config, "maxNumSeqs", "max_num_seqs")
+    tuning_config = ws.spec.tuning.config if ws.spec.tuning else {}
+
+    common = dict(
+        workspace=ws.name,
+        namespace=ws.metadata.namespace,
+        workload="tuning" if tuning else "inference",
+        model=model_name,
+        model_ref=model_ref,
+        spec=spec,
+        runtime=runtime,
+        device_class=device_class,
+        instance_type=itype,
+        devices_per_node=per_node,
+        replicas=resource.count,
+        max_model_len=max_model_len,
+        concurrency=concurrency,
+        dtype=dtype,
+        quantization=quantization.value,
+        sharing=sharing,
+        target=target,
+    )
+
+    if spec is None:
+        count = acc.count if acc is not None and acc.count else 1
+        where = "pvc" if model_ref.startswith("/models") else "hub or path"
+        warnings.append(
+            f"{model_path}: the model is not in the catalog and its config.json is not "
+            f"readable here ({where}); memory was not estimated"
+        )
+        empty = Memory(0, 0, 0, 0, 0, profile.memory_bytes, 0, 0, 0)
+        return Plan(
+            accelerator=profile,
+            devices_per_replica=count if profile.is_gpu else 0,
+            tensor_parallel_size=min(count, per_node) if profile.is_gpu else 1,
+            pipeline_parallel_size=max(1, count // per_node) if profile.is_gpu else 1,
+            nodes_per_replica=max(1, math.ceil(count / per_node)),
+            memory=empty,
+            gpu_memory_utilization=GPU_UTILIZATION,
+            fits=True,
+            reason=f"not sized: using {count} device(s) as given",
+            warnings=tuple(warnings),
+            **common,  # type: ignore[arg-type]
+        )
+
+    x = _Inputs(
+        spec=spec,
+        profile=profile,
+        runtime=runtime,
+        dtype=dtype,
+        quantization=quantization,
+        kv_element_bytes=kv_element,
+        max_model_len=max_model_len,
+        concurrency=concurrency,
+        batched_tokens=int(batched or (CPU_BATCHED_TOKENS if cpu else GPU_BATCHED_TOKENS)),
+        max_seqs=int(seqs or (CPU_MAX_SEQS if cpu else GPU_MAX_SEQS)),
+        cuda_graphs=graphs and not cpu,
+        tuning=tuning,
+        tuning_seq_len=int(_config_value(tuning_config, "maxSeqLength") or TUNING_SEQ_LEN),
+        tuning_batch=int(_config_value(tuning_config, "batchSize") or TUNING_BATCH),
+    )
+
+    layouts = _layouts(x, per_node)
+    if acc is not None and acc.count is not None and profile.is_gpu:
+        layouts = [_explicit_layout(x, acc.count, per_node, warnings)]
+
+    chosen: tuple[int, int, _Estimate] | None = None
+    for tp, pp in layouts:
+        est = _estimate(x, tp, pp)
+        if (profile.kind == "cpu" and profile.memory_bytes == 0) or _fits(x, est, sharers):
+            chosen = (tp, pp, est)
+            break
+    fits = chosen is not None
+    if chosen is None:
+        tp, pp = layouts[-1]
+        chosen = (tp, pp, _estimate(x, tp, pp))
+    tp, pp, est = chosen
+    devices = tp * pp
+
+    capacity = profile.memory_bytes
+    if profile.kind == "cpu" and capacity == 0:
+        capacity = math.ceil(est.need / CPU_UTILIZATION)  # the pod requests what it needs
+    usable = int(capacity * _utilization(profile))
+    room = usable / sharers - est.weights_dev - est.activation_dev - est.overhead_dev
+    kv_tokens = int(room / est.kv_per_token_dev) if est.kv_per_token_dev and room > 0 else 0
+    memory = Memory(
+        weights_bytes=int(est.weights_dev * devices),
+        kv_cache_bytes=int(est.kv_dev * devices),
+        activation_bytes=int(est.activation_dev),
+        overhead_bytes=int(est.overhead_dev),
+        per_device_bytes=int(est.need),
+        device_capacity_bytes=capacity,
+        usable_bytes=usable,
+        kv_bytes_per_token=round(spec.kv_bytes_per_token(kv_element)),
+        kv_capacity_tokens=kv_tokens,
+    )
+    utilization = GPU_UTILIZATION
+    if sharing is not SharingStrategy.EXCLUSIVE:
+        # Each sharer must leave room for the others: take only this replica's share.
+        utilization = min(GPU_UTILIZATION, math.ceil((est.need / capacity + 0.02) * 100) / 100)
+
+    on = f"{devices} x {profile.name}" if profile.is_gpu else "cpu"
+    if fits:
+        layout = f"tensor parallel {tp}" + (f", {pp} pipeline stages" if pp > 1 else "")
+        what = "tuning" if tuning else f"{max_model_len}-token context"
+        reason = (
+            f"fits on {on} ({layout}): {format_bytes(est.need)} of "
+            f"{format_bytes(usable)} usable per device for {what}"
+        )
+        if not tuning:
+            reason += f"; room for {kv_tokens} KV tokens"
+    else:
+        reason = _describe(x, est, devices, sharers)
+        short = est.need * sharers - usable
+        reason += f": short by {format_bytes(short)}"
+        if not tuning and runtime != "bosun" and profile.kind == "gpu":
+            shorter = _max_len_that_fits(x, est, sharers)
+            if shorter >= 256:
+                reason += f"; maxModelLen {shorter} would fit"
+        if runtime == "bosun" and profile.kind == "gpu" and not tuning:
+            reason += "; the bosun engine runs on one device: runtime vllm can split the model"
+        reason += _alternatives(x, sharers)
+        if acc is not None and acc.count is not None:
+            warnings.append(f"spec.resource.accelerator.count: {acc.count} will not fit: {reason}")
+
+    return Plan(
+        accelerator=profile,
+        devices_per_replica=devices if profile.is_gpu else 0,
+        tensor_parallel_size=tp,
+        pipeline_parallel_size=pp,
+        nodes_per_replica=pp,
+        memory=memory,
+        gpu_memory_utilization=utilization,
+        fits=fits,
+        reason=reason,
+        warnings=tuple(warnings),
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def _explicit_layout(x: _Inputs, count: int, per_node: int, warnings: list[str]) -> tuple[int, int]:
+    """The (tp, pp) for an explicit ``accelerator.count``: it is respected as given."""
+    if x.profile.kind == "mig" or x.runtime == "bosun" or x.tuning:
+        if count > 1:
+            warnings.append(
+                f"spec.resource.accelerator.count: {count} devices requested, but "
+                f"{'a MIG slice' if x.profile.kind == 'mig' else 'this runtime'} uses one"
+            )
+        return (1, 1)
+    if count <= per_node:
+        tp = count
+        if not _valid_tp(x.spec, tp):
+            tp = max(t for t in range(1, count + 1) if count % t == 0 and _valid_tp(x.spec, t))
+            warnings.append(
+                f"spec.resource.accelerator.count: {x.spec.name}'s {x.spec.attention_heads} "
+                f"attention heads do not split {count} ways; tensor parallel {tp} is used"
+            )
+        return (tp, 1)
+    if count % per_node:
+        raise PlanError(
+            f"spec.resource.accelerator.count: {count} devices do not fill whole nodes of "
+            f"{per_node}; use a multiple of {per_node}"
+        )
+    return (per_node, count // per_node)

@@ -1,0 +1,269 @@
+"""``bosun``: plan, render and run Workspaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bosun import __version__
+from bosun.cli.output import Format, console, dump, fail, warn
+
+if TYPE_CHECKING:
+    from bosun.api import Workspace
+    from bosun.catalog import Plan
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="bosun",
+    help="Run AI models on Kubernetes the simple way, and the same Workspace on one machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+FileArg = Annotated[
+    Path, typer.Argument(help="A Workspace YAML file.", exists=False, dir_okay=False)
+]
+AcceleratorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--accelerator",
+        "-a",
+        help="Plan for this device profile (see `bosun accelerators`), or 'cpu'.",
+    ),
+]
+InstanceTypeOpt = Annotated[
+    str | None,
+    typer.Option("--instance-type", "-t", help="Plan for this cloud instance type."),
+]
+OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="Output format.")]
+
+
+def _load(file: Path) -> Workspace:
+    from bosun.api import BosunError, load_workspace
+
+    try:
+        return load_workspace(file)
+    except BosunError as exc:
+        fail(str(exc))
+
+
+def _plan(ws: Workspace, accelerator: str | None, instance_type: str | None) -> Plan:
+    from bosun.api import BosunError
+    from bosun.catalog import plan_workspace
+
+    if accelerator and instance_type:
+        fail("--accelerator and --instance-type are exclusive: an instance type has its own GPUs")
+    try:
+        plan = plan_workspace(ws, accelerator=accelerator, instance_type=instance_type)
+    except BosunError as exc:
+        fail(str(exc))
+    for message in plan.warnings:
+        warn(message)
+    return plan
+
+
+@app.command()
+def version() -> None:
+    """Print Bosun's version."""
+    console.print(__version__)
+
+
+@app.command()
+def crd() -> None:
+    """Print the Workspace CustomResourceDefinition (kubectl apply -f -)."""
+    from bosun.api.crd import workspace_crd
+
+    dump([workspace_crd()], Format.YAML)
+
+
+@app.command()
+def models(output: OutputOpt = Format.TABLE) -> None:
+    """List the model presets of the catalog."""
+    from rich.table import Table
+
+    from bosun.api.quantity import format_bytes
+    from bosun.catalog import all_presets
+
+    presets = all_presets()
+    if output is not Format.TABLE:
+        dump([p.model_dump(by_alias=True, exclude_none=True) for p in presets], output)
+        return
+    table = Table(title="Model presets", title_justify="left")
+    for column in ("name", "params", "architecture", "context", "KV/token", "weights"):
+        table.add_column(column, justify="right" if column in ("params", "context") else "left")
+    table.add_column("license")
+    table.add_column("runtimes")
+    table.add_column("tunable")
+    for p in presets:
+        table.add_row(
+            p.name,
+            f"{p.parameters / 1e9:.2f}B",
+            p.architecture.removesuffix("ForCausalLM"),
+            f"{p.max_context:,}",
+            format_bytes(p.kv_bytes_per_token(2)),
+            format_bytes(p.parameters * 2),
+            p.license,
+            ", ".join(p.runtimes),
+            "yes" if p.tunable else "no",
+        )
+    console.print(table)
+    console.print("KV/token and weights in bf16. `bosun plan FILE` sizes a Workspace.")
+
+
+@app.command()
+def accelerators(output: OutputOpt = Format.TABLE) -> None:
+    """List accelerator profiles and the cloud instance types that carry them."""
+    from rich.table import Table
+
+    from bosun.api.quantity import format_bytes
+    from bosun.catalog import all_instance_types, all_profiles
+
+    profiles = all_profiles()
+    types = all_instance_types()
+    if output is not Format.TABLE:
+        dump(
+            {
+                "profiles": [
+                    {
+                        "name": p.name,
+                        "kind": p.kind,
+                        "memoryBytes": p.memory_bytes,
+                        "productName": p.product_name,
+                    }
+                    for p in profiles
+                ],
+                "instanceTypes": [
+                    {"name": t.name, "provider": t.provider, "profile": t.profile, "count": t.count}
+                    for t in types
+                ],
+            },
+            output,
+        )
+        return
+    table = Table(title="Accelerator profiles", title_justify="left")
+    for column in ("name", "kind", "memory", "product", "instance types"):
+        table.add_column(column)
+    for p in profiles:
+        carried = [f"{t.name} ({t.count})" for t in types if t.profile == p.name]
+        table.add_row(
+            p.name, p.kind, format_bytes(p.memory_bytes), p.product_name, ", ".join(carried)
+        )
+    table.add_row("cpu", "cpu", "spec.resource.memory", "", "")
+    console.print(table)
+
+
+def _print_plan_table(plan: Plan) -> None:
+    from rich.table import Table
+
+    from bosun.api.quantity import format_bytes
+
+    m = plan.memory
+    table = Table(title=f"Plan for {plan.workspace}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("model", f"{plan.model} ({plan.model_ref})"),
+        ("workload", plan.workload),
+        ("runtime", plan.runtime),
+        (
+            "accelerator",
+            plan.accelerator.name
+            + (f" on {plan.instance_type.name}" if plan.instance_type else ""),
+        ),
+        ("devices per replica", str(plan.devices_per_replica)),
+        ("tensor x pipeline", f"{plan.tensor_parallel_size} x {plan.pipeline_parallel_size}"),
+        ("nodes per replica", str(plan.nodes_per_replica)),
+        ("replicas", str(plan.replicas)),
+        ("dtype / quantization", f"{plan.dtype} / {plan.quantization}"),
+        ("max model len x concurrency", f"{plan.max_model_len} x {plan.concurrency}"),
+        ("weights", format_bytes(m.weights_bytes)),
+        (
+            "KV cache",
+            f"{format_bytes(m.kv_cache_bytes)} ({format_bytes(m.kv_bytes_per_token)}/token)",
+        ),
+        ("activations per device", format_bytes(m.activation_bytes)),
+        ("runtime overhead per device", format_bytes(m.overhead_bytes)),
+        ("need per device", format_bytes(m.per_device_bytes)),
+        (
+            "usable per device",
+            f"{format_bytes(m.usable_bytes)} of {format_bytes(m.device_capacity_bytes)}",
+        ),
+    ]
+    if plan.nodes_to_provision:
+        rows.append(("nodes to provision", str(plan.nodes_to_provision)))
+    for key, value in rows:
+        table.add_row(key, value)
+    table.add_row("fits", "[green]yes[/green]" if plan.fits else "[red]no[/red]")
+    table.add_row("reason", plan.reason)
+    console.print(table)
+
+
+@app.command()
+def plan(
+    file: FileArg,
+    accelerator: AcceleratorOpt = None,
+    instance_type: InstanceTypeOpt = None,
+    output: OutputOpt = Format.TABLE,
+) -> None:
+    """Size a Workspace: devices, parallelism, runtime and the memory breakdown.
+
+    Exits 2 when the model does not fit (the reason says by how much and what would).
+    """
+    ws = _load(file)
+    result = _plan(ws, accelerator, instance_type)
+    if output is Format.TABLE:
+        _print_plan_table(result)
+    else:
+        dump(result.to_json(), output)
+    if not result.fits:
+        fail(f"{_fit_field(ws)}: {result.reason}")
+
+
+def _fit_field(ws: Workspace) -> str:
+    acc = ws.spec.resource.accelerator
+    if acc is not None and acc.count is not None:
+        return "spec.resource.accelerator.count"
+    return "spec.resource"
+
+
+@app.command()
+def render(
+    file: FileArg,
+    accelerator: AcceleratorOpt = None,
+    instance_type: InstanceTypeOpt = None,
+    extended_resources: Annotated[
+        bool,
+        typer.Option(
+            "--extended-resources",
+            help="Request nvidia.com/gpu limits instead of DRA claims (clusters without DRA).",
+        ),
+    ] = False,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Namespace of the objects.")
+    ] = None,
+) -> None:
+    """Print the Kubernetes manifests of a Workspace (kubectl apply -f -)."""
+    from bosun.api.validators import check_dns1123_label
+    from bosun.render import RenderOptions, render_workspace
+
+    if namespace is not None:
+        try:
+            check_dns1123_label(namespace)
+        except ValueError as exc:
+            fail(f"--namespace: {exc}")
+    ws = _load(file)
+    result = _plan(ws, accelerator, instance_type)
+    acc = ws.spec.resource.accelerator
+    if not result.fits and (acc is None or acc.count is None):
+        fail(f"{_fit_field(ws)}: {result.reason}")
+    options = RenderOptions(namespace=namespace, extended_resources=extended_resources)
+    dump(render_workspace(ws, result, options), Format.YAML)
+
+
+def main() -> None:
+    """Entry point of the ``bosun`` script."""
+    app()
