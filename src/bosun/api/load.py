@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from bosun.api.errors import Problem, WorkspaceError
 from bosun.api.workspace import API_VERSION, KIND, Workspace
 
-__all__ = ["load_workspace", "parse_workspace", "problems_from"]
+__all__ = ["load_workspace", "load_yaml_documents", "parse_workspace", "problems_from"]
 
 _MESSAGES = {
     "extra_forbidden": "unknown field",
@@ -72,7 +72,7 @@ def load_workspace(path: str | Path) -> Workspace:
             source, [Problem("", f"cannot read the file: {exc.strerror}")]
         ) from None
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in load_yaml_documents(text) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -83,3 +83,9 @@ def load_workspace(path: str | Path) -> Workspace:
             source, [Problem("", f"expected one Workspace document, found {len(documents)}")]
         )
     return parse_workspace(documents[0], source)
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """Decode every YAML document in ``text``, with libyaml's C parser where present."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return list(yaml.load_all(text, Loader=loader))

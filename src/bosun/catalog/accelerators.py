@@ -9,11 +9,9 @@ import difflib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
-
-import yaml
 
 from bosun.api.errors import BosunError
+from bosun.api.load import load_yaml_documents
 
 __all__ = [
     "CPU",
@@ -64,7 +62,7 @@ class InstanceType:
 
 @cache
 def _data() -> tuple[dict[str, AcceleratorProfile], dict[str, dict[str, int]]]:
-    raw: dict[str, Any] = yaml.safe_load(
+    (raw,) = load_yaml_documents(
         resources.files("bosun.catalog").joinpath("data/accelerators.yaml").read_text("utf-8")
     )
     profiles: dict[str, AcceleratorProfile] = {}
@@ -146,7 +144,7 @@ def get_profile(name: str) -> AcceleratorProfile:
 
 @cache
 def _instance_types() -> dict[str, InstanceType]:
-    raw: dict[str, dict[str, dict[str, Any]]] = yaml.safe_load(
+    (raw,) = load_yaml_documents(
         resources.files("bosun.catalog").joinpath("data/instance-types.yaml").read_text("utf-8")
     )
     return {

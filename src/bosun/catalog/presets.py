@@ -9,13 +9,12 @@ from __future__ import annotations
 import difflib
 from functools import cache
 from importlib import resources
-from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from bosun.api.errors import BosunError
+from bosun.api.load import load_yaml_documents
 
 __all__ = [
     "BOSUN_ARCHITECTURES",
@@ -130,7 +129,7 @@ class ModelSpec(_Data):
 
 def _load_file(stem: str) -> list[ModelSpec]:
     text = resources.files("bosun.catalog").joinpath(f"data/{stem}.yaml").read_text("utf-8")
-    rows: list[dict[str, Any]] = yaml.safe_load(text)
+    (rows,) = load_yaml_documents(text)
     return [ModelSpec.model_validate(row) for row in rows]
 
 

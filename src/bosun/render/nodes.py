@@ -34,8 +34,9 @@ def node_claims(ws: Workspace, plan: Plan, options: RenderOptions) -> list[dict[
     node_labels = {**labels(ws, "node"), NAMESPACE_LABEL: namespace}
     if ws.spec.resource.label_selector is not None:
         node_labels.update(ws.spec.resource.label_selector.match_labels)
-    # Room for the weights twice over (download and page cache), at least 128 GiB.
-    disk_gib = max(128, math.ceil(plan.memory.weights_bytes * 2 / 2**30))
+    # Room for this node's share of the weights twice over (download and page cache).
+    per_node = plan.memory.weights_bytes / plan.nodes_per_replica
+    disk_gib = max(128, math.ceil(per_node * 2 / 2**30))
     claims = []
     for i in range(plan.nodes_to_provision):
         claims.append(

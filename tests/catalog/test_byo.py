@@ -1,0 +1,88 @@
+"""Bring-your-own models: sized from config.json and safetensors headers, no weights loaded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from bosun.api import parse_workspace
+from bosun.catalog import PlanError, plan_workspace
+from bosun.catalog.byo import spec_from_directory
+from tests.conftest import EXAMPLES, example_data
+
+CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 100,
+    "max_position_embeddings": 512,
+    "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16",
+}
+
+
+def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
+    """A safetensors file with real headers and zeroed data."""
+    sizes = {"BF16": 2, "F32": 4}
+    header, offset = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        n = sizes[dtype]
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+
+
+def test_parameters_come_from_safetensors_headers(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    write_safetensors(tmp_path / "model-1.safetensors", {"embed": ("BF16", [100, 64])})
+    write_safetensors(
+        tmp_path / "model-2.safetensors", {"w": ("BF16", [64, 128]), "n": ("F32", [64])}
+    )
+    spec = spec_from_directory(tmp_path)
+    assert spec.parameters == 100 * 64 + 64 * 128 + 64
+    assert spec.weight_bytes_on_disk == (100 * 64 + 64 * 128) * 2 + 64 * 4
+    assert (spec.layers, spec.kv_heads, spec.head_dim) == (2, 2, 16)
+
+
+def test_the_bundled_example_is_sized_from_its_index(tmp_path: Path) -> None:
+    model = tmp_path / "my-model"
+    shutil.copytree(EXAMPLES / "07-byo-model" / "my-model", model)
+    data = example_data("07-")
+    data["spec"]["inference"]["model"]["uri"] = f"file://{model}"
+    plan = plan_workspace(parse_workspace(data))
+    assert plan.spec is not None and plan.spec.architecture == "MistralForCausalLM"
+    assert plan.spec.parameters == 14496047104 // 2
+    assert plan.fits and plan.devices_per_replica == 1
+    assert plan.memory.kv_bytes_per_token == 2 * 32 * 8 * 128 * 2
+
+
+def test_missing_directory_plans_unsized_with_a_warning() -> None:
+    plan = plan_workspace(parse_workspace(example_data("07-")))
+    assert plan.spec is None
+    assert any("spec.inference.model.uri" in w for w in plan.warnings)
+
+
+def test_config_without_the_needed_fields_names_them(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["X"]}))
+    data = example_data("07-")
+    data["spec"]["inference"]["model"]["uri"] = f"file://{tmp_path}"
+    with pytest.raises(PlanError, match=r"spec\.inference\.model\.uri: .*missing hidden_size"):
+        plan_workspace(parse_workspace(data))
+
+
+def test_unreadable_config(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    data = example_data("07-")
+    data["spec"]["inference"]["model"]["uri"] = f"file://{tmp_path}"
+    with pytest.raises(PlanError, match=r"unreadable config\.json"):
+        plan_workspace(parse_workspace(data))

@@ -1,0 +1,291 @@
+"""Sizing: device counts, parallelism and memory that match what engines really need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bosun.api import parse_workspace
+from bosun.catalog import PlanError, plan_workspace
+from bosun.catalog.accelerators import get_profile
+from bosun.catalog.sizing import GPU_UTILIZATION, Plan
+from tests.conftest import example_data, workspace_data
+
+GIB = 2**30
+
+
+def plan_for(accelerator: str | None = None, instance_type: str | None = None, **spec: Any) -> Plan:
+    return plan_workspace(
+        parse_workspace(workspace_data(**spec)),
+        accelerator=accelerator,
+        instance_type=instance_type,
+    )
+
+
+def inference(preset: str, **extra: Any) -> dict[str, Any]:
+    return {"inference": {"preset": {"name": preset}, **extra}}
+
+
+def test_8b_fits_one_h100_with_a_long_context() -> None:
+    plan = plan_for("nvidia-h100-80gb", **inference("llama-3.1-8b-instruct", maxModelLen=131072))
+    assert plan.fits
+    assert (plan.devices_per_replica, plan.tensor_parallel_size) == (1, 1)
+    assert plan.runtime == "vllm"
+    # 8,030,261,248 bf16 weights; 131072 tokens x 128 KiB of KV cache.
+    assert plan.memory.weights_bytes == pytest.approx(8_030_261_248 * 2, rel=0.001)
+    assert plan.memory.kv_cache_bytes == 131072 * 128 * 1024
+
+
+def test_8b_on_an_l4_fits_with_a_short_context_only() -> None:
+    short = plan_for("nvidia-l4-24gb", **inference("llama-3.1-8b-instruct", maxModelLen=8192))
+    assert short.fits and short.devices_per_replica == 1
+    long = plan_for("nvidia-l4-24gb", **inference("llama-3.1-8b-instruct", maxModelLen=131072))
+    assert long.fits and long.devices_per_replica > 1  # more devices, not a failure
+
+
+def test_8b_does_not_fit_a_t4_alone_and_says_what_would() -> None:
+    ws = inference("llama-3.1-8b-instruct", maxModelLen=8192)
+    plan = plan_for("nvidia-t4-16gb", resource={"accelerator": {"count": 1}}, **ws)
+    assert not plan.fits
+    assert plan.dtype == "float16"  # the T4 has no bfloat16
+    assert "short by" in plan.reason
+    assert "it would fit on" in plan.reason
+    assert any("accelerator.count: 1 will not fit" in w for w in plan.warnings)
+
+
+def test_70b_needs_several_gpus_that_split_its_heads() -> None:
+    plan = plan_for("nvidia-h100-80gb", **inference("llama-3.3-70b-instruct", maxModelLen=8192))
+    assert plan.fits
+    assert plan.devices_per_replica >= 2
+    assert 64 % plan.tensor_parallel_size == 0 and 8 % plan.tensor_parallel_size == 0
+    assert plan.nodes_per_replica == 1
+
+
+def test_70b_does_not_fit_one_h200() -> None:
+    """131 GiB of bf16 weights exceed 90% of an H200's 140 GiB."""
+    plan = plan_for(
+        "nvidia-h200-141gb",
+        resource={"accelerator": {"count": 1}},
+        **inference("llama-3.3-70b-instruct", maxModelLen=4096),
+    )
+    assert not plan.fits
+
+
+def test_405b_spans_two_nodes_with_pipeline_stages() -> None:
+    plan = plan_workspace(parse_workspace(example_data("05-")))
+    assert plan.fits
+    assert plan.instance_type is not None and plan.instance_type.name == "p5.48xlarge"
+    assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (8, 2)
+    assert plan.nodes_per_replica == 2 and plan.devices_per_replica == 16
+    assert plan.nodes_to_provision == 2
+
+
+def test_instance_type_sets_profile_and_nodes() -> None:
+    plan = plan_workspace(parse_workspace(example_data("03-")))
+    assert plan.accelerator.name == "nvidia-h100-80gb"
+    assert plan.devices_per_node == 8
+    # Two replicas of 8 GPUs need two 8-GPU nodes.
+    assert plan.devices_per_replica == 8 and plan.nodes_to_provision == 2
+
+
+def test_flags_override_the_workspace() -> None:
+    ws = parse_workspace(example_data("03-"))
+    plan = plan_workspace(ws, accelerator="nvidia-a100-80gb")
+    assert plan.accelerator.name == "nvidia-a100-80gb" and plan.instance_type is None
+    plan = plan_workspace(ws, instance_type="Standard_ND96amsr_A100_v4")
+    assert plan.instance_type is not None and plan.instance_type.provider == "azure"
+
+
+def test_mla_model_needs_far_less_kv_cache() -> None:
+    lite = plan_for("nvidia-h100-80gb", **inference("deepseek-v2-lite-chat", maxModelLen=32768))
+    assert lite.memory.kv_bytes_per_token == (512 + 64) * 27 * 2
+    assert lite.memory.kv_cache_bytes == 32768 * (512 + 64) * 27 * 2
+    assert lite.runtime == "vllm"
+
+
+def test_mig_slice_plans_one_device_in_the_mig_class() -> None:
+    plan = plan_workspace(parse_workspace(example_data("04-")))
+    assert plan.fits
+    assert plan.accelerator.kind == "mig" and plan.accelerator.mig_profile == "1g.10gb"
+    assert plan.device_class == "mig.nvidia.com"
+    assert plan.devices_per_replica == 1
+    assert plan.accelerator.memory_bytes < get_profile("nvidia-h100-80gb").memory_bytes / 7
+
+
+def test_too_big_for_a_mig_slice() -> None:
+    plan = plan_for(
+        "nvidia-a100-40gb",
+        resource={"accelerator": {"migProfile": "1g.5gb"}},
+        **inference("llama-3.1-8b-instruct", maxModelLen=4096),
+    )
+    assert not plan.fits
+
+
+def test_cpu_plan_serves_with_the_bosun_engine() -> None:
+    plan = plan_workspace(parse_workspace(example_data("01-")))
+    assert plan.cpu_only and plan.fits
+    assert plan.runtime == "bosun" and plan.dtype == "float32"
+    assert plan.memory.device_capacity_bytes == 4 * GIB
+    assert plan.memory.per_device_bytes < 4 * GIB
+
+
+def test_cpu_memory_limit_too_small() -> None:
+    plan = plan_for(
+        resource={"cpu": "4", "memory": "2Gi"},
+        **inference("qwen2.5-1.5b-instruct", maxModelLen=4096),
+    )
+    assert not plan.fits
+    assert "short by" in plan.reason
+
+
+def test_time_slicing_replicas_share_one_gpu() -> None:
+    spec = {"resource": {"count": 3, "accelerator": {"sharing": {"strategy": "TimeSlicing"}}}}
+    plan = plan_for(
+        "nvidia-h100-80gb", **spec, **inference("qwen2.5-1.5b-instruct", maxModelLen=8192)
+    )
+    assert plan.fits
+    assert plan.gpu_memory_utilization < GPU_UTILIZATION / 3 + 0.05
+    crowded = {"resource": {"count": 40, "accelerator": {"sharing": {"strategy": "TimeSlicing"}}}}
+    over = plan_for(
+        "nvidia-h100-80gb", **crowded, **inference("qwen2.5-1.5b-instruct", maxModelLen=8192)
+    )
+    assert not over.fits and "40 replicas sharing it" in over.reason
+
+
+def test_explicit_count_is_respected() -> None:
+    plan = plan_for(
+        "nvidia-h100-80gb",
+        resource={"accelerator": {"count": 4}},
+        **inference("llama-3.1-8b-instruct"),
+    )
+    assert plan.devices_per_replica == 4 and plan.tensor_parallel_size == 4
+
+
+def test_explicit_count_that_splits_no_heads_falls_back_with_a_warning() -> None:
+    plan = plan_for(
+        "nvidia-h100-80gb",
+        resource={"accelerator": {"count": 3}},
+        **inference("llama-3.1-8b-instruct"),
+    )
+    assert plan.tensor_parallel_size == 1
+    assert any("do not split 3 ways" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (inference("llama-3.1-8b-instruct", maxModelLen=200000), "spec.inference.maxModelLen"),
+        (inference("mixtral-8x7b-instruct", runtime="bosun"), "spec.inference.runtime"),
+        (
+            {"resource": {"cpu": "2"}, **inference("llama-3.1-8b-instruct", runtime="vllm")},
+            "spec.inference.runtime",
+        ),
+        (inference("no-such-model"), "spec.inference.preset.name"),
+        (
+            {
+                "resource": {"accelerator": {"minMemory": "100Gi"}},
+                **inference("llama-3.1-8b-instruct"),
+            },
+            "spec.resource.accelerator.minMemory",
+        ),
+        (
+            {
+                "resource": {"accelerator": {"migProfile": "5g.99gb"}},
+                **inference("llama-3.1-8b-instruct"),
+            },
+            "spec.resource.accelerator.migProfile",
+        ),
+    ],
+)
+def test_impossible_requests_name_the_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(PlanError, match=field.replace(".", r"\.")):
+        plan_for(**spec)
+
+
+def test_qlora_on_cpu_is_refused() -> None:
+    data = example_data("06-")
+    data["spec"]["resource"] = {"cpu": "8", "memory": "32Gi"}
+    data["spec"]["tuning"]["method"] = "qlora"
+    with pytest.raises(PlanError, match=r"spec\.tuning\.method: qlora needs a GPU"):
+        plan_workspace(parse_workspace(data))
+
+
+def test_tuning_plans_one_device() -> None:
+    plan = plan_workspace(parse_workspace(example_data("06-")))
+    assert plan.workload == "tuning" and plan.runtime == "bosun"
+    assert plan.devices_per_replica == 1 and plan.fits
+
+
+def test_unknown_model_with_a_count_is_planned_unsized() -> None:
+    plan = plan_for(
+        resource={"accelerator": {"count": 2}},
+        inference={"model": {"uri": "hf://someone/private-model"}},
+    )
+    assert plan.fits and plan.devices_per_replica == 2
+    assert plan.spec is None and "not sized" in plan.reason
+    assert any("not in the catalog" in w for w in plan.warnings)
+
+
+def test_hf_uri_of_a_catalog_model_is_sized() -> None:
+    plan = plan_for(inference={"model": {"uri": "hf://Qwen/Qwen2.5-7B-Instruct"}})
+    assert plan.spec is not None and plan.spec.name == "qwen2.5-7b-instruct"
+    assert plan.model_ref == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_quantization_shrinks_weights() -> None:
+    full = plan_for(
+        "nvidia-l4-24gb",
+        inference={"model": {"uri": "hf://Qwen/Qwen2.5-14B-Instruct"}, "maxModelLen": 4096},
+    )
+    awq = plan_for(
+        "nvidia-l4-24gb",
+        inference={
+            "model": {"uri": "hf://Qwen/Qwen2.5-14B-Instruct", "quantization": "awq"},
+            "maxModelLen": 4096,
+        },
+    )
+    assert awq.memory.weights_bytes < full.memory.weights_bytes * 0.4
+    assert awq.devices_per_replica == 1 and full.devices_per_replica > 1
+
+
+PRESETS = [
+    "llama-3.1-8b-instruct",
+    "qwen2.5-32b-instruct",
+    "gemma-2-27b-it",
+    "phi-4",
+    "llama-3.3-70b-instruct",
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    preset=st.sampled_from(PRESETS),
+    short=st.integers(min_value=256, max_value=4096),
+    extra=st.integers(min_value=0, max_value=12000),
+    concurrency=st.integers(min_value=1, max_value=16),
+)
+def test_longer_context_never_needs_fewer_devices(
+    preset: str, short: int, extra: int, concurrency: int
+) -> None:
+    a = plan_for(
+        "nvidia-a100-80gb", **inference(preset, maxModelLen=short, concurrency=concurrency)
+    )
+    b = plan_for(
+        "nvidia-a100-80gb", **inference(preset, maxModelLen=short + extra, concurrency=concurrency)
+    )
+    assert b.devices_per_replica >= a.devices_per_replica
+    assert b.memory.kv_cache_bytes >= a.memory.kv_cache_bytes
+    if a.fits and b.fits and a.devices_per_replica == b.devices_per_replica:
+        assert b.memory.per_device_bytes >= a.memory.per_device_bytes
+    # When it fits, the busiest device stays within its usable memory.
+    for plan in (a, b):
+        if plan.fits:
+            assert plan.memory.per_device_bytes <= plan.memory.usable_bytes
+
+
+def test_same_input_same_plan() -> None:
+    ws = parse_workspace(example_data("03-"))
+    assert plan_workspace(ws).to_json() == plan_workspace(ws).to_json()

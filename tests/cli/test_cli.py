@@ -1,0 +1,191 @@
+"""The command line as a user meets it: output, exit codes and error messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bosun.cli.main import app
+from tests.conftest import EXAMPLES
+
+runner = CliRunner()
+HEAD = "kind: Workspace\napiVersion: bosun.dev/v1alpha1\nmetadata: {name: x}\n"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_crd_prints_one_custom_resource_definition() -> None:
+    code, out, _ = run("crd")
+    assert code == 0
+    (crd,) = list(yaml.safe_load_all(out))
+    assert crd["kind"] == "CustomResourceDefinition"
+    assert crd["metadata"]["name"] == "workspaces.bosun.dev"
+
+
+def test_models_lists_the_catalog() -> None:
+    code, out, _ = run("models", "-o", "json")
+    assert code == 0
+    models = json.loads(out)
+    assert len(models) >= 25
+    assert {"name", "hfId", "parameters", "layers", "kvHeads", "license"} <= set(models[0])
+    code, out, _ = run("models")
+    assert code == 0 and "llama-3.1-8b-instruct" in out
+
+
+def test_accelerators_lists_profiles_and_instance_types() -> None:
+    _, out, _ = run("accelerators", "-o", "json")
+    data = json.loads(out)
+    names = {p["name"] for p in data["profiles"]}
+    assert {
+        "nvidia-h200-141gb",
+        "nvidia-h100-80gb",
+        "nvidia-a100-80gb",
+        "nvidia-a100-40gb",
+        "nvidia-l40s-48gb",
+        "nvidia-l4-24gb",
+        "nvidia-a10g-24gb",
+        "nvidia-t4-16gb",
+        "nvidia-a100-80gb-mig-1g.10gb",
+        "nvidia-h100-80gb-mig-3g.40gb",
+    } <= names
+    providers = {t["provider"] for t in data["instanceTypes"]}
+    assert providers == {"azure", "aws", "gcp"}
+
+
+def test_plan_json_has_the_documented_fields() -> None:
+    code, out, _ = run("plan", str(EXAMPLES / "02-llama-8b-one-gpu.yaml"), "-o", "json")
+    assert code == 0
+    plan = json.loads(out)
+    for key in (
+        "model",
+        "runtime",
+        "accelerator",
+        "devicesPerReplica",
+        "tensorParallelSize",
+        "pipelineParallelSize",
+        "nodesPerReplica",
+        "replicas",
+        "fits",
+        "reason",
+    ):
+        assert key in plan
+    for key in (
+        "weightsBytes",
+        "kvCacheBytes",
+        "overheadBytes",
+        "perDeviceBytes",
+        "deviceCapacityBytes",
+    ):
+        assert isinstance(plan["memory"][key], int)
+    assert plan["fits"] is True
+
+
+def test_plan_table_shows_the_breakdown() -> None:
+    code, out, _ = run("plan", str(EXAMPLES / "05-llama-405b-multi-node.yaml"))
+    assert code == 0
+    assert "8 x 2" in out and "p5.48xlarge" in out and "nodes to provision" in out
+
+
+def test_plan_that_does_not_fit_exits_2_with_the_reason() -> None:
+    code, out, err = run(
+        "plan",
+        str(EXAMPLES / "03-llama-70b-multi-gpu.yaml"),
+        "-a",
+        "nvidia-a100-80gb-mig-3g.40gb",
+        "-o",
+        "json",
+    )
+    assert code == 2
+    assert json.loads(out)["fits"] is False
+    assert "error: spec.resource:" in err and "short by" in err
+    assert "Traceback" not in err
+
+
+def test_render_prints_documents_for_kubectl() -> None:
+    code, out, _ = run("render", str(EXAMPLES / "02-llama-8b-one-gpu.yaml"), "-n", "models")
+    assert code == 0
+    docs = list(yaml.safe_load_all(out))
+    assert [d["kind"] for d in docs] == ["ResourceClaimTemplate", "Deployment", "Service"]
+    assert all(d["metadata"]["namespace"] == "models" for d in docs)
+
+
+def test_render_extended_resources() -> None:
+    code, out, _ = run("render", str(EXAMPLES / "02-llama-8b-one-gpu.yaml"), "--extended-resources")
+    assert code == 0
+    docs = list(yaml.safe_load_all(out))
+    assert "ResourceClaimTemplate" not in [d["kind"] for d in docs]
+
+
+def test_render_refuses_a_plan_that_does_not_fit() -> None:
+    code, out, err = run("render", str(EXAMPLES / "02-llama-8b-one-gpu.yaml"), "-t", "g4dn.xlarge")
+    assert code == 2 and out == ""
+    assert "minMemory" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            HEAD + "spec:\n  inference:\n    preset: {name: llama3-8b}\n",
+            "did you mean llama-3.1-8b-instruct",
+        ),
+        (
+            HEAD + "spec:\n  resource: {gpus: 1}\n  inference:\n    preset: {name: phi-4}\n",
+            "spec.resource.gpus: unknown field",
+        ),
+        (
+            HEAD + "spec:\n  resource: {count: two}\n  inference:\n    preset: {name: phi-4}\n",
+            "spec.resource.count: Input should be a valid integer",
+        ),
+        ("key: [unclosed\n", "malformed YAML at line"),
+    ],
+    ids=["unknown-preset", "unknown-field", "wrong-type", "malformed"],
+)
+def test_bad_files_get_one_clear_message(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "ws.yaml"
+    path.write_text(content)
+    for command in ("plan", "render"):
+        code, out, err = run(command, str(path))
+        assert code == 2
+        assert message in err
+        assert "Traceback" not in err and out == ""
+
+
+def test_unknown_accelerator_suggests_names() -> None:
+    code, _, err = run("plan", str(EXAMPLES / "01-cpu-smollm2.yaml"), "-a", "nvidia-h100")
+    assert code == 2 and "did you mean" in err and "nvidia-h100-80gb" in err
+
+
+def test_flags_are_exclusive() -> None:
+    code, _, err = run(
+        "plan", str(EXAMPLES / "01-cpu-smollm2.yaml"), "-a", "cpu", "-t", "p5.48xlarge"
+    )
+    assert code == 2 and "exclusive" in err
+
+
+def test_bad_namespace_is_named() -> None:
+    code, _, err = run("render", str(EXAMPLES / "01-cpu-smollm2.yaml"), "-n", "Bad_NS")
+    assert code == 2 and "--namespace" in err
+
+
+def test_the_installed_script_runs() -> None:
+    """The console script, as a user runs it, in a fresh interpreter."""
+    bosun = Path(sys.executable).parent / "bosun"
+    result = subprocess.run(
+        [str(bosun), "plan", str(EXAMPLES / "01-cpu-smollm2.yaml"), "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["runtime"] == "bosun"
