@@ -97,6 +97,28 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "adapter names must be unique",
     ),
     (
+        "adapter from the metadata service",
+        {
+            "inference": {
+                "preset": {"name": "x"},
+                "adapters": [{"name": "a", "source": {"uri": "http://169.254.169.254/latest"}}],
+            }
+        },
+        "must not point at loopback, private, link-local or metadata",
+    ),
+    (
+        "tuning data from a private address",
+        {
+            "inference": None,
+            "tuning": {
+                "preset": {"name": "x"},
+                "input": {"uris": ["https://192.168.1.10/d.jsonl"]},
+                "output": {"uri": "file:///o"},
+            },
+        },
+        "must not point at loopback, private, link-local or metadata",
+    ),
+    (
         "bad adapter name",
         {
             "inference": {
@@ -132,7 +154,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("spec", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_workspaces_fail_the_crd(spec: dict[str, Any], message: str) -> None:
-    errors = _crd_errors(workspace_data(**spec))
+    data = workspace_data(**spec)
+    data["spec"] = {k: v for k, v in data["spec"].items() if v is not None}
+    errors = _crd_errors(data)
     assert any(message in e for e in errors), errors
 
 
@@ -140,6 +164,16 @@ def test_tuning_output_needs_one_destination() -> None:
     data = example_data("06-")
     data["spec"]["tuning"]["output"] = {}
     assert any("exactly one of 'volume' and 'uri'" in e for e in _crd_errors(data))
+
+
+@pytest.mark.parametrize(
+    "uri", ["https://huggingface.co/org/adapter", "https://localhost.example.com/a", "hf://o/a"]
+)
+def test_public_sources_pass_the_crd(uri: str) -> None:
+    data = workspace_data(
+        inference={"preset": {"name": "x"}, "adapters": [{"name": "a", "source": {"uri": uri}}]}
+    )
+    assert _crd_errors(data) == []
 
 
 def test_immutable_preset_is_a_transition_rule() -> None:

@@ -36,7 +36,11 @@ def test_models_lists_the_catalog() -> None:
     assert code == 0
     models = json.loads(out)
     assert len(models) >= 25
-    assert {"name", "hfId", "parameters", "layers", "kvHeads", "license"} <= set(models[0])
+    assert {"name", "hfId", "parameters", "layers", "kvHeads", "license", "weightBytes"} <= set(
+        models[0]
+    )
+    llama = next(m for m in models if m["name"] == "llama-3.1-8b-instruct")
+    assert llama["weightBytes"] == 8_030_261_248 * 2
     code, out, _ = run("models")
     assert code == 0 and "llama-3.1-8b-instruct" in out
 

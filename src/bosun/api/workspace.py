@@ -276,8 +276,33 @@ def _source_uri(value: str) -> str:
     return value
 
 
+# What Kubernetes can check of a URL without resolving it: literal loopback, private,
+# link-local and metadata hosts. The Python check (validators.check_public_host) is fuller.
+_INTERNAL_HOST = (
+    r"^https?://((\\[::1\\]|localhost|[^/:]*\\.localhost|0\\.0\\.0\\.0|"
+    r"metadata\\.google\\.internal|metadata\\.azure\\.com)([:/]|$)|\\[::ffff:|127\\.|10\\.|"
+    r"169\\.254\\.|192\\.168\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.)"
+)
+_PUBLIC_URL = (
+    f"!self.matches('{_INTERNAL_HOST}')",
+    "http(s) sources must not point at loopback, private, link-local or metadata addresses",
+)
+
+SourceUri = Annotated[
+    str,
+    AfterValidator(_source_uri),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(hf|file|pvc|http|https|oci)://",
+            **_cel(_PUBLIC_URL),
+        }
+    ),
+]
+
+
 class AdapterSource(_Model):
-    uri: Annotated[str, AfterValidator(_source_uri)] = Field(
+    uri: SourceUri = Field(
         description="hf://ORG/NAME, file:///PATH, pvc://CLAIM/PATH, https://… or oci://…"
     )
 
@@ -390,9 +415,19 @@ class TuningInput(_Model):
         )
     )
 
-    uris: list[Annotated[str, AfterValidator(_input_uri)]] = Field(
-        default_factory=list, max_length=100
-    )
+    uris: list[
+        Annotated[
+            str,
+            AfterValidator(_input_uri),
+            WithJsonSchema(
+                {
+                    "type": "string",
+                    "pattern": r"^(hf|file|pvc|http|https)://",
+                    **_cel(_PUBLIC_URL),
+                }
+            ),
+        ]
+    ] = Field(default_factory=list, max_length=100)
     volume: VolumeSource | None = None
 
     @model_validator(mode="after")

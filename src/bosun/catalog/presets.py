@@ -10,7 +10,7 @@ import difflib
 from functools import cache
 from importlib import resources
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.alias_generators import to_camel
 
 from bosun.api.errors import BosunError
@@ -86,6 +86,14 @@ class ModelSpec(_Data):
     weight_bytes_on_disk: int | None = Field(
         default=None, description="Exact bytes of the checkpoint's tensors, when known."
     )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights in the model's own dtype (what the checkpoint holds)."""
+        if self.weight_bytes_on_disk is not None:
+            return self.weight_bytes_on_disk
+        return self.parameters * (4 if self.dtype == "float32" else 2)
 
     @property
     def is_moe(self) -> bool:

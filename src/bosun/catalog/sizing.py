@@ -669,11 +669,12 @@ def plan_workspace(
         utilization = min(GPU_UTILIZATION, math.ceil((est.need / capacity + 0.02) * 100) / 100)
 
     on = f"{devices} x {profile.name}" if profile.is_gpu else "cpu"
+    if profile.is_gpu:
+        on += f" (tensor parallel {tp}" + (f", {pp} pipeline stages)" if pp > 1 else ")")
     if fits:
-        layout = f"tensor parallel {tp}" + (f", {pp} pipeline stages" if pp > 1 else "")
         what = "tuning" if tuning else f"{max_model_len}-token context"
         reason = (
-            f"fits on {on} ({layout}): {format_bytes(est.need)} of "
+            f"fits on {on}: {format_bytes(est.need)} of "
             f"{format_bytes(usable)} usable per device for {what}"
         )
         if not tuning:

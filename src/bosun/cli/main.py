@@ -105,13 +105,13 @@ def models(output: OutputOpt = Format.TABLE) -> None:
             p.architecture.removesuffix("ForCausalLM"),
             f"{p.max_context:,}",
             format_bytes(p.kv_bytes_per_token(2)),
-            format_bytes(p.parameters * 2),
+            format_bytes(p.weight_bytes),
             p.license,
             ", ".join(p.runtimes),
             "yes" if p.tunable else "no",
         )
     console.print(table)
-    console.print("KV/token and weights in bf16. `bosun plan FILE` sizes a Workspace.")
+    console.print("KV/token in bf16; weights in the model's dtype. `bosun plan FILE` sizes one.")
 
 
 @app.command()
@@ -174,7 +174,7 @@ def _print_plan_table(plan: Plan) -> None:
             plan.accelerator.name
             + (f" on {plan.instance_type.name}" if plan.instance_type else ""),
         ),
-        ("devices per replica", str(plan.devices_per_replica)),
+        ("devices per replica", "cpu" if plan.cpu_only else str(plan.devices_per_replica)),
         ("tensor x pipeline", f"{plan.tensor_parallel_size} x {plan.pipeline_parallel_size}"),
         ("nodes per replica", str(plan.nodes_per_replica)),
         ("replicas", str(plan.replicas)),
