@@ -356,7 +356,7 @@ def test_engine_config_and_adapters_reach_the_server() -> None:
     )
     _, docs = render(data)
     engine = yaml.safe_load(find(docs, "ConfigMap")["data"]["engine.yaml"])
-    assert engine == {"enableChunkedPrefill": True, "maxNumSeqs": 64}
+    assert engine == {"enable-chunked-prefill": True, "max-num-seqs": 64}
     pod = find(docs, "Deployment")["spec"]["template"]["spec"]
     command = pod["containers"][0]["command"]
     assert command[command.index("--lora-modules") + 1] == "sql=/mnt/pvc/adapters/sql"

@@ -13,7 +13,7 @@ from bosun.api.workspace import Workspace
 from bosun.catalog.sizing import Plan
 from bosun.render.claims import bind_devices
 from bosun.render.nodes import node_claims
-from bosun.render.pods import RenderOptions
+from bosun.render.pods import RenderOptions, engine_option
 from bosun.render.tuning import tuning_config, tuning_job
 from bosun.render.workloads import config_map, deployment, leader_worker_set, service
 
@@ -38,7 +38,9 @@ def render_workspace(
         objects.append(tuning_job(ws, plan, devices, options))
         return objects
     if ws.workload.config:
-        objects.append(config_map(ws, options, "engine.yaml", dict(ws.workload.config)))
+        # vLLM's --config file takes the CLI's option names; so does `bosun serve`.
+        engine = {engine_option(k): v for k, v in ws.workload.config.items()}
+        objects.append(config_map(ws, options, "engine.yaml", engine))
     if plan.nodes_per_replica > 1:
         objects.append(leader_worker_set(ws, plan, devices, options))
     else:

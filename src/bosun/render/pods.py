@@ -18,6 +18,7 @@ __all__ = [
     "RenderOptions",
     "config_map_name",
     "container_security",
+    "engine_option",
     "placement",
     "pod_security",
     "pod_volumes",
@@ -68,71 +69,45 @@ def _model_path(uri: str) -> str:
     return uri
 
 
-def _flag(key: str) -> str:
+def engine_option(key: str) -> str:
+    """An engine argument in the engines' own spelling: ``maxNumSeqs`` -> ``max-num-seqs``."""
     kebab = "".join(f"-{c.lower()}" if c.isupper() else c for c in key).replace("_", "-")
-    return f"--{kebab.lstrip('-')}"
+    return kebab.lstrip("-")
 
 
 def server_args(ws: Workspace, plan: Plan) -> list[str]:
     """The model server's command line, derived from the plan."""
     inference = ws.spec.inference
     assert inference is not None
-    name = served_model_name(ws, plan)
+    common = [
+        "--served-model-name",
+        served_model_name(ws, plan),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(HTTP_PORT),
+        "--max-model-len",
+        str(plan.max_model_len),
+        "--dtype",
+        plan.dtype,
+    ]
     if plan.runtime == "vllm":
-        args = [
-            "vllm",
-            "serve",
-            plan.model_ref,
-            "--served-model-name",
-            name,
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(HTTP_PORT),
-            "--max-model-len",
-            str(plan.max_model_len),
-            "--tensor-parallel-size",
-            str(plan.tensor_parallel_size),
-            "--gpu-memory-utilization",
-            f"{plan.gpu_memory_utilization:.2f}",
-            "--dtype",
-            plan.dtype,
-        ]
+        args = ["vllm", "serve", plan.model_ref, *common]
+        args += ["--tensor-parallel-size", str(plan.tensor_parallel_size)]
+        args += ["--gpu-memory-utilization", f"{plan.gpu_memory_utilization:.2f}"]
         if plan.pipeline_parallel_size > 1:
-            args += [
-                "--pipeline-parallel-size",
-                str(plan.pipeline_parallel_size),
-                "--distributed-executor-backend",
-                "ray",
-            ]
+            args += ["--pipeline-parallel-size", str(plan.pipeline_parallel_size)]
+            args += ["--distributed-executor-backend", "ray"]
         if plan.quantization != "none":
-            method = (
-                "bitsandbytes" if plan.quantization == "bitsandbytes-4bit" else plan.quantization
-            )
-            args += ["--quantization", method]
+            bnb = plan.quantization == "bitsandbytes-4bit"
+            args += ["--quantization", "bitsandbytes" if bnb else plan.quantization]
         if inference.adapters:
             args += ["--enable-lora", "--max-loras", str(len(inference.adapters))]
             args.append("--lora-modules")
             args += [f"{a.name}={_model_path(a.source.uri)}" for a in inference.adapters]
     else:
-        args = [
-            "bosun",
-            "serve",
-            "--model",
-            plan.model_ref,
-            "--served-model-name",
-            name,
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(HTTP_PORT),
-            "--max-model-len",
-            str(plan.max_model_len),
-            "--dtype",
-            plan.dtype,
-            "--device",
-            "cpu" if plan.cpu_only else "cuda",
-        ]
+        args = ["bosun", "serve", "--model", plan.model_ref, *common]
+        args += ["--device", "cpu" if plan.cpu_only else "cuda"]
         for adapter in inference.adapters:
             args += [
                 "--adapter",
