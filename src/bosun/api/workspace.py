@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     WithJsonSchema,
@@ -26,12 +25,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from bosun.api.conditions import Condition
-from bosun.api.quantity import QUANTITY_PATTERN, parse_quantity
+from bosun.api.meta import DnsSubdomain, ObjectMeta, Quantity
 from bosun.api.validators import (
-    DNS1123_LABEL,
-    DNS1123_SUBDOMAIN,
-    check_dns1123_label,
-    check_dns1123_subdomain,
     parse_uri,
 )
 
@@ -76,36 +71,6 @@ def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 
 
-def _quantity(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"{value!r} is not a quantity (expected forms like 16Gi, 500m, 2)")
-    parse_quantity(value)
-    return str(value)
-
-
-Quantity = Annotated[
-    str,
-    BeforeValidator(_quantity),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": QUANTITY_PATTERN,
-            "x-kubernetes-int-or-string": True,
-        }
-    ),
-]
-DnsLabel = Annotated[
-    str,
-    AfterValidator(check_dns1123_label),
-    WithJsonSchema({"type": "string", "maxLength": 63, "pattern": DNS1123_LABEL}),
-]
-DnsSubdomain = Annotated[
-    str,
-    AfterValidator(check_dns1123_subdomain),
-    WithJsonSchema({"type": "string", "maxLength": 253, "pattern": DNS1123_SUBDOMAIN}),
-]
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -114,29 +79,6 @@ class _Model(BaseModel):
         frozen=True,
         use_enum_values=False,
     )
-
-
-# --------------------------------------------------------------------------- metadata
-
-
-class ObjectMeta(_Model):
-    """The parts of Kubernetes ``metadata`` that Bosun reads; the server's own fields pass."""
-
-    name: DnsSubdomain
-    namespace: DnsLabel | None = None
-    uid: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    generation: int | None = None
-    resource_version: str | None = None
-    creation_timestamp: str | None = None
-    deletion_timestamp: str | None = None
-    deletion_grace_period_seconds: int | None = None
-    generate_name: str | None = None
-    finalizers: list[str] = Field(default_factory=list)
-    owner_references: list[dict[str, Any]] = Field(default_factory=list)
-    managed_fields: list[dict[str, Any]] = Field(default_factory=list)
-    self_link: str | None = None
 
 
 # --------------------------------------------------------------------------- resource
