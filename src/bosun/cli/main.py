@@ -13,6 +13,7 @@ from bosun.cli.output import Format, console, dump, fail, warn
 if TYPE_CHECKING:
     from bosun.api import Workspace
     from bosun.catalog import Plan
+    from bosun.render.placement import Placement
 
 __all__ = ["app", "main"]
 
@@ -208,6 +209,13 @@ def plan(
     accelerator: AcceleratorOpt = None,
     instance_type: InstanceTypeOpt = None,
     output: OutputOpt = Format.TABLE,
+    cluster: Annotated[
+        Path | None,
+        typer.Option(
+            "--cluster",
+            help="A cluster snapshot (as for `bosun dra allocate`): which nodes host the replicas.",
+        ),
+    ] = None,
 ) -> None:
     """Size a Workspace: devices, parallelism, runtime and the memory breakdown.
 
@@ -215,12 +223,54 @@ def plan(
     """
     ws = _load(file)
     result = _plan(ws, accelerator, instance_type)
+    placement = _placement(ws, result, cluster) if cluster is not None else None
     if output is Format.TABLE:
         _print_plan_table(result)
+        if placement is not None:
+            _print_placement(placement)
     else:
-        dump(result.to_json(), output)
+        data = result.to_json()
+        if placement is not None:
+            data["cluster"] = placement.to_json()
+        dump(data, output)
     if not result.fits:
         fail(f"{_fit_field(ws)}: {result.reason}")
+    if placement is not None and not placement.complete:
+        placed = sum(n is not None for n in placement.replicas)
+        fail(
+            f"--cluster: only {placed} of {len(placement.replicas)} replicas fit on the "
+            f"nodes of {cluster}; see each node's reason above"
+        )
+
+
+def _placement(ws: Workspace, result: Plan, cluster: Path) -> Placement | None:
+    from bosun.api import BosunError
+    from bosun.devices.snapshot import load_snapshot
+    from bosun.render.placement import place_replicas
+
+    if not result.accelerator.is_gpu:
+        warn("--cluster: a CPU-only Workspace claims no devices; nothing to place")
+        return None
+    try:
+        return place_replicas(ws, result, load_snapshot(cluster))
+    except BosunError as exc:
+        fail(f"--cluster: {exc}")
+
+
+def _print_placement(placement: Placement) -> None:
+    from rich.table import Table
+
+    table = Table(title="Nodes of the cluster snapshot", title_justify="left")
+    table.add_column("node")
+    table.add_column("hosts a replica")
+    table.add_column("reason")
+    for n in placement.nodes:
+        table.add_row(
+            n["node"], "[green]yes[/green]" if n["fits"] else "[red]no[/red]", n["reason"]
+        )
+    console.print(table)
+    where = ", ".join(f"{i}: {n or 'nowhere'}" for i, n in enumerate(placement.replicas))
+    console.print(f"Replicas (first fit): {where}")
 
 
 def _fit_field(ws: Workspace) -> str:
@@ -262,6 +312,98 @@ def render(
         fail(f"{_fit_field(ws)}: {result.reason}")
     options = RenderOptions(namespace=namespace, extended_resources=extended_resources)
     dump(render_workspace(ws, result, options), Format.YAML)
+
+
+dra = typer.Typer(
+    help="Dynamic Resource Allocation: allocate claims against a cluster snapshot.",
+    no_args_is_help=True,
+)
+app.add_typer(dra, name="dra")
+
+
+@app.command()
+def devices(
+    output: OutputOpt = Format.TABLE,
+    node_name: Annotated[
+        str | None, typer.Option("--node-name", help="Node name for the slice (default: hostname).")
+    ] = None,
+) -> None:
+    """Show this machine's accelerators as a DRA ResourceSlice (NVIDIA's attribute names)."""
+    from bosun.devices.discovery import discover
+    from bosun.devices.model import to_wire
+
+    found = discover(node_name)
+    if found is None:
+        if output is Format.TABLE:
+            console.print("No accelerators found: this is a CPU-only host (or NVML is missing).")
+        return
+    if output is not Format.TABLE:
+        dump([to_wire(found)] if output is Format.YAML else to_wire(found), output)
+        return
+    from rich.table import Table
+
+    from bosun.api.quantity import format_bytes, parse_quantity
+
+    table = Table(title=f"ResourceSlice {found.metadata.name}", title_justify="left")
+    for column in ("device", "type", "product", "memory", "uuid"):
+        table.add_column(column)
+    for d in found.spec.devices:
+        attrs = {k: v.value for k, v in d.attributes.items()}
+        memory = d.capacity.get("memory")
+        table.add_row(
+            d.name,
+            str(attrs.get("type", "")),
+            str(attrs.get("productName", ""))
+            + (f" {attrs['profile']}" if "profile" in attrs else ""),
+            format_bytes(float(parse_quantity(memory.value))) if memory else "",
+            str(attrs.get("uuid", "")),
+        )
+    console.print(table)
+
+
+@dra.command("allocate")
+def dra_allocate(
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Multi-document YAML: DeviceClasses, ResourceSlices, ResourceClaims, Nodes.",
+        ),
+    ],
+    node: Annotated[str | None, typer.Option("--node", help="Only this node.")] = None,
+    output: OutputOpt = Format.TABLE,
+) -> None:
+    """Allocate the snapshot's pending claims (as one pod's) on each node, as kube-scheduler would.
+
+    Exits 1 on invalid input or a CEL error; a claim that fits nowhere exits 0 with each
+    node's reason.
+    """
+    from bosun.api import BosunError
+    from bosun.devices.cluster import allocate_on_nodes
+    from bosun.devices.snapshot import load_snapshot
+
+    try:
+        snapshot = load_snapshot(file)
+        if not snapshot.node_infos():
+            fail(f"{file}: no nodes: add Node objects or node-local ResourceSlices", code=1)
+        outcomes = allocate_on_nodes(snapshot, node=node)
+    except KeyError:
+        fail(f"--node: no node {node!r} in {file}", code=1)
+    except BosunError as exc:
+        fail(str(exc), code=1)
+    if output is not Format.TABLE:
+        dump([o.to_json() for o in outcomes], output)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Allocating {len(snapshot.claims)} claim(s)", title_justify="left")
+    table.add_column("node")
+    table.add_column("fits")
+    table.add_column("reason")
+    for o in outcomes:
+        table.add_row(o.node, "[green]yes[/green]" if o.allocated else "[red]no[/red]", o.reason)
+    console.print(table)
 
 
 def main() -> None:

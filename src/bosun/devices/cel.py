@@ -206,7 +206,7 @@ def qualified(name: str, driver: str) -> tuple[str, str]:
 _STR = r"""(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")"""
 _PATH = re.compile(
     rf"device\s*\.\s*(attributes|capacity)\s*\[\s*{_STR}\s*\]"
-    rf"(?:\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)|\s*\[\s*{_STR}\s*\])"
+    rf"(?:\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()|\s*\[\s*{_STR}\s*\])"
 )
 _SCALAR = re.compile(r"device\s*\.\s*(driver|allowMultipleAllocations)\b")
 _LITERALS = re.compile(_STR)
