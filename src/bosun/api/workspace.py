@@ -16,16 +16,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     WithJsonSchema,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from bosun.api.conditions import Condition
-from bosun.api.meta import DnsSubdomain, ObjectMeta, Quantity
+from bosun.api.meta import DnsSubdomain, KubeModel, ObjectMeta, Quantity
 from bosun.api.validators import (
     parse_uri,
 )
@@ -71,14 +69,8 @@ def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_enum_values=False,
-    )
+class _Model(KubeModel):
+    """Workspace models: KubeModel's conventions (camelCase, unknown fields rejected)."""
 
 
 # --------------------------------------------------------------------------- resource

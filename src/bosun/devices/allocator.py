@@ -183,26 +183,21 @@ class _Request:
     num_devices: int = 0
     all_devices: list[tuple[_Dev, _Pool]] | None = None
     selected_sub: int = 0
+    # Read on every device the search tries: computed once.
+    admin: bool = field(init=False)
+    mode: str = field(init=False)
+    tolerations: list[DeviceToleration] = field(init=False)
+    selectors: list[DeviceSelector] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admin = isinstance(self.exact, ExactDeviceRequest) and bool(self.exact.admin_access)
+        self.mode = self.exact.allocation_mode or "ExactCount"
+        self.tolerations = self.exact.tolerations
+        self.selectors = self.exact.selectors
 
     @property
     def full_name(self) -> str:
         return f"{self.parent}/{self.name}" if self.parent else self.name
-
-    @property
-    def admin(self) -> bool:
-        return isinstance(self.exact, ExactDeviceRequest) and bool(self.exact.admin_access)
-
-    @property
-    def mode(self) -> str:
-        return self.exact.allocation_mode or "ExactCount"
-
-    @property
-    def tolerations(self) -> list[DeviceToleration]:
-        return self.exact.tolerations
-
-    @property
-    def selectors(self) -> list[DeviceSelector]:
-        return self.exact.selectors
 
 
 class _Constraint:
@@ -589,28 +584,30 @@ class _Run:
     def _selectors_match(
         self, request: _Request, device: _Dev, selectors: list[DeviceSelector], of_class: bool
     ) -> bool:
+        def owner() -> str:
+            if of_class:
+                return f"class {request.device_class.metadata.name}"
+            return f"claim {_claim_ref(self.claims[request.claim_index])}"
+
         for i, selector in enumerate(selectors):
             assert selector.cel is not None
-            owner = (
-                f"class {request.device_class.metadata.name}"
-                if of_class
-                else f"claim {_claim_ref(self.claims[request.claim_index])}"
-            )
             try:
                 compiled: CompiledSelector = compile_selector(selector.cel.expression)
             except CELError as exc:
-                raise AllocationError(f"{owner}: selector #{i}: CEL compile error: {exc}") from None
+                raise AllocationError(
+                    f"{owner()}: selector #{i}: CEL compile error: {exc}"
+                ) from None
             try:
                 if not compiled.matches(device.view):
                     return False
             except CELError as exc:
                 if str(exc).startswith("undeclared reference"):
                     raise AllocationError(
-                        f"{owner}: selector #{i}: CEL compile error: {exc}"
+                        f"{owner()}: selector #{i}: CEL compile error: {exc}"
                     ) from None
                 driver, pool, name = device.id
                 raise AllocationError(
-                    f"{owner}: selector #{i} on device {driver}/{pool}/{name}: "
+                    f"{owner()}: selector #{i} on device {driver}/{pool}/{name}: "
                     f"CEL runtime error: {exc}"
                 ) from None
         return True
