@@ -24,6 +24,7 @@ import json
 import random
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from bosun.devices.allocator import Allocator
@@ -36,15 +37,22 @@ GIB = 2**30
 
 def classes() -> list[DeviceClass]:
     def cls(name: str, kind: str) -> DeviceClass:
-        expression = f"device.driver == '{DRIVER}' && device.attributes['{DRIVER}'].type == '{kind}'"
+        expression = (
+            f"device.driver == '{DRIVER}' && device.attributes['{DRIVER}'].type == '{kind}'"
+        )
         return DeviceClass.model_validate(
-            {"metadata": {"name": name}, "spec": {"selectors": [{"cel": {"expression": expression}}]}}
+            {
+                "metadata": {"name": name},
+                "spec": {"selectors": [{"cel": {"expression": expression}}]},
+            }
         )
 
     return [cls("gpu.nvidia.com", "gpu"), cls("mig.nvidia.com", "mig")]
 
 
-def cluster(nodes: int, rng: random.Random) -> tuple[list[ResourceSlice], list[tuple[str, str, str]]]:
+def cluster(
+    nodes: int, rng: random.Random
+) -> tuple[list[ResourceSlice], list[tuple[str, str, str]]]:
     slices, allocated = [], []
     for n in range(nodes):
         name = f"node-{n:05d}"
@@ -62,51 +70,94 @@ def cluster(nodes: int, rng: random.Random) -> tuple[list[ResourceSlice], list[t
             }
             if n % 5 == 0 and g == 7:
                 for m in range(7):
-                    devices.append({
-                        "name": f"gpu-{g}-mig-{m}",
-                        "attributes": {**common, "type": {"string": "mig"},
-                                       "profile": {"string": "1g.10gb"},
-                                       "uuid": {"string": f"MIG-{n}-{g}-{m}"}},
-                        "capacity": {"memory": {"value": str(10 * GIB)}},
-                    })
+                    devices.append(
+                        {
+                            "name": f"gpu-{g}-mig-{m}",
+                            "attributes": {
+                                **common,
+                                "type": {"string": "mig"},
+                                "profile": {"string": "1g.10gb"},
+                                "uuid": {"string": f"MIG-{n}-{g}-{m}"},
+                            },
+                            "capacity": {"memory": {"value": str(10 * GIB)}},
+                        }
+                    )
                 continue
-            devices.append({
-                "name": f"gpu-{g}",
-                "attributes": {**common, "type": {"string": "gpu"},
-                               "uuid": {"string": f"GPU-{n}-{g}"}, "index": {"int": g}},
-                "capacity": {"memory": {"value": "85520809984"}},
-            })
+            devices.append(
+                {
+                    "name": f"gpu-{g}",
+                    "attributes": {
+                        **common,
+                        "type": {"string": "gpu"},
+                        "uuid": {"string": f"GPU-{n}-{g}"},
+                        "index": {"int": g},
+                    },
+                    "capacity": {"memory": {"value": "85520809984"}},
+                }
+            )
         for d in devices:
             if rng.random() < 0.30:
                 allocated.append((DRIVER, name, d["name"]))
-        slices.append(ResourceSlice.model_validate({
-            "metadata": {"name": f"{name}-gpus"},
-            "spec": {"driver": DRIVER, "nodeName": name,
-                     "pool": {"name": name, "generation": 1, "resourceSliceCount": 1},
-                     "devices": devices},
-        }))
+        slices.append(
+            ResourceSlice.model_validate(
+                {
+                    "metadata": {"name": f"{name}-gpus"},
+                    "spec": {
+                        "driver": DRIVER,
+                        "nodeName": name,
+                        "pool": {"name": name, "generation": 1, "resourceSliceCount": 1},
+                        "devices": devices,
+                    },
+                }
+            )
+        )
     return slices, allocated
 
 
-def claim(name: str, requests: list[dict[str, Any]], constraints: list[dict[str, Any]] | None = None) -> ResourceClaim:
-    return ResourceClaim.model_validate({
-        "metadata": {"name": name, "namespace": "bench"},
-        "spec": {"devices": {"requests": requests, "constraints": constraints or []}},
-    })
+def claim(
+    name: str, requests: list[dict[str, Any]], constraints: list[dict[str, Any]] | None = None
+) -> ResourceClaim:
+    return ResourceClaim.model_validate(
+        {
+            "metadata": {"name": name, "namespace": "bench"},
+            "spec": {"devices": {"requests": requests, "constraints": constraints or []}},
+        }
+    )
 
 
-MEMORY_40 = {"cel": {"expression": f"device.capacity['{DRIVER}'].memory.compareTo(quantity('40Gi')) >= 0"}}
-MEMORY_80 = {"cel": {"expression": f"device.capacity['{DRIVER}'].memory.compareTo(quantity('79Gi')) >= 0"}}
+MEMORY_40 = {
+    "cel": {"expression": f"device.capacity['{DRIVER}'].memory.compareTo(quantity('40Gi')) >= 0"}
+}
+MEMORY_80 = {
+    "cel": {"expression": f"device.capacity['{DRIVER}'].memory.compareTo(quantity('79Gi')) >= 0"}
+}
 CLAIMS = {
-    "1gpu": claim("one", [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com",
-                                                      "selectors": [MEMORY_40]}}]),
-    "8gpu": claim("eight", [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com",
-                                                        "count": 8}}],
-                  [{"matchAttribute": "resource.kubernetes.io/pcieRoot"}]),
-    "prio": claim("prio", [{"name": "gpu", "firstAvailable": [
-        {"name": "full", "deviceClassName": "gpu.nvidia.com", "selectors": [MEMORY_80]},
-        {"name": "mig", "deviceClassName": "mig.nvidia.com", "count": 2},
-    ]}]),
+    "1gpu": claim(
+        "one",
+        [
+            {
+                "name": "gpu",
+                "exactly": {"deviceClassName": "gpu.nvidia.com", "selectors": [MEMORY_40]},
+            }
+        ],
+    ),
+    "8gpu": claim(
+        "eight",
+        [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 8}}],
+        [{"matchAttribute": "resource.kubernetes.io/pcieRoot"}],
+    ),
+    "prio": claim(
+        "prio",
+        [
+            {
+                "name": "gpu",
+                "firstAvailable": [
+                    {"name": "full", "deviceClassName": "gpu.nvidia.com", "selectors": [MEMORY_80]},
+                    {"name": "mig", "deviceClassName": "mig.nvidia.com", "count": 2},
+                ],
+            }
+        ],
+    ),
 }
 
 
@@ -138,8 +189,10 @@ def measure(size: int, rng: random.Random) -> dict[str, Any]:
         t = time.perf_counter()
         baseline(by_node[node.name], held, node.name)
         per_node.append(time.perf_counter() - t)
-    out["baseline"] = {"per_node_us": statistics.median(per_node) * 1e6,
-                       "cluster_ms": (time.perf_counter() - start) * 1e3}
+    out["baseline"] = {
+        "per_node_us": statistics.median(per_node) * 1e6,
+        "cluster_ms": (time.perf_counter() - start) * 1e3,
+    }
     for label, c in CLAIMS.items():
         per_node, fits, start = [], 0, time.perf_counter()
         for node in nodes:
@@ -147,8 +200,11 @@ def measure(size: int, rng: random.Random) -> dict[str, Any]:
             result = allocator.allocate(node, [c])
             per_node.append(time.perf_counter() - t)
             fits += result is not None
-        out[label] = {"per_node_us": statistics.median(per_node) * 1e6,
-                      "cluster_ms": (time.perf_counter() - start) * 1e3, "nodes_fit": fits}
+        out[label] = {
+            "per_node_us": statistics.median(per_node) * 1e6,
+            "cluster_ms": (time.perf_counter() - start) * 1e3,
+            "nodes_fit": fits,
+        }
     return out
 
 
@@ -158,19 +214,23 @@ def main() -> None:
     parser.add_argument("--json", help="Also write the results to this file.")
     args = parser.parse_args()
     results = [measure(size, random.Random(0)) for size in args.sizes]
-    print(f"{'nodes':>6} {'claim':>8} {'per node us':>12} {'x baseline':>11} {'cluster ms':>11} "
-          f"{'ms per 1k nodes':>16} {'fit':>6}")
+    print(
+        f"{'nodes':>6} {'claim':>8} {'per node us':>12} {'x baseline':>11} {'cluster ms':>11} "
+        f"{'ms per 1k nodes':>16} {'fit':>6}"
+    )
     for r in results:
         base = r["baseline"]["per_node_us"]
         for label in ("baseline", *CLAIMS):
             m = r[label]
-            print(f"{r['nodes']:>6} {label:>8} {m['per_node_us']:>12.1f} {m['per_node_us'] / base:>11.1f} "
-                  f"{m['cluster_ms']:>11.1f} {m['cluster_ms'] / r['nodes'] * 1000:>16.1f} "
-                  f"{m.get('nodes_fit', ''):>6}")
+            print(
+                f"{r['nodes']:>6} {label:>8} {m['per_node_us']:>12.1f} "
+                f"{m['per_node_us'] / base:>11.1f} "
+                f"{m['cluster_ms']:>11.1f} {m['cluster_ms'] / r['nodes'] * 1000:>16.1f} "
+                f"{m.get('nodes_fit', ''):>6}"
+            )
         print(f"{r['nodes']:>6} {'(build)':>8} {'':>12} {'':>11} {r['build_ms']:>11.1f}")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
