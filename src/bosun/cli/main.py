@@ -406,6 +406,71 @@ def dra_allocate(
     console.print(table)
 
 
+@app.command()
+def serve(
+    model: Annotated[
+        str,
+        typer.Option("--model", "-m", help="A preset, a Hugging Face directory or a .gguf file."),
+    ],
+    served_model_name: Annotated[
+        str | None, typer.Option(help="The name clients use (default: the model's).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="BOSUN_API_KEY", help="Require this bearer token.")
+    ] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option(min=16, help="Longest sequence (default: the model's context).")
+    ] = None,
+    max_concurrency: Annotated[
+        int, typer.Option(min=1, max=1024, help="Sequences decoded together in one batch.")
+    ] = 16,
+    max_waiting: Annotated[
+        int, typer.Option(min=0, help="Requests queued beyond that; more get 429.")
+    ] = 256,
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    quantization: Annotated[str, typer.Option(help="auto (int8 on CPU), int8 or none.")] = "auto",
+) -> None:
+    """Serve a model behind an OpenAI-compatible API (chat, completions, streaming, metrics)."""
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        fail(f"--dtype: {dtype!r} is not one of auto, float32, bfloat16, float16")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        fail(f"--device: {device!r} is not cpu or cuda")
+    if quantization not in ("auto", "int8", "none"):
+        fail(f"--quantization: {quantization!r} is not one of auto, int8, none")
+    try:
+        import uvicorn
+
+        from bosun.engine.engine import BosunEngine, EngineOptions
+        from bosun.serving.app import ServeSettings, build_app
+    except ImportError as exc:
+        fail(
+            f"bosun serve needs the serve extra: pip install 'bosun[serve]' ({exc.name} is missing)"
+        )
+    engine = BosunEngine(
+        EngineOptions(
+            model=model,
+            served_name=served_model_name,
+            max_model_len=max_model_len,
+            max_num_seqs=max_concurrency,
+            max_waiting=max_waiting,
+            dtype=dtype,
+            device=device,
+            quantization=quantization,
+        )
+    )
+    console.print(
+        f"bosun serve: loading {model} with the Bosun engine on {device}; "
+        f"http://{host}:{port}/v1 answers once /health is ready"
+    )
+    app_ = build_app(ServeSettings(api_key=api_key), engine)
+    if log_level not in ("critical", "error", "warning", "info", "debug"):
+        fail(f"--log-level: {log_level!r} is not one of critical, error, warning, info, debug")
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+
+
 def main() -> None:
     """Entry point of the ``bosun`` script."""
     app()

@@ -1,0 +1,228 @@
+"""One generic decoder for the Llama family (Llama, Mistral, Qwen2, SmolLM2), with a KV
+cache laid out in slots so that requests of different lengths decode in one batch.
+
+Shapes in comments: B sequences in a batch, T tokens, H query heads, K KV heads, D head
+dim, S slots, L cache length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812 - the PyTorch idiom
+
+__all__ = ["SUPPORTED_ARCHITECTURES", "Decoder", "DecoderConfig", "KVCache"]
+
+SUPPORTED_ARCHITECTURES = frozenset({"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"})
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    rms_eps: float
+    rope_theta: float
+    max_position: int
+    tie_embeddings: bool
+    attention_bias: bool
+    rope_scaling: dict[str, Any] | None = None
+
+    @classmethod
+    def from_hf(cls, c: dict[str, Any]) -> DecoderConfig:
+        heads = c["num_attention_heads"]
+        rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+        theta = c.get("rope_theta") or rope.get("rope_theta") or 10000.0
+        scaling = rope if rope.get("rope_type", rope.get("type")) == "llama3" else None
+        return cls(
+            vocab_size=c["vocab_size"],
+            hidden_size=c["hidden_size"],
+            intermediate_size=c["intermediate_size"],
+            layers=c["num_hidden_layers"],
+            heads=heads,
+            kv_heads=c.get("num_key_value_heads") or heads,
+            head_dim=c.get("head_dim") or c["hidden_size"] // heads,
+            rms_eps=c.get("rms_norm_eps", 1e-6),
+            rope_theta=float(theta),
+            max_position=c.get("max_position_embeddings", 4096),
+            tie_embeddings=bool(c.get("tie_word_embeddings", False)),
+            attention_bias=bool(c.get("attention_bias", False)) or c.get("model_type") == "qwen2",
+            rope_scaling=scaling,
+        )
+
+
+def _inv_freq(cfg: DecoderConfig) -> torch.Tensor:
+    inv = 1.0 / (
+        cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64) / cfg.head_dim)
+    )
+    s = cfg.rope_scaling
+    if s:  # Llama 3.1 frequency scaling
+        factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+        original = s["original_max_position_embeddings"]
+        low_wavelen, high_wavelen = original / low, original / high
+        wavelen = 2 * math.pi / inv
+        smooth = (original / wavelen - low) / (high - low)
+        scaled = torch.where(wavelen > low_wavelen, inv / factor, inv)
+        mid = (1 - smooth) * inv / factor + smooth * inv
+        is_mid = (wavelen <= low_wavelen) & (wavelen >= high_wavelen)
+        inv = torch.where(is_mid, mid, scaled)
+    return inv.float()
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+@dataclass
+class KVCache:
+    """Keys and values for every layer: [layers, S, K, L, D] each."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+
+    @classmethod
+    def allocate(
+        cls, cfg: DecoderConfig, slots: int, length: int, dtype: torch.dtype, device: torch.device
+    ) -> KVCache:
+        shape = (cfg.layers, slots, cfg.kv_heads, length, cfg.head_dim)
+        return cls(
+            torch.zeros(shape, dtype=dtype, device=device),
+            torch.zeros(shape, dtype=dtype, device=device),
+        )
+
+    @property
+    def length(self) -> int:
+        return self.k.shape[3]
+
+    @property
+    def slots(self) -> int:
+        return self.k.shape[1]
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        h, d = cfg.hidden_size, cfg.head_dim
+        self.cfg = cfg
+        self.input_layernorm = RMSNorm(h, cfg.rms_eps)
+        self.q_proj = nn.Linear(h, cfg.heads * d, bias=cfg.attention_bias)
+        self.k_proj = nn.Linear(h, cfg.kv_heads * d, bias=cfg.attention_bias)
+        self.v_proj = nn.Linear(h, cfg.kv_heads * d, bias=cfg.attention_bias)
+        self.o_proj = nn.Linear(cfg.heads * d, h, bias=False)
+        self.post_attention_layernorm = RMSNorm(h, cfg.rms_eps)
+        self.gate_proj = nn.Linear(h, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(h, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, h, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # [B, T, hidden]
+        cos: torch.Tensor,  # [B, 1, T, D]
+        sin: torch.Tensor,
+        cache_k: torch.Tensor,  # [S, K, L, D] of this layer
+        cache_v: torch.Tensor,
+        slots: torch.Tensor,  # [B]
+        positions: torch.Tensor,  # [B, T]
+        context: int,  # attend over cache positions [0, context)
+        mask: torch.Tensor | None,  # [B, 1, T, context] bool, None: causal prefill
+    ) -> torch.Tensor:
+        cfg = self.cfg
+        b, t, _ = x.shape
+        h = self.input_layernorm(x)
+        q = self.q_proj(h).view(b, t, cfg.heads, cfg.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        # Write this step's keys and values into each sequence's slot.
+        slot_index = slots[:, None].expand(b, t)
+        cache_k[slot_index, :, positions] = k.transpose(1, 2)
+        cache_v[slot_index, :, positions] = v.transpose(1, 2)
+        if mask is None:  # prefill from position 0: the new tokens are the whole context
+            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:
+            keys = cache_k[slots, :, :context]
+            values = cache_v[slots, :, :context]
+            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+        x = x + self.o_proj(attn.transpose(1, 2).reshape(b, t, -1))
+        h = self.post_attention_layernorm(x)
+        out: torch.Tensor = x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+        return out
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.register_buffer("inv_freq", _inv_freq(cfg), persistent=False)
+
+    def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Weights named as Hugging Face's *ForCausalLM checkpoints name them."""
+        mapped: dict[str, torch.Tensor] = {}
+        for name, tensor in state.items():
+            key = name.removeprefix("model.")
+            key = key.replace("self_attn.", "").replace("mlp.", "")
+            mapped[key] = tensor
+        if self.cfg.tie_embeddings or "lm_head.weight" not in mapped:
+            mapped["lm_head.weight"] = mapped["embed_tokens.weight"]
+        missing, unexpected = self.load_state_dict(mapped, strict=False)
+        missing = [m for m in missing if m != "inv_freq"]
+        if missing or unexpected:
+            raise ValueError(
+                f"checkpoint does not match the model: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        tokens: torch.Tensor,  # [B, T]
+        positions: torch.Tensor,  # [B, T]
+        cache: KVCache,
+        slots: torch.Tensor,  # [B]
+        prefill: bool,
+        last_only: bool = True,
+    ) -> torch.Tensor:
+        """Logits [B, vocab] of the last token of each row (or [B, T, vocab])."""
+        x = self.embed_tokens(tokens)
+        inv_freq: torch.Tensor = self.inv_freq  # type: ignore[assignment]
+        freqs = positions[..., None].float() * inv_freq  # [B, T, D/2]
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # [B, 1, T, D]
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        if prefill:
+            context, mask = 0, None
+        else:
+            context = int(positions.max().item()) + 1
+            span = torch.arange(context, device=tokens.device)
+            mask = (span[None, :] <= positions[:, -1:])[:, None, None, :]  # [B, 1, 1, context]
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, cache.k[i], cache.v[i], slots, positions, context, mask)
+        x = self.norm(x[:, -1] if last_only else x)
+        logits: torch.Tensor = self.lm_head(x).float()
+        return logits

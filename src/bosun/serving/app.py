@@ -1,0 +1,530 @@
+"""The FastAPI application: ``build_app(settings, engine)``. No work at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bosun.engine.client import EngineClient, GenerationRequest, ModelInfo, TokenEvent
+from bosun.serving.errors import APIError, install_error_handlers
+from bosun.serving.metrics import Metrics
+from bosun.serving.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    sampling_params,
+)
+
+__all__ = ["ServeSettings", "build_app"]
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    api_key: str | None = None
+    warmup: bool = True
+
+
+@dataclass
+class _Choice:
+    """What one choice accumulates while its tokens arrive."""
+
+    index: int
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+    logprobs: list[tuple[str, float, tuple[tuple[str, float], ...]]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class _Server:
+    def __init__(self, settings: ServeSettings, engine: EngineClient) -> None:
+        self.settings, self.engine = settings, engine
+        self.ready = False
+        self.failed: str | None = None
+        model = engine.models[0].name
+        self.metrics = Metrics(model, engine.stats)
+
+    # ------------------------------------------------------------------ checks
+
+    def authorize(self, request: Request) -> None:
+        if self.settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        if header != f"Bearer {self.settings.api_key}":
+            raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    def model(self, name: str) -> ModelInfo:
+        if not self.ready:
+            raise APIError(
+                503,
+                self.failed or "the model is still loading",
+                type="server_error",
+                code="model_loading",
+                headers={"Retry-After": "5"},
+            )
+        for info in self.engine.models:
+            if info.name == name:
+                return info
+        raise APIError(
+            404,
+            f"The model `{name}` does not exist.",
+            type="not_found_error",
+            param="model",
+            code="model_not_found",
+        )
+
+    def budget(self, info: ModelInfo, prompt: int, asked: int | None, param: str) -> int:
+        limit = info.max_model_len
+        if prompt >= limit:
+            raise APIError(
+                400,
+                f"This model's maximum context length is {limit} tokens. However, your "
+                f"request has {prompt} input tokens. Please reduce the length of the input.",
+                param=param,
+                code="context_length_exceeded",
+            )
+        if asked is None:
+            return limit - prompt
+        if prompt + asked > limit:
+            raise APIError(
+                400,
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt + asked} tokens ({prompt} in the input, {asked} for the completion).",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        return asked
+
+    # ------------------------------------------------------------------ generation
+
+    async def run(
+        self,
+        request: GenerationRequest,
+        choice: _Choice,
+        on_event: Callable[[TokenEvent], Awaitable[None]] | None = None,
+    ) -> _Choice:
+        m, model = self.metrics, self.engine.models[0].name
+        start = time.perf_counter()
+        last = None
+        stream = self.engine.generate(request)
+        try:
+            async for event in stream:
+                now = time.perf_counter()
+                if last is None:
+                    m.ttft.labels(model).observe(now - start)
+                    choice.prompt_tokens = event.prompt_tokens
+                    choice.cached_tokens = event.cached_tokens
+                else:
+                    m.itl.labels(model).observe(now - last)
+                last = now
+                choice.text += event.text
+                choice.token_ids.extend(event.token_ids)
+                choice.logprobs.extend(event.logprobs)
+                if event.finish_reason is not None:
+                    choice.finish_reason = event.finish_reason
+                if on_event is not None:
+                    await on_event(event)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        m.prompt_tokens.labels(model).inc(choice.prompt_tokens)
+        m.generation_tokens.labels(model).inc(len(choice.token_ids))
+        m.request_prompt.labels(model).observe(choice.prompt_tokens)
+        m.request_generation.labels(model).observe(len(choice.token_ids))
+        m.e2e.labels(model).observe(time.perf_counter() - start)
+        m.success.labels(model, choice.finish_reason or "abort").inc()
+        return choice
+
+
+def _usage(choices: list[_Choice], prompt_tokens: int) -> dict[str, Any]:
+    completion = sum(len(c.token_ids) for c in choices)
+    cached = max((c.cached_tokens for c in choices), default=0)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def _chat_logprobs(choice: _Choice) -> dict[str, Any]:
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {
+        "content": [
+            {**entry(tok, lp), "top_logprobs": [entry(t, p) for t, p in top]}
+            for tok, lp, top in choice.logprobs
+        ]
+    }
+
+
+def _completion_logprobs(choice: _Choice, offset: int = 0) -> dict[str, Any]:
+    offsets, position = [], offset
+    for tok, _, _ in choice.logprobs:
+        offsets.append(position)
+        position += len(tok)
+    return {
+        "tokens": [t for t, _, _ in choice.logprobs],
+        "token_logprobs": [lp for _, lp, _ in choice.logprobs],
+        "top_logprobs": [dict(top) for _, _, top in choice.logprobs],
+        "text_offset": offsets,
+    }
+
+
+def _sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+async def _watch_disconnect(request: Request, task: asyncio.Future[Any]) -> None:
+    while not task.done():
+        if await request.is_disconnected():
+            task.cancel()
+            return
+        await asyncio.sleep(0.1)
+
+
+def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
+    """The OpenAI-compatible app over ``engine``; the engine starts with the app."""
+    server = _Server(settings, engine)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async def load() -> None:
+            try:
+                await engine.start()
+                if settings.warmup:
+                    await _warm_up(server)
+                server.ready = True
+            except Exception as exc:  # surfaced through /health and 503s
+                server.failed = f"the model failed to load: {exc}"
+
+        loading = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await engine.shutdown()
+
+    app = FastAPI(title="Bosun", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> Response:
+        if server.ready:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": server.failed or "loading"}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        server.authorize(request)
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": m.name,
+                    "object": "model",
+                    "created": m.created,
+                    "owned_by": m.owned_by,
+                    "root": m.parent or m.name,
+                    "parent": m.parent,
+                    "max_model_len": m.max_model_len,
+                }
+                for m in engine.models
+            ],
+        }
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(body: ChatCompletionRequest, request: Request) -> Response | dict[str, Any]:
+        server.authorize(request)
+        info = server.model(body.model)
+        try:
+            messages: list[dict[str, object]] = [
+                {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
+                for m in body.messages
+            ]
+        except ValueError as exc:
+            raise APIError(400, str(exc), param="messages") from None
+        prompt = engine.apply_chat_template(messages, body.tools)
+        max_tokens = server.budget(info, len(prompt), body.requested_max_tokens, "messages")
+        rid = f"chatcmpl-{uuid.uuid4().hex}"
+        requests = [
+            GenerationRequest(f"{rid}-{i}", prompt, sampling_params(body, max_tokens, i))
+            for i in range(body.n)
+        ]
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await _stream(
+                server,
+                request,
+                requests,
+                rid,
+                info,
+                chat=True,
+                include_usage=include_usage,
+                prompt_tokens=len(prompt),
+            )
+        choices = await _collect(server, request, requests)
+        return {
+            "id": rid,
+            "object": "chat.completion",
+            "created": _now(),
+            "model": info.name,
+            "choices": [
+                {
+                    "index": c.index,
+                    "message": {"role": "assistant", "content": c.text},
+                    "logprobs": _chat_logprobs(c) if body.logprobs else None,
+                    "finish_reason": c.finish_reason,
+                }
+                for c in choices
+            ],
+            "usage": _usage(choices, len(prompt)),
+        }
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(body: CompletionRequest, request: Request) -> Response | dict[str, Any]:
+        server.authorize(request)
+        info = server.model(body.model)
+        prompts = _prompts(body.prompt)
+        encoded = [engine.tokenize(p) if isinstance(p, str) else list(p) for p in prompts]
+        budgets = [
+            server.budget(info, len(ids), body.requested_max_tokens, "prompt") for ids in encoded
+        ]
+        rid = f"cmpl-{uuid.uuid4().hex}"
+        requests = [
+            GenerationRequest(f"{rid}-{p}-{i}", ids, sampling_params(body, budget, i))
+            for p, (ids, budget) in enumerate(zip(encoded, budgets, strict=True))
+            for i in range(body.n)
+        ]
+        prompt_tokens = sum(len(ids) for ids in encoded)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await _stream(
+                server,
+                request,
+                requests,
+                rid,
+                info,
+                chat=False,
+                include_usage=include_usage,
+                prompt_tokens=prompt_tokens,
+                echo=[p if isinstance(p, str) else "" for p in prompts] if body.echo else None,
+                n=body.n,
+            )
+        choices = await _collect(server, request, requests)
+        out = []
+        for c in choices:
+            prefix = ""
+            if body.echo:
+                p = prompts[c.index // body.n]
+                prefix = p if isinstance(p, str) else ""
+            out.append(
+                {
+                    "index": c.index,
+                    "text": prefix + c.text,
+                    "logprobs": _completion_logprobs(c, len(prefix))
+                    if body.logprobs is not None
+                    else None,
+                    "finish_reason": c.finish_reason,
+                }
+            )
+        return {
+            "id": rid,
+            "object": "text_completion",
+            "created": _now(),
+            "model": info.name,
+            "choices": out,
+            "usage": _usage(choices, prompt_tokens),
+        }
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+        server.authorize(request)
+        info = server.model(body.model)
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not all(isinstance(t, str) for t in texts):
+            raise APIError(400, "input: token-id input is not supported; send text", param="input")
+        vectors = await engine.embed([str(t) for t in texts])
+        return {
+            "object": "list",
+            "model": info.name,
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            ],
+            "usage": {
+                "prompt_tokens": sum(len(engine.tokenize(str(t))) for t in texts),
+                "total_tokens": sum(len(engine.tokenize(str(t))) for t in texts),
+            },
+        }
+
+    return app
+
+
+def _prompts(prompt: Any) -> list[str | list[int]]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if prompt and all(isinstance(p, int) for p in prompt):
+        return [list(prompt)]
+    if not prompt:
+        raise APIError(400, "prompt: must not be empty", param="prompt")
+    return list(prompt)
+
+
+async def _warm_up(server: _Server) -> None:
+    """One real generation before reporting ready."""
+    from bosun.engine.client import SamplingParams
+
+    ids = server.engine.tokenize("Hello")
+    request = GenerationRequest(f"warmup-{uuid.uuid4().hex}", ids, SamplingParams(max_tokens=2))
+    async for _ in server.engine.generate(request):
+        pass
+
+
+async def _collect(
+    server: _Server, request: Request, requests: list[GenerationRequest]
+) -> list[_Choice]:
+    gathered = asyncio.ensure_future(
+        asyncio.gather(*(server.run(r, _Choice(i)) for i, r in enumerate(requests)))
+    )
+    watcher = asyncio.create_task(_watch_disconnect(request, gathered))
+    try:
+        return list(await gathered)
+    finally:
+        watcher.cancel()
+
+
+async def _stream(
+    server: _Server,
+    request: Request,
+    requests: list[GenerationRequest],
+    rid: str,
+    info: ModelInfo,
+    *,
+    chat: bool,
+    include_usage: bool,
+    prompt_tokens: int,
+    echo: list[str] | None = None,
+    n: int = 1,
+) -> StreamingResponse:
+    """Start the generations, wait for the first token (so that a full queue or a bad
+    request is still an HTTP error), then stream Server-Sent Events."""
+    created = _now()
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    queue: asyncio.Queue[tuple[int, TokenEvent | None]] = asyncio.Queue()
+    choices = [_Choice(i) for i in range(len(requests))]
+
+    async def one(i: int, r: GenerationRequest) -> None:
+        async def push(event: TokenEvent) -> None:
+            await queue.put((i, event))
+
+        try:
+            await server.run(r, choices[i], push)
+        finally:
+            await queue.put((i, None))
+
+    tasks = [asyncio.create_task(one(i, r)) for i, r in enumerate(requests)]
+    first = await queue.get()
+    if first[1] is None and tasks[first[0]].done() and tasks[first[0]].exception() is not None:
+        for t in tasks:
+            t.cancel()
+        raise tasks[first[0]].exception()  # type: ignore[misc]
+
+    def chunk(
+        index: int,
+        payload: dict[str, Any],
+        finish: str | None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"index": index}
+        if chat:
+            body["delta"] = payload
+        else:
+            body.update(payload)
+        body["logprobs"] = logprobs
+        body["finish_reason"] = finish
+        out = {"id": rid, "object": kind, "created": created, "model": info.name, "choices": [body]}
+        if include_usage:
+            out["usage"] = None
+        return out
+
+    async def events() -> AsyncIterator[str]:
+        started: set[int] = set()
+        done = 0
+        pending = [first]
+        try:
+            while done < len(requests):
+                i, event = pending.pop() if pending else await queue.get()
+                if event is None:
+                    done += 1
+                    error = (
+                        tasks[i].exception()
+                        if tasks[i].done() and not tasks[i].cancelled()
+                        else None
+                    )
+                    if error is not None:
+                        yield _sse(
+                            {
+                                "error": {
+                                    "message": str(error),
+                                    "type": "server_error",
+                                    "param": None,
+                                    "code": None,
+                                }
+                            }
+                        )
+                        return
+                    continue
+                if i not in started:
+                    started.add(i)
+                    if chat:
+                        yield _sse(chunk(i, {"role": "assistant", "content": ""}, None))
+                    elif echo is not None:
+                        yield _sse(chunk(i, {"text": echo[i // n]}, None))
+                logprobs = None
+                if event.logprobs:
+                    c = _Choice(i, logprobs=list(event.logprobs))
+                    logprobs = _chat_logprobs(c) if chat else _completion_logprobs(c)
+                payload = {"content": event.text} if chat else {"text": event.text}
+                if event.text or event.finish_reason is None or logprobs:
+                    yield _sse(chunk(i, payload, None, logprobs))
+                if event.finish_reason is not None:
+                    yield _sse(chunk(i, {} if chat else {"text": ""}, event.finish_reason))
+            if include_usage:
+                yield _sse(
+                    {
+                        "id": rid,
+                        "object": kind,
+                        "created": created,
+                        "model": info.name,
+                        "choices": [],
+                        "usage": _usage(choices, prompt_tokens),
+                    }
+                )
+            yield _sse("[DONE]")
+        finally:
+            # A client that goes away closes this generator: its generations are cancelled.
+            for t in tasks:
+                t.cancel()
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

