@@ -432,6 +432,9 @@ def serve(
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     quantization: Annotated[str, typer.Option(help="auto (int8 on CPU), int8 or none.")] = "auto",
+    log_level: Annotated[
+        str, typer.Option(help="critical, error, warning, info or debug.")
+    ] = "info",
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (chat, completions, streaming, metrics)."""
     if dtype not in ("auto", "float32", "bfloat16", "float16"):
