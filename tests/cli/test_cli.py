@@ -193,3 +193,17 @@ def test_the_installed_script_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["runtime"] == "bosun"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dtype", "int4"], "--dtype: 'int4' is not one of"),
+        (["--device", "tpu"], "--device: 'tpu' is not cpu or cuda"),
+        (["--quantization", "fp4"], "--quantization: 'fp4' is not one of"),
+        (["--log-level", "loud"], "--log-level: 'loud' is not one of"),
+    ],
+)
+def test_serve_refuses_bad_flags(args: list[str], message: str) -> None:
+    code, _, err = run("serve", "--model", "smollm2-135m-instruct", *args)
+    assert code == 2 and message in err and "Traceback" not in err

@@ -441,6 +441,8 @@ def serve(
         fail(f"--dtype: {dtype!r} is not one of auto, float32, bfloat16, float16")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         fail(f"--device: {device!r} is not cpu or cuda")
+    if log_level not in ("critical", "error", "warning", "info", "debug"):
+        fail(f"--log-level: {log_level!r} is not one of critical, error, warning, info, debug")
     if quantization not in ("auto", "int8", "none"):
         fail(f"--quantization: {quantization!r} is not one of auto, int8, none")
     try:
@@ -469,8 +471,6 @@ def serve(
         f"http://{host}:{port}/v1 answers once /health is ready"
     )
     app_ = build_app(ServeSettings(api_key=api_key), engine)
-    if log_level not in ("critical", "error", "warning", "info", "debug"):
-        fail(f"--log-level: {log_level!r} is not one of critical, error, warning, info, debug")
     uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
 
 
