@@ -160,3 +160,43 @@ def test_served_chat_answers_with_the_real_model() -> None:
         )
         assert chunks[0].choices[0].delta.role == "assistant"
         assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_json_schema_output_parses_and_matches() -> None:
+    import json
+
+    import jsonschema
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 40},
+            "population": {"type": "integer", "minimum": 0, "maximum": 100000000},
+        },
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    engine = BosunEngine(EngineOptions(model=PRESET, max_model_len=1024))
+    with running_server(engine) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        for seed in (1, 2):
+            answer = client.chat.completions.create(
+                model=PRESET,
+                seed=seed,
+                max_tokens=200,
+                messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "city", "schema": schema},
+                },
+            )
+            value = json.loads(answer.choices[0].message.content or "")
+            jsonschema.validate(value, schema)
+            assert answer.choices[0].finish_reason == "stop"
+        obj = client.chat.completions.create(
+            model=PRESET,
+            max_tokens=200,
+            response_format={"type": "json_object"},
+            messages=[{"role": "user", "content": "Give me any JSON object."}],
+        )
+        assert isinstance(json.loads(obj.choices[0].message.content or ""), dict)

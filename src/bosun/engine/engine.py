@@ -34,6 +34,7 @@ from bosun.engine.loader import LocalModel, resolve_model
 from bosun.engine.model import SUPPORTED_ARCHITECTURES, Decoder, DecoderConfig, KVCache
 from bosun.engine.sampling import Sampler, is_plain_greedy
 from bosun.engine.stops import StopMatcher
+from bosun.engine.structured import TokenizerGrammar
 
 __all__ = ["BosunEngine", "EngineOptions"]
 
@@ -166,6 +167,11 @@ class BosunEngine:
         self.quantization = quantization
         self._model = model
         self._tokenizer = AutoTokenizer.from_pretrained(local.path)
+        self._grammar: TokenizerGrammar | None = None
+        try:
+            self._grammar = TokenizerGrammar(self._tokenizer)
+        except ImportError:  # structured output is refused with a clear message instead
+            self._grammar = None
         max_len = min(options.max_model_len or cfg.max_position, cfg.max_position)
         if options.max_model_len and options.max_model_len > cfg.max_position:
             raise EngineError(
@@ -225,12 +231,19 @@ class BosunEngine:
                 f"({request.params.max_tokens}) exceeds the context of {self._cache.length}",
                 "max_tokens",
             )
+        constraint = None
+        if request.params.json_schema is not None or request.params.json_object:
+            if self._grammar is None:
+                raise InvalidRequestError(
+                    "response_format needs llguidance: pip install llguidance", "response_format"
+                )
+            constraint = self._grammar.constraint(request.params)
         loop = asyncio.get_running_loop()
         seq = _Seq(
             request=request,
             loop=loop,
             events=asyncio.Queue(),
-            sampler=Sampler(request.params, prompt, self._eos),
+            sampler=Sampler(request.params, prompt, self._eos, constraint),
             stops=StopMatcher(request.params.stop),
             prompt=prompt,
         )
@@ -354,6 +367,8 @@ class BosunEngine:
             not params.ignore_eos and token in self._eos and len(seq.generated) > params.min_tokens
         ) or token in params.stop_token_ids:
             finish = "stop"
+        elif seq.sampler.constraint is not None and seq.sampler.constraint.finished:
+            finish = "stop"  # the JSON value is complete
         full = self._tokenizer.decode(seq.generated, skip_special_tokens=True)
         new = ""
         if not full.endswith("\ufffd"):  # wait for the rest of a multi-byte character

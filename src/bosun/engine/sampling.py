@@ -8,6 +8,7 @@ from collections import Counter
 import torch
 
 from bosun.engine.client import SamplingParams
+from bosun.engine.structured import JsonConstraint
 
 __all__ = ["Sampler", "is_plain_greedy"]
 
@@ -22,14 +23,23 @@ def is_plain_greedy(params: SamplingParams) -> bool:
         and params.repetition_penalty == 1
         and params.logprobs is None
         and params.min_tokens == 0
+        and params.json_schema is None
+        and not params.json_object
     )
 
 
 class Sampler:
     """The sampling state of one sequence (its seeded generator and token counts)."""
 
-    def __init__(self, params: SamplingParams, prompt: list[int], eos: set[int]) -> None:
+    def __init__(
+        self,
+        params: SamplingParams,
+        prompt: list[int],
+        eos: set[int],
+        constraint: JsonConstraint | None = None,
+    ) -> None:
         self.params = params
+        self.constraint = constraint
         self.eos = eos
         self.prompt = set(prompt)
         self.counts: Counter[int] = Counter()
@@ -40,6 +50,8 @@ class Sampler:
 
     def record(self, token: int) -> None:
         self.counts[token] += 1
+        if self.constraint is not None:
+            self.constraint.advance(token)
 
     def process(self, logits: torch.Tensor, generated: int) -> torch.Tensor:
         """Logits [V] after bias and penalties (a new tensor)."""
@@ -64,6 +76,8 @@ class Sampler:
         if generated < p.min_tokens and not p.ignore_eos:
             for token in self.eos:
                 logits[token] = float("-inf")
+        if self.constraint is not None:
+            logits = self.constraint.mask(logits)
         return logits
 
     def choose(self, logits: torch.Tensor) -> int:
