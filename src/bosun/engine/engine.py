@@ -118,9 +118,23 @@ class BosunEngine:
         return self._info
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._load)
-        self._thread = threading.Thread(target=self._loop, name="bosun-engine", daemon=True)
+        """Load in the worker thread itself: one thread does all torch work, so OpenMP
+        keeps one team of threads (two teams on two cores halve decode speed)."""
+        loop = asyncio.get_running_loop()
+        loaded: asyncio.Future[None] = loop.create_future()
+
+        def work() -> None:
+            try:
+                self._load()
+            except BaseException as exc:
+                loop.call_soon_threadsafe(loaded.set_exception, exc)
+                return
+            loop.call_soon_threadsafe(loaded.set_result, None)
+            self._loop()
+
+        self._thread = threading.Thread(target=work, name="bosun-engine", daemon=True)
         self._thread.start()
+        await loaded
 
     def _load(self) -> None:
         from safetensors.torch import load_file

@@ -92,7 +92,10 @@ class RMSNorm(nn.Module):
 
 @dataclass
 class KVCache:
-    """Keys and values for every layer: [layers, S, K, L, D] each."""
+    """Keys and values for every layer: [layers, S, L, K, D] each.
+
+    Slot and position lead, so writing one token of many sequences is a single indexed
+    store, not a strided walk over the whole cache."""
 
     k: torch.Tensor
     v: torch.Tensor
@@ -101,7 +104,7 @@ class KVCache:
     def allocate(
         cls, cfg: DecoderConfig, slots: int, length: int, dtype: torch.dtype, device: torch.device
     ) -> KVCache:
-        shape = (cfg.layers, slots, cfg.kv_heads, length, cfg.head_dim)
+        shape = (cfg.layers, slots, length, cfg.kv_heads, cfg.head_dim)
         return cls(
             torch.zeros(shape, dtype=dtype, device=device),
             torch.zeros(shape, dtype=dtype, device=device),
@@ -109,7 +112,7 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        return self.k.shape[3]
+        return self.k.shape[2]
 
     @property
     def slots(self) -> int:
@@ -142,7 +145,7 @@ class Layer(nn.Module):
         x: torch.Tensor,  # [B, T, hidden]
         cos: torch.Tensor,  # [B, 1, T, D]
         sin: torch.Tensor,
-        cache_k: torch.Tensor,  # [S, K, L, D] of this layer
+        cache_k: torch.Tensor,  # [S, L, K, D] of this layer
         cache_v: torch.Tensor,
         slots: torch.Tensor,  # [B]
         positions: torch.Tensor,  # [B, T]
@@ -158,13 +161,13 @@ class Layer(nn.Module):
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         # Write this step's keys and values into each sequence's slot.
         slot_index = slots[:, None].expand(b, t)
-        cache_k[slot_index, :, positions] = k.transpose(1, 2)
-        cache_v[slot_index, :, positions] = v.transpose(1, 2)
+        cache_k[slot_index, positions] = k.transpose(1, 2)
+        cache_v[slot_index, positions] = v.transpose(1, 2)
         if mask is None:  # prefill from position 0: the new tokens are the whole context
             attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         else:
-            keys = cache_k[slots, :, :context]
-            values = cache_v[slots, :, :context]
+            keys = cache_k[slots, :context].transpose(1, 2)  # [B, K, context, D]
+            values = cache_v[slots, :context].transpose(1, 2)
             attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
         x = x + self.o_proj(attn.transpose(1, 2).reshape(b, t, -1))
         h = self.post_attention_layernorm(x)
