@@ -54,10 +54,10 @@ def test_200_concurrent_streams_complete_and_match_metrics() -> None:
         before = _metric(httpx.get(f"{url}/metrics").text, "vllm:generation_tokens_total")
 
         async def run() -> list[tuple[int, int, str | None]]:
-            client = openai.AsyncOpenAI(
+            async with openai.AsyncOpenAI(
                 base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=600
-            )
-            return await asyncio.gather(*(_stream(client, i) for i in range(200)))
+            ) as client:
+                return await asyncio.gather(*(_stream(client, i) for i in range(200)))
 
         results = asyncio.run(run())
         assert len(results) == 200
