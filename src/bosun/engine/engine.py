@@ -103,6 +103,7 @@ class BosunEngine:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._free_slots: list[int] = []
+        self._fresh_slots: set[int] = set()
         self._eos: set[int] = set()
         self._pending = 0  # submitted, not yet admitted (read by the asyncio side)
         self.local: LocalModel | None = None
@@ -168,7 +169,8 @@ class BosunEngine:
         state: dict[str, torch.Tensor] = {}
         for file in sorted(local.path.glob("*.safetensors")):
             state.update(load_file(str(file)))
-        model = Decoder(cfg)
+        with torch.device("meta"):  # no time spent initialising weights about to be replaced
+            model = Decoder(cfg)
         model.load_hf_state_dict(state)
         model = model.to(device=device, dtype=dtype).eval()
         quantization = options.quantization
@@ -186,7 +188,10 @@ class BosunEngine:
             self._grammar = TokenizerGrammar(self._tokenizer)
         except ImportError:  # structured output is refused with a clear message instead
             self._grammar = None
-        max_len = min(options.max_model_len or cfg.max_position, cfg.max_position)
+        # Without --max-model-len, CPUs serve at most 4,096 tokens: the KV cache of every
+        # slot is reserved up front, and longer contexts are slow on CPUs anyway.
+        default_len = min(cfg.max_position, 4096) if device.type == "cpu" else cfg.max_position
+        max_len = min(options.max_model_len or default_len, cfg.max_position)
         if options.max_model_len and options.max_model_len > cfg.max_position:
             raise EngineError(
                 f"--max-model-len {options.max_model_len} exceeds the model's context of "
@@ -194,6 +199,7 @@ class BosunEngine:
             )
         self._cache = KVCache.allocate(cfg, options.max_num_seqs, max_len, dtype, device)
         self._free_slots = list(range(options.max_num_seqs))
+        self._fresh_slots = set(self._free_slots)  # never used: zero before first use
         eos = config.get("eos_token_id", self._tokenizer.eos_token_id)
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
         name = options.served_name or local.name
@@ -331,6 +337,9 @@ class BosunEngine:
         while self._waiting and self._free_slots:
             seq = self._waiting.popleft()
             seq.slot = self._free_slots.pop()
+            if seq.slot in self._fresh_slots:
+                cache.clear_slot(seq.slot)
+                self._fresh_slots.discard(seq.slot)
             tokens = torch.tensor([seq.prompt], dtype=torch.long)
             positions = torch.arange(len(seq.prompt))[None]
             logits = model(tokens, positions, cache, torch.tensor([seq.slot]), prefill=True)

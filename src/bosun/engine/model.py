@@ -104,11 +104,17 @@ class KVCache:
     def allocate(
         cls, cfg: DecoderConfig, slots: int, length: int, dtype: torch.dtype, device: torch.device
     ) -> KVCache:
+        # Uninitialised: a slot is zeroed when first used (see clear_slot), so a large
+        # cache costs no start-up time and stale values are always finite.
         shape = (cfg.layers, slots, length, cfg.kv_heads, cfg.head_dim)
         return cls(
-            torch.zeros(shape, dtype=dtype, device=device),
-            torch.zeros(shape, dtype=dtype, device=device),
+            torch.empty(shape, dtype=dtype, device=device),
+            torch.empty(shape, dtype=dtype, device=device),
         )
+
+    def clear_slot(self, slot: int) -> None:
+        self.k[:, slot].zero_()
+        self.v[:, slot].zero_()
 
     @property
     def length(self) -> int:
@@ -131,13 +137,11 @@ class Layer(nn.Module):
         h, d = cfg.hidden_size, cfg.head_dim
         self.cfg = cfg
         self.input_layernorm = RMSNorm(h, cfg.rms_eps)
-        self.q_proj = nn.Linear(h, cfg.heads * d, bias=cfg.attention_bias)
-        self.k_proj = nn.Linear(h, cfg.kv_heads * d, bias=cfg.attention_bias)
-        self.v_proj = nn.Linear(h, cfg.kv_heads * d, bias=cfg.attention_bias)
+        # q, k and v in one matmul, gate and up in another: fewer, larger kernels.
+        self.qkv_proj = nn.Linear(h, (cfg.heads + 2 * cfg.kv_heads) * d, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(cfg.heads * d, h, bias=False)
         self.post_attention_layernorm = RMSNorm(h, cfg.rms_eps)
-        self.gate_proj = nn.Linear(h, cfg.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(h, cfg.intermediate_size, bias=False)
+        self.gate_up_proj = nn.Linear(h, 2 * cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, h, bias=False)
 
     def forward(
@@ -155,9 +159,9 @@ class Layer(nn.Module):
         cfg = self.cfg
         b, t, _ = x.shape
         h = self.input_layernorm(x)
-        q = self.q_proj(h).view(b, t, cfg.heads, cfg.head_dim).transpose(1, 2)
-        k = self.k_proj(h).view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
-        v = self.v_proj(h).view(b, t, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
+        qkv = self.qkv_proj(h).view(b, t, cfg.heads + 2 * cfg.kv_heads, cfg.head_dim)
+        q, k, v = qkv.split([cfg.heads, cfg.kv_heads, cfg.kv_heads], dim=2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         # Write this step's keys and values into each sequence's slot.
         slot_index = slots[:, None].expand(b, t)
@@ -171,7 +175,8 @@ class Layer(nn.Module):
             attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
         x = x + self.o_proj(attn.transpose(1, 2).reshape(b, t, -1))
         h = self.post_attention_layernorm(x)
-        out: torch.Tensor = x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+        gate, up = self.gate_up_proj(h).chunk(2, dim=-1)
+        out: torch.Tensor = x + self.down_proj(F.silu(gate) * up)
         return out
 
 
@@ -194,7 +199,21 @@ class Decoder(nn.Module):
             mapped[key] = tensor
         if self.cfg.tie_embeddings or "lm_head.weight" not in mapped:
             mapped["lm_head.weight"] = mapped["embed_tokens.weight"]
-        missing, unexpected = self.load_state_dict(mapped, strict=False)
+        for i in range(self.cfg.layers):
+            p = f"layers.{i}."
+            for kind in ("weight", "bias"):
+                parts = [mapped.pop(f"{p}{n}_proj.{kind}", None) for n in ("q", "k", "v")]
+                if all(part is not None for part in parts):
+                    mapped[f"{p}qkv_proj.{kind}"] = torch.cat(parts)  # type: ignore[arg-type]
+            gate, up = (
+                mapped.pop(f"{p}gate_proj.weight", None),
+                mapped.pop(f"{p}up_proj.weight", None),
+            )
+            if gate is not None and up is not None:
+                mapped[f"{p}gate_up_proj.weight"] = torch.cat([gate, up])
+        missing, unexpected = self.load_state_dict(mapped, strict=False, assign=True)
+        # Buffers are computed, not loaded: rebuild them (the module may live on "meta").
+        self.register_buffer("inv_freq", _inv_freq(self.cfg), persistent=False)
         missing = [m for m in missing if m != "inv_freq"]
         if missing or unexpected:
             raise ValueError(
