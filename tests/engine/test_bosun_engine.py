@@ -205,3 +205,38 @@ def test_json_schema_output_parses_and_matches() -> None:
             messages=[{"role": "user", "content": "Give me any JSON object."}],
         )
         assert isinstance(json.loads(obj.choices[0].message.content or ""), dict)
+
+
+def test_n_choices_and_logprobs_with_the_real_model() -> None:
+    import math
+
+    engine = BosunEngine(EngineOptions(model=PRESET, max_model_len=1024))
+    with running_server(engine) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        response = client.chat.completions.create(
+            model=PRESET,
+            n=3,
+            seed=11,
+            temperature=1.0,
+            max_tokens=12,
+            logprobs=True,
+            top_logprobs=3,
+            messages=[{"role": "user", "content": "Name a colour."}],
+        )
+        assert [c.index for c in response.choices] == [0, 1, 2]
+        assert len({c.message.content for c in response.choices}) > 1  # seeds differ per choice
+        for choice in response.choices:
+            assert choice.logprobs is not None and choice.logprobs.content
+            for entry in choice.logprobs.content:
+                assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+                best = entry.top_logprobs[0].logprob
+                assert best >= entry.logprob - 1e-4  # the top alternative is at least as likely
+                assert math.isclose(
+                    sum(math.exp(t.logprob) for t in entry.top_logprobs[:1]),
+                    math.exp(best),
+                    rel_tol=1e-6,
+                )
+        assert response.usage is not None
+        assert response.usage.completion_tokens == sum(
+            len(c.logprobs.content) for c in response.choices if c.logprobs
+        )
