@@ -198,13 +198,25 @@ def test_json_schema_output_parses_and_matches() -> None:
             value = json.loads(answer.choices[0].message.content or "")
             jsonschema.validate(value, schema)
             assert answer.choices[0].finish_reason == "stop"
-        obj = client.chat.completions.create(
-            model=PRESET,
-            max_tokens=200,
-            response_format={"type": "json_object"},
-            messages=[{"role": "user", "content": "Give me any JSON object."}],
-        )
-        assert isinstance(json.loads(obj.choices[0].message.content or ""), dict)
+        # json_object mode constrains syntax, not length: a 135M model often
+        # rambles inside a string until max_tokens. A finished answer must
+        # parse as an object; a cut-off one must still open as an object.
+        finished = 0
+        for seed in range(6):
+            obj = client.chat.completions.create(
+                model=PRESET,
+                seed=seed,
+                temperature=1.0,
+                max_tokens=300,
+                response_format={"type": "json_object"},
+                messages=[{"role": "user", "content": "Give me any JSON object."}],
+            )
+            text = obj.choices[0].message.content or ""
+            assert text.startswith("{")
+            if obj.choices[0].finish_reason == "stop":
+                assert isinstance(json.loads(text), dict)
+                finished += 1
+        assert finished >= 1, "no json_object answer finished within 300 tokens"
 
 
 def test_n_choices_and_logprobs_with_the_real_model() -> None:
