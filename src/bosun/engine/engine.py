@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +31,9 @@ from bosun.engine.client import (
     SamplingParams,
     TokenEvent,
 )
-from bosun.engine.loader import LocalModel, resolve_model
+from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
 from bosun.engine.model import SUPPORTED_ARCHITECTURES, Decoder, DecoderConfig, KVCache
+from bosun.engine.quant import quantize_int8
 from bosun.engine.sampling import Sampler, is_plain_greedy
 from bosun.engine.stops import StopMatcher
 from bosun.engine.structured import TokenizerGrammar
@@ -75,16 +77,11 @@ class _Seq:
         return self.request.params
 
 
-def _int8(model: Decoder) -> Decoder:
-    """Dynamic int8 quantization of every linear layer (weights int8, activations fp32)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
-        quantized: Decoder = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-            model, {torch.nn.Linear}, dtype=torch.qint8
-        )
-    return quantized
+def _grammar_for(tokenizer: Any) -> TokenizerGrammar | None:
+    try:
+        return TokenizerGrammar(tokenizer)
+    except ImportError:  # structured output is refused with a clear message instead
+        return None
 
 
 class BosunEngine:
@@ -108,6 +105,7 @@ class BosunEngine:
         self._pending = 0  # submitted, not yet admitted (read by the asyncio side)
         self.local: LocalModel | None = None
         self.quantization = "none"
+        self._grammar: Future[TokenizerGrammar | None] | None = None
 
     # ------------------------------------------------------------------ loading
 
@@ -139,7 +137,6 @@ class BosunEngine:
 
     def _load(self) -> None:
         from safetensors.torch import load_file
-        from transformers import AutoTokenizer
 
         options = self.options
         if options.threads:
@@ -179,15 +176,15 @@ class BosunEngine:
         if quantization == "int8":
             if device.type != "cpu":
                 raise EngineError("--quantization int8 runs on CPUs only")
-            model = _int8(model)
+            quantize_int8(model)
         self.quantization = quantization
         self._model = model
-        self._tokenizer = AutoTokenizer.from_pretrained(local.path)
-        self._grammar: TokenizerGrammar | None = None
-        try:
-            self._grammar = TokenizerGrammar(self._tokenizer)
-        except ImportError:  # structured output is refused with a clear message instead
-            self._grammar = None
+        self._tokenizer = load_tokenizer(local)
+        # The grammar engine's view of the tokenizer takes half a second to build: build it
+        # in the background; the first structured-output request waits for it if need be.
+        helper = ThreadPoolExecutor(1, thread_name_prefix="bosun-grammar")
+        self._grammar = helper.submit(_grammar_for, self._tokenizer)
+        helper.shutdown(wait=False)
         # Without --max-model-len, CPUs serve at most 4,096 tokens: the KV cache of every
         # slot is reserved up front, and longer contexts are slow on CPUs anyway.
         default_len = min(cfg.max_position, 4096) if device.type == "cpu" else cfg.max_position
@@ -253,11 +250,12 @@ class BosunEngine:
             )
         constraint = None
         if request.params.json_schema is not None or request.params.json_object:
-            if self._grammar is None:
+            grammar = await asyncio.wrap_future(self._grammar) if self._grammar else None
+            if grammar is None:
                 raise InvalidRequestError(
                     "response_format needs llguidance: pip install llguidance", "response_format"
                 )
-            constraint = self._grammar.constraint(request.params)
+            constraint = grammar.constraint(request.params)
         loop = asyncio.get_running_loop()
         seq = _Seq(
             request=request,

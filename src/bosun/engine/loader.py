@@ -9,13 +9,24 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bosun.engine.client import EngineError
 
-__all__ = ["LocalModel", "cache_root", "resolve_model"]
+__all__ = [
+    "LocalModel",
+    "Progress",
+    "cache_root",
+    "load_tokenizer",
+    "needs_conversion",
+    "resolve_model",
+]
+
+# Told what a long preparation is doing: (what, fraction done in [0, 1]).
+Progress = Callable[[str, float], None]
 
 # Presets whose weights a Python package carries, so they work without a model hub.
 PACKAGED_GGUF = {
@@ -34,6 +45,23 @@ class LocalModel:
     def config(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.path / "config.json").read_text())
         return data
+
+
+def load_tokenizer(model: LocalModel) -> Any:
+    """The model's tokenizer. A plain ``tokenizer.json`` tokenizer is loaded by its class
+    directly: AutoTokenizer first resolves the model config, whose imports cost seconds."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    settings = model.path / "tokenizer_config.json"
+    declared = (
+        json.loads(settings.read_text()).get("tokenizer_class") if settings.is_file() else None
+    )
+    if (
+        declared in ("TokenizersBackend", "PreTrainedTokenizerFast")
+        and (model.path / "tokenizer.json").is_file()
+    ):
+        return PreTrainedTokenizerFast.from_pretrained(model.path)
+    return AutoTokenizer.from_pretrained(model.path)
 
 
 def cache_root() -> Path:
@@ -56,7 +84,22 @@ def _packaged(preset: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_model(name_or_path: str) -> LocalModel:
+def _gguf_of(name_or_path: str) -> Path | None:
+    path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if path.exists():
+        return None
+    return _packaged(name_or_path)
+
+
+def needs_conversion(name_or_path: str) -> bool:
+    """Whether :func:`resolve_model` will first convert a GGUF file (tens of seconds)."""
+    gguf = _gguf_of(name_or_path)
+    return gguf is not None and not (_cache_dir(gguf) / "config.json").is_file()
+
+
+def resolve_model(name_or_path: str, progress: Progress | None = None) -> LocalModel:
     """A local, loadable model for ``--model`` (converting a GGUF file if needed)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -66,10 +109,10 @@ def resolve_model(name_or_path: str) -> LocalModel:
     if path.is_file():
         if path.suffix != ".gguf":
             raise EngineError(f"--model: {path} is neither a directory nor a .gguf file")
-        return LocalModel(path.stem, _converted(path))
+        return LocalModel(path.stem, _converted(path, progress))
     packaged = _packaged(name_or_path)
     if packaged is not None:
-        return LocalModel(name_or_path.lower(), _converted(packaged))
+        return LocalModel(name_or_path.lower(), _converted(packaged, progress))
     if name_or_path.lower() in PACKAGED_GGUF:
         package = PACKAGED_GGUF[name_or_path.lower()][0].replace("_", "-")
         raise EngineError(
@@ -82,29 +125,42 @@ def resolve_model(name_or_path: str) -> LocalModel:
     )
 
 
-def _converted(gguf: Path) -> Path:
+def _cache_dir(gguf: Path) -> Path:
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-    target = cache_root() / f"{gguf.stem}-{key[:12]}"
+    return cache_root() / f"{gguf.stem}-{key[:12]}"
+
+
+def _converted(gguf: Path, progress: Progress | None) -> Path:
+    target = _cache_dir(gguf)
     if (target / "config.json").is_file():
         return target
-    _convert(gguf, target)
+    _convert(gguf, target, progress or (lambda _what, _done: None))
     return target
 
 
-def _convert(gguf: Path, target: Path) -> None:
-    """Dequantize with transformers, then save config, tokenizer and safetensors."""
+def _convert(gguf: Path, target: Path, progress: Progress) -> None:
+    """Dequantize with transformers, then save config, tokenizer and safetensors. The work
+    happens in a temporary directory renamed into place: an interrupted conversion leaves
+    no half-written cache entry."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    bars = hf_logging.is_progress_bar_enabled()
+    # The caller shows progress its own way.
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
+        progress(f"reading the tokenizer of {gguf.name}", 0.0)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        progress(f"dequantizing {gguf.name} (once; cached afterwards)", 0.1)
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32
         )
+        progress(f"writing safetensors to {target}", 0.8)
         config = model.config.to_dict()
         config.pop("quantization_config", None)
         config["torch_dtype"] = "float32"
@@ -118,6 +174,9 @@ def _convert(gguf: Path, target: Path) -> None:
         if target.exists():
             shutil.rmtree(target)
         work.rename(target)
+        progress(f"converted {gguf.name}", 1.0)
     finally:
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)

@@ -61,7 +61,8 @@ class DecoderConfig:
 
 def _inv_freq(cfg: DecoderConfig) -> torch.Tensor:
     inv = 1.0 / (
-        cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64) / cfg.head_dim)
+        cfg.rope_theta
+        ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64, device="cpu") / cfg.head_dim)
     )
     s = cfg.rope_scaling
     if s:  # Llama 3.1 frequency scaling
@@ -84,21 +85,18 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 @dataclass
 class KVCache:
-    """Keys and values for every layer: [layers, S, L, K, D] each.
+    """Keys and values of every layer in one tensor: [layers, S, L, 2K, D], keys in the
+    first K heads of dim 3, values in the last K.
 
     Slot and position lead, so writing one token of many sequences is a single indexed
-    store, not a strided walk over the whole cache."""
+    store, and one sequence's context is a view (no copy)."""
 
-    k: torch.Tensor
-    v: torch.Tensor
+    kv: torch.Tensor
 
     @classmethod
     def allocate(
@@ -106,29 +104,28 @@ class KVCache:
     ) -> KVCache:
         # Uninitialised: a slot is zeroed when first used (see clear_slot), so a large
         # cache costs no start-up time and stale values are always finite.
-        shape = (cfg.layers, slots, length, cfg.kv_heads, cfg.head_dim)
-        return cls(
-            torch.empty(shape, dtype=dtype, device=device),
-            torch.empty(shape, dtype=dtype, device=device),
-        )
+        shape = (cfg.layers, slots, length, 2 * cfg.kv_heads, cfg.head_dim)
+        return cls(torch.empty(shape, dtype=dtype, device=device))
 
     def clear_slot(self, slot: int) -> None:
-        self.k[:, slot].zero_()
-        self.v[:, slot].zero_()
+        self.kv[:, slot].zero_()
 
     @property
     def length(self) -> int:
-        return self.k.shape[2]
+        return self.kv.shape[2]
 
     @property
     def slots(self) -> int:
-        return self.k.shape[1]
+        return self.kv.shape[1]
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def _interleave_rotary(weight: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
+    """Reorder the output rows of a q or k projection from Hugging Face's half-split
+    rotary layout (x[:D/2] pairs with x[D/2:]) to adjacent pairs, so that rotary embedding
+    is one complex multiplication. q and k get the same order, so q.k is unchanged."""
+    shape = weight.shape
+    w = weight.reshape(heads, 2, head_dim // 2, *shape[1:])
+    return w.transpose(1, 2).reshape(shape)
 
 
 class Layer(nn.Module):
@@ -147,35 +144,48 @@ class Layer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,  # [B, T, hidden]
-        cos: torch.Tensor,  # [B, 1, T, D]
-        sin: torch.Tensor,
-        cache_k: torch.Tensor,  # [S, L, K, D] of this layer
-        cache_v: torch.Tensor,
+        rotary: torch.Tensor,  # [B, T, 1, D/2] complex
+        cache_kv: torch.Tensor,  # [S, L, 2K, D] of this layer
         slots: torch.Tensor,  # [B]
         positions: torch.Tensor,  # [B, T]
         context: int,  # attend over cache positions [0, context)
-        mask: torch.Tensor | None,  # [B, 1, T, context] bool, None: causal prefill
+        mask: torch.Tensor | None,  # [B, 1, T, context] bool, None: all of it
+        prefill: bool,  # the new tokens are the whole context (causal, from position 0)
+        single: tuple[int, int] | None,  # (slot, first position) when B == 1
     ) -> torch.Tensor:
         cfg = self.cfg
         b, t, _ = x.shape
-        h = self.input_layernorm(x)
-        qkv = self.qkv_proj(h).view(b, t, cfg.heads + 2 * cfg.kv_heads, cfg.head_dim)
-        q, k, v = qkv.split([cfg.heads, cfg.kv_heads, cfg.kv_heads], dim=2)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        heads, kv_heads, d = cfg.heads, cfg.kv_heads, cfg.head_dim
+        qkv = self.qkv_proj(self.input_layernorm(x)).view(b, t, heads + 2 * kv_heads, d)
+        # Rotary embedding of q and k at once, in place (see _interleave_rotary).
+        qk = qkv[:, :, : heads + kv_heads]
+        qk32 = qk.float()
+        torch.view_as_complex(qk32.unflatten(-1, (d // 2, 2))).mul_(rotary)
+        if qk32 is not qk:
+            qk.copy_(qk32)
         # Write this step's keys and values into each sequence's slot.
-        slot_index = slots[:, None].expand(b, t)
-        cache_k[slot_index, positions] = k.transpose(1, 2)
-        cache_v[slot_index, positions] = v.transpose(1, 2)
-        if mask is None:  # prefill from position 0: the new tokens are the whole context
-            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        new_kv = qkv[:, :, heads:]
+        if single is not None:  # one sequence: slices, not indexed copies
+            slot, start = single
+            cache_kv[slot, start : start + t].copy_(new_kv[0])
         else:
-            keys = cache_k[slots, :context].transpose(1, 2)  # [B, K, context, D]
-            values = cache_v[slots, :context].transpose(1, 2)
-            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+            cache_kv[slots[:, None].expand(b, t), positions] = new_kv
+        q = qkv[:, :, :heads].transpose(1, 2)
+        if prefill:
+            kv = new_kv.transpose(1, 2)  # [B, 2K, T, D]
+            attn = F.scaled_dot_product_attention(
+                q, kv[:, :kv_heads], kv[:, kv_heads:], is_causal=True, enable_gqa=True
+            )
+        else:
+            if single is not None:  # its context is a view of the cache
+                kv = cache_kv[single[0], :context][None].transpose(1, 2)
+            else:
+                kv = cache_kv[slots, :context].transpose(1, 2)  # [B, 2K, context, D]
+            attn = F.scaled_dot_product_attention(
+                q, kv[:, :kv_heads], kv[:, kv_heads:], attn_mask=mask, enable_gqa=True
+            )
         x = x + self.o_proj(attn.transpose(1, 2).reshape(b, t, -1))
-        h = self.post_attention_layernorm(x)
-        gate, up = self.gate_up_proj(h).chunk(2, dim=-1)
+        gate, up = self.gate_up_proj(self.post_attention_layernorm(x)).chunk(2, dim=-1)
         out: torch.Tensor = x + self.down_proj(F.silu(gate) * up)
         return out
 
@@ -184,7 +194,11 @@ class Decoder(nn.Module):
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        # Given a weight, Embedding skips its random init: on the meta device that init
+        # alone costs a second (it imports torch's reference decompositions).
+        self.embed_tokens = nn.Embedding(
+            cfg.vocab_size, cfg.hidden_size, _weight=torch.empty(cfg.vocab_size, cfg.hidden_size)
+        )
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
@@ -202,9 +216,11 @@ class Decoder(nn.Module):
         for i in range(self.cfg.layers):
             p = f"layers.{i}."
             for kind in ("weight", "bias"):
-                parts = [mapped.pop(f"{p}{n}_proj.{kind}", None) for n in ("q", "k", "v")]
-                if all(part is not None for part in parts):
-                    mapped[f"{p}qkv_proj.{kind}"] = torch.cat(parts)  # type: ignore[arg-type]
+                q, k, v = (mapped.pop(f"{p}{n}_proj.{kind}", None) for n in ("q", "k", "v"))
+                if q is not None and k is not None and v is not None:
+                    q = _interleave_rotary(q, self.cfg.heads, self.cfg.head_dim)
+                    k = _interleave_rotary(k, self.cfg.kv_heads, self.cfg.head_dim)
+                    mapped[f"{p}qkv_proj.{kind}"] = torch.cat([q, k, v])
             gate, up = (
                 mapped.pop(f"{p}gate_proj.weight", None),
                 mapped.pop(f"{p}up_proj.weight", None),
@@ -234,17 +250,21 @@ class Decoder(nn.Module):
         """Logits [B, vocab] of the last token of each row (or [B, T, vocab])."""
         x = self.embed_tokens(tokens)
         inv_freq: torch.Tensor = self.inv_freq  # type: ignore[assignment]
-        freqs = positions[..., None].float() * inv_freq  # [B, T, D/2]
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # [B, 1, T, D]
-        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        angles = positions[..., None].float() * inv_freq  # [B, T, D/2]
+        rotary = torch.polar(torch.ones_like(angles), angles)[:, :, None]  # [B, T, 1, D/2]
+        single = None
+        if tokens.shape[0] == 1:
+            single = (int(slots[0]), int(positions[0, 0]))
         if prefill:
             context, mask = 0, None
         else:
             context = int(positions.max().item()) + 1
-            span = torch.arange(context, device=tokens.device)
-            mask = (span[None, :] <= positions[:, -1:])[:, None, None, :]  # [B, 1, 1, context]
+            mask = None
+            if single is None:
+                span = torch.arange(context, device=tokens.device)
+                mask = (span[None, :] <= positions[:, -1:])[:, None, None, :]  # [B,1,1,context]
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache.k[i], cache.v[i], slots, positions, context, mask)
+            x = layer(x, rotary, cache.kv[i], slots, positions, context, mask, prefill, single)
         x = self.norm(x[:, -1] if last_only else x)
         logits: torch.Tensor = self.lm_head(x).float()
         return logits
