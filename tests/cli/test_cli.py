@@ -207,3 +207,8 @@ def test_the_installed_script_runs() -> None:
 def test_serve_refuses_bad_flags(args: list[str], message: str) -> None:
     code, _, err = run("serve", "--model", "smollm2-135m-instruct", *args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_serve_refuses_an_unknown_model_before_starting() -> None:
+    code, _, err = run("serve", "--model", "no-such-model-anywhere")
+    assert code == 2 and "--model: 'no-such-model-anywhere'" in err and "Traceback" not in err

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bosun import __version__
-from bosun.cli.output import Format, console, dump, fail, warn
+from bosun.cli.output import Format, console, dump, fail, progress_bar, warn
 
 if TYPE_CHECKING:
     from bosun.api import Workspace
@@ -454,6 +454,7 @@ def serve(
         fail(
             f"bosun serve needs the serve extra: pip install 'bosun[serve]' ({exc.name} is missing)"
         )
+    prepare_model(model)
     engine = BosunEngine(
         EngineOptions(
             model=model,
@@ -472,6 +473,23 @@ def serve(
     )
     app_ = build_app(ServeSettings(api_key=api_key), engine)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+
+
+def prepare_model(model: str) -> None:
+    """Find the model, and convert a GGUF model into the cache now, with a progress bar,
+    if it is not there yet (tens of seconds, once): a wrong --model fails before the
+    server starts, and the server itself starts in seconds."""
+    from bosun.engine.client import EngineError
+    from bosun.engine.loader import needs_conversion, resolve_model
+
+    try:
+        if not needs_conversion(model):
+            resolve_model(model)  # fast: only finds it, or says why it cannot
+            return
+        with progress_bar("preparing") as update:
+            resolve_model(model, progress=update)
+    except EngineError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

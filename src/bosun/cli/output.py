@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any, NoReturn
 
@@ -11,7 +13,7 @@ import typer
 import yaml
 from rich.console import Console
 
-__all__ = ["Format", "console", "dump", "fail", "warn"]
+__all__ = ["Format", "console", "dump", "fail", "progress_bar", "warn"]
 
 # Pipes and CI logs get a wide console rather than rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -54,3 +56,29 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print one clear error and exit (2: the input is at fault)."""
     _stderr.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def progress_bar(title: str) -> Iterator[Callable[[str, float], None]]:
+    """A rich progress bar on stderr; yields ``update(what, fraction_done)``."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[title]}[/bold] {task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_stderr, transient=False) as bar:
+        task = bar.add_task("", total=1.0, title=title)
+
+        def update(what: str, done: float) -> None:
+            bar.update(task, description=what, completed=done)
+
+        yield update
