@@ -8,6 +8,7 @@ only queues requests and receives events. Requests join and leave the batch at e
 from __future__ import annotations
 
 import asyncio
+import heapq
 import os
 import queue
 import threading
@@ -195,7 +196,7 @@ class BosunEngine:
                 f"{cfg.max_position} tokens"
             )
         self._cache = KVCache.allocate(cfg, options.max_num_seqs, max_len, dtype, device)
-        self._free_slots = list(range(options.max_num_seqs))
+        self._free_slots = list(range(options.max_num_seqs))  # a heap
         self._fresh_slots = set(self._free_slots)  # never used: zero before first use
         eos = config.get("eos_token_id", self._tokenizer.eos_token_id)
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -325,7 +326,7 @@ class BosunEngine:
 
     def _release(self, seq: _Seq) -> None:
         if seq.slot is not None:
-            self._free_slots.append(seq.slot)
+            heapq.heappush(self._free_slots, seq.slot)
             seq.slot = None
 
     def _step(self) -> None:
@@ -334,7 +335,9 @@ class BosunEngine:
         admitted = []
         while self._waiting and self._free_slots:
             seq = self._waiting.popleft()
-            seq.slot = self._free_slots.pop()
+            # The lowest free slot: running sequences stay packed at the start of the
+            # cache, so a decode step reads their contexts as one view (model.Step).
+            seq.slot = heapq.heappop(self._free_slots)
             if seq.slot in self._fresh_slots:
                 cache.clear_slot(seq.slot)
                 self._fresh_slots.discard(seq.slot)
@@ -343,7 +346,10 @@ class BosunEngine:
             logits = model(tokens, positions, cache, torch.tensor([seq.slot]), prefill=True)
             admitted.append(seq)
             self._accept(seq, logits[0])
-        decoding = [s for s in self._running if s not in admitted and s.slot is not None]
+        decoding = sorted(
+            (s for s in self._running if s not in admitted and s.slot is not None),
+            key=lambda s: s.slot or 0,
+        )
         self._running = [s for s in self._running if s.slot is not None] + [
             s for s in admitted if s.slot is not None
         ]

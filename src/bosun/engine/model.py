@@ -146,12 +146,7 @@ class Layer(nn.Module):
         x: torch.Tensor,  # [B, T, hidden]
         rotary: torch.Tensor,  # [B, T, 1, D/2] complex
         cache_kv: torch.Tensor,  # [S, L, 2K, D] of this layer
-        slots: torch.Tensor,  # [B]
-        positions: torch.Tensor,  # [B, T]
-        context: int,  # attend over cache positions [0, context)
-        mask: torch.Tensor | None,  # [B, 1, T, context] bool, None: all of it
-        prefill: bool,  # the new tokens are the whole context (causal, from position 0)
-        single: tuple[int, int] | None,  # (slot, first position) when B == 1
+        step: Step,
     ) -> torch.Tensor:
         cfg = self.cfg
         b, t, _ = x.shape
@@ -165,29 +160,92 @@ class Layer(nn.Module):
             qk.copy_(qk32)
         # Write this step's keys and values into each sequence's slot.
         new_kv = qkv[:, :, heads:]
-        if single is not None:  # one sequence: slices, not indexed copies
-            slot, start = single
+        if step.single is not None:  # one sequence: slices, not indexed copies
+            slot, start = step.single
             cache_kv[slot, start : start + t].copy_(new_kv[0])
         else:
-            cache_kv[slots[:, None].expand(b, t), positions] = new_kv
+            cache_kv[step.slots[:, None].expand(b, t), step.positions] = new_kv
         q = qkv[:, :, :heads].transpose(1, 2)
-        if prefill:
+        if step.prefill:
             kv = new_kv.transpose(1, 2)  # [B, 2K, T, D]
             attn = F.scaled_dot_product_attention(
                 q, kv[:, :kv_heads], kv[:, kv_heads:], is_causal=True, enable_gqa=True
             )
         else:
-            if single is not None:  # its context is a view of the cache
-                kv = cache_kv[single[0], :context][None].transpose(1, 2)
-            else:
-                kv = cache_kv[slots, :context].transpose(1, 2)  # [B, 2K, context, D]
-            attn = F.scaled_dot_product_attention(
-                q, kv[:, :kv_heads], kv[:, kv_heads:], attn_mask=mask, enable_gqa=True
-            )
+            attn = self._attend_cache(q, cache_kv, step)
         x = x + self.o_proj(attn.transpose(1, 2).reshape(b, t, -1))
         gate, up = self.gate_up_proj(self.post_attention_layernorm(x)).chunk(2, dim=-1)
         out: torch.Tensor = x + self.down_proj(F.silu(gate) * up)
         return out
+
+    def _attend_cache(self, q: torch.Tensor, cache_kv: torch.Tensor, step: Step) -> torch.Tensor:
+        """Attention of this step's queries [B, H, T, D] over each sequence's cached
+        context, read as a view of the cache where the slots allow it."""
+        kv_heads, context = self.cfg.kv_heads, step.context
+        if step.single is not None:
+            kv = cache_kv[step.single[0], :context][None].transpose(1, 2)  # [1, 2K, context, D]
+        elif step.window is not None:  # the window's rows in slot order, idle rows included
+            lo, hi = step.window
+            kv = cache_kv[lo:hi, :context].transpose(1, 2)
+            if step.rows is not None:
+                spread = q.new_zeros((hi - lo, *q.shape[1:]))
+                spread[step.rows] = q
+                q = spread
+        else:
+            kv = cache_kv[step.slots, :context].transpose(1, 2)  # a copy: [B, 2K, context, D]
+        attn = F.scaled_dot_product_attention(
+            q, kv[:, :kv_heads], kv[:, kv_heads:], attn_mask=step.mask, enable_gqa=True
+        )
+        if step.window is not None and step.rows is not None:
+            attn = attn[step.rows]
+        return attn
+
+
+@dataclass
+class Step:
+    """Where one forward pass reads and writes the cache (computed once, used by every
+    layer). Decoding several sequences reads the cache rows of the slot window [lo, hi) as
+    one view when that window is at most twice the batch: no copy of any context, and the
+    attention of idle rows in the window is computed and dropped."""
+
+    slots: torch.Tensor  # [B]
+    positions: torch.Tensor  # [B, T]
+    prefill: bool  # the new tokens are the whole context (causal, from position 0)
+    context: int = 0  # attend over cache positions [0, context)
+    single: tuple[int, int] | None = None  # (slot, first position) when B == 1
+    window: tuple[int, int] | None = None  # slot range read as a view
+    rows: torch.Tensor | None = None  # each sequence's row in the window; None: in order
+    mask: torch.Tensor | None = None  # [B or window, 1, T, context] bool; None: all
+
+    @classmethod
+    def plan(cls, slots: torch.Tensor, positions: torch.Tensor, prefill: bool) -> Step:
+        b = slots.shape[0]
+        if b == 1:
+            single = (int(slots[0]), int(positions[0, 0]))
+            context = 0 if prefill else int(positions[0, -1]) + 1
+            return cls(slots, positions, prefill, context, single)
+        if prefill:
+            return cls(slots, positions, prefill)
+        last = positions[:, -1]
+        context = int(last.max()) + 1
+        span = torch.arange(context, device=slots.device)
+        visible = span[None, :] <= last[:, None]  # [B, context]
+        lo, hi = int(slots.min()), int(slots.max()) + 1
+        if hi - lo > 2 * b:
+            return cls(slots, positions, prefill, context, mask=visible[:, None, None, :])
+        rows = slots - lo
+        in_order = hi - lo == b and bool((rows == torch.arange(b, device=rows.device)).all())
+        if in_order:
+            return cls(
+                slots, positions, prefill, context, window=(lo, hi), mask=visible[:, None, None]
+            )
+        # Idle rows see position 0 only (any finite value; their output is dropped).
+        window_mask = torch.zeros(hi - lo, context, dtype=torch.bool, device=slots.device)
+        window_mask[:, 0] = True
+        window_mask[rows] = visible
+        return cls(
+            slots, positions, prefill, context, None, (lo, hi), rows, window_mask[:, None, None]
+        )
 
 
 class Decoder(nn.Module):
@@ -252,19 +310,9 @@ class Decoder(nn.Module):
         inv_freq: torch.Tensor = self.inv_freq  # type: ignore[assignment]
         angles = positions[..., None].float() * inv_freq  # [B, T, D/2]
         rotary = torch.polar(torch.ones_like(angles), angles)[:, :, None]  # [B, T, 1, D/2]
-        single = None
-        if tokens.shape[0] == 1:
-            single = (int(slots[0]), int(positions[0, 0]))
-        if prefill:
-            context, mask = 0, None
-        else:
-            context = int(positions.max().item()) + 1
-            mask = None
-            if single is None:
-                span = torch.arange(context, device=tokens.device)
-                mask = (span[None, :] <= positions[:, -1:])[:, None, None, :]  # [B,1,1,context]
+        step = Step.plan(slots, positions, prefill)
         for i, layer in enumerate(self.layers):
-            x = layer(x, rotary, cache.kv[i], slots, positions, context, mask, prefill, single)
+            x = layer(x, rotary, cache.kv[i], step)
         x = self.norm(x[:, -1] if last_only else x)
         logits: torch.Tensor = self.lm_head(x).float()
         return logits
