@@ -202,6 +202,7 @@ def test_the_installed_script_runs() -> None:
         (["--device", "tpu"], "--device: 'tpu' is not cpu or cuda"),
         (["--quantization", "fp4"], "--quantization: 'fp4' is not one of"),
         (["--log-level", "loud"], "--log-level: 'loud' is not one of"),
+        (["--engine", "vllm"], "--engine: 'vllm' is not one of"),
     ],
 )
 def test_serve_refuses_bad_flags(args: list[str], message: str) -> None:

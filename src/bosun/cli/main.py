@@ -432,6 +432,14 @@ def serve(
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     quantization: Annotated[str, typer.Option(help="auto (int8 on CPU), int8 or none.")] = "auto",
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="auto, bosun (the Bosun engine: Llama, Mistral, Qwen2) or transformers "
+            "(any Hugging Face causal LM, one sequence at a time); auto: bosun where it can.",
+        ),
+    ] = "auto",
     log_level: Annotated[
         str, typer.Option(help="critical, error, warning, info or debug.")
     ] = "info",
@@ -445,6 +453,8 @@ def serve(
         fail(f"--log-level: {log_level!r} is not one of critical, error, warning, info, debug")
     if quantization not in ("auto", "int8", "none"):
         fail(f"--quantization: {quantization!r} is not one of auto, int8, none")
+    if backend not in ("auto", "bosun", "transformers"):
+        fail(f"--engine: {backend!r} is not one of auto, bosun, transformers")
     try:
         import uvicorn
 
@@ -465,10 +475,11 @@ def serve(
             dtype=dtype,
             device=device,
             quantization=quantization,
+            backend=backend,
         )
     )
     console.print(
-        f"bosun serve: loading {model} with the Bosun engine on {device}; "
+        f"bosun serve: loading {model} (engine: {backend}) on {device}; "
         f"http://{host}:{port}/v1 answers once /health is ready"
     )
     app_ = build_app(ServeSettings(api_key=api_key), engine)

@@ -33,15 +33,12 @@ from bosun.engine.client import (
     TokenEvent,
 )
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
-from bosun.engine.model import SUPPORTED_ARCHITECTURES, Decoder, DecoderConfig, KVCache
-from bosun.engine.quant import quantize_int8
+from bosun.engine.runner import ModelRunner, RunnerOptions, load_runner
 from bosun.engine.sampling import Sampler, is_plain_greedy
 from bosun.engine.stops import StopMatcher
 from bosun.engine.structured import TokenizerGrammar
 
 __all__ = ["BosunEngine", "EngineOptions"]
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -57,6 +54,9 @@ class EngineOptions:
     # int8: dynamic int8 weights for linear layers (CPU; 3x faster decode, slightly
     # different numerics). auto: int8 on CPU, none elsewhere.
     quantization: str = "auto"
+    # bosun: the Bosun decoder (Llama family); transformers: any Hugging Face causal LM,
+    # sequence by sequence; auto: bosun where it runs the architecture.
+    backend: str = "auto"
 
 
 @dataclass(eq=False)
@@ -92,8 +92,7 @@ class BosunEngine:
         self.options = options
         self._info: list[ModelInfo] = []
         self._tokenizer: Any = None
-        self._model: Decoder | None = None
-        self._cache: KVCache | None = None
+        self._runner: ModelRunner | None = None
         self._incoming: queue.SimpleQueue[_Seq] = queue.SimpleQueue()
         self._waiting: deque[_Seq] = deque()
         self._running: list[_Seq] = []
@@ -101,11 +100,11 @@ class BosunEngine:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._free_slots: list[int] = []
-        self._fresh_slots: set[int] = set()
         self._eos: set[int] = set()
         self._pending = 0  # submitted, not yet admitted (read by the asyncio side)
         self.local: LocalModel | None = None
         self.quantization = "none"
+        self.backend = "none"
         self._grammar: Future[TokenizerGrammar | None] | None = None
 
     # ------------------------------------------------------------------ loading
@@ -137,71 +136,36 @@ class BosunEngine:
         await loaded
 
     def _load(self) -> None:
-        from safetensors.torch import load_file
-
         options = self.options
         if options.threads:
             torch.set_num_threads(options.threads)
         local = resolve_model(options.model)
         self.local = local
-        config = local.config
-        known = {
-            "llama": "LlamaForCausalLM",
-            "mistral": "MistralForCausalLM",
-            "qwen2": "Qwen2ForCausalLM",
-        }
-        architecture = (
-            config.get("architectures") or [known.get(config.get("model_type", ""), "?")]
-        )[0]
-        if architecture not in SUPPORTED_ARCHITECTURES:
-            raise EngineError(
-                f"the Bosun engine does not run {architecture} yet "
-                f"(supported: {', '.join(sorted(SUPPORTED_ARCHITECTURES))})"
-            )
-        cfg = DecoderConfig.from_hf(config)
-        dtype_name = options.dtype
-        if dtype_name == "auto":
-            dtype_name = "float32" if options.device == "cpu" else "bfloat16"
-        dtype = _DTYPES[dtype_name]
-        device = torch.device(options.device)
-        state: dict[str, torch.Tensor] = {}
-        for file in sorted(local.path.glob("*.safetensors")):
-            state.update(load_file(str(file)))
-        with torch.device("meta"):  # no time spent initialising weights about to be replaced
-            model = Decoder(cfg)
-        model.load_hf_state_dict(state)
-        model = model.to(device=device, dtype=dtype).eval()
-        quantization = options.quantization
-        if quantization == "auto":
-            quantization = "int8" if device.type == "cpu" and dtype == torch.float32 else "none"
-        if quantization == "int8":
-            if device.type != "cpu":
-                raise EngineError("--quantization int8 runs on CPUs only")
-            quantize_int8(model)
-        self.quantization = quantization
-        self._model = model
+        runner = load_runner(
+            local,
+            RunnerOptions(
+                backend=options.backend,
+                dtype=options.dtype,
+                device=options.device,
+                quantization=options.quantization,
+                slots=options.max_num_seqs,
+                max_model_len=options.max_model_len,
+            ),
+        )
+        self.quantization = runner.quantization
+        self.backend = runner.backend
         self._tokenizer = load_tokenizer(local)
         # The grammar engine's view of the tokenizer takes half a second to build: build it
         # in the background; the first structured-output request waits for it if need be.
         helper = ThreadPoolExecutor(1, thread_name_prefix="bosun-grammar")
         self._grammar = helper.submit(_grammar_for, self._tokenizer)
         helper.shutdown(wait=False)
-        # Without --max-model-len, CPUs serve at most 4,096 tokens: the KV cache of every
-        # slot is reserved up front, and longer contexts are slow on CPUs anyway.
-        default_len = min(cfg.max_position, 4096) if device.type == "cpu" else cfg.max_position
-        max_len = min(options.max_model_len or default_len, cfg.max_position)
-        if options.max_model_len and options.max_model_len > cfg.max_position:
-            raise EngineError(
-                f"--max-model-len {options.max_model_len} exceeds the model's context of "
-                f"{cfg.max_position} tokens"
-            )
-        self._cache = KVCache.allocate(cfg, options.max_num_seqs, max_len, dtype, device)
         self._free_slots = list(range(options.max_num_seqs))  # a heap
-        self._fresh_slots = set(self._free_slots)  # never used: zero before first use
-        eos = config.get("eos_token_id", self._tokenizer.eos_token_id)
+        eos = local.config.get("eos_token_id", self._tokenizer.eos_token_id)
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
         name = options.served_name or local.name
-        self._info = [ModelInfo(name, max_len, int(time.time()))]
+        self._info = [ModelInfo(name, runner.max_len, int(time.time()))]
+        self._runner = runner
 
     # ------------------------------------------------------------------ EngineClient
 
@@ -234,7 +198,8 @@ class BosunEngine:
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
-        if self._model is None:
+        runner = self._runner
+        if runner is None:
             raise EngineError("the engine is not started")
         queued = len(self._waiting) + self._pending
         if queued >= self.options.max_waiting + len(self._free_slots):
@@ -242,11 +207,10 @@ class BosunEngine:
                 f"{self.options.max_waiting} requests are already waiting", retry_after=1.0
             )
         prompt = list(request.prompt_token_ids)
-        assert self._cache is not None
-        if len(prompt) + request.params.max_tokens > self._cache.length:
+        if len(prompt) + request.params.max_tokens > runner.max_len:
             raise InvalidRequestError(
                 f"the prompt ({len(prompt)} tokens) plus max_tokens "
-                f"({request.params.max_tokens}) exceeds the context of {self._cache.length}",
+                f"({request.params.max_tokens}) exceeds the context of {runner.max_len}",
                 "max_tokens",
             )
         constraint = None
@@ -326,26 +290,23 @@ class BosunEngine:
 
     def _release(self, seq: _Seq) -> None:
         if seq.slot is not None:
+            assert self._runner is not None
+            self._runner.release(seq.slot)
             heapq.heappush(self._free_slots, seq.slot)
             seq.slot = None
 
     def _step(self) -> None:
-        model, cache = self._model, self._cache
-        assert model is not None and cache is not None
+        runner = self._runner
+        assert runner is not None
         admitted = []
         while self._waiting and self._free_slots:
             seq = self._waiting.popleft()
             # The lowest free slot: running sequences stay packed at the start of the
             # cache, so a decode step reads their contexts as one view (model.Step).
             seq.slot = heapq.heappop(self._free_slots)
-            if seq.slot in self._fresh_slots:
-                cache.clear_slot(seq.slot)
-                self._fresh_slots.discard(seq.slot)
-            tokens = torch.tensor([seq.prompt], dtype=torch.long)
-            positions = torch.arange(len(seq.prompt))[None]
-            logits = model(tokens, positions, cache, torch.tensor([seq.slot]), prefill=True)
+            logits = runner.prefill(seq.slot, seq.prompt)
             admitted.append(seq)
-            self._accept(seq, logits[0])
+            self._accept(seq, logits)
         decoding = sorted(
             (s for s in self._running if s not in admitted and s.slot is not None),
             key=lambda s: s.slot or 0,
@@ -355,12 +316,11 @@ class BosunEngine:
         ]
         if not decoding:
             return
-        tokens = torch.tensor([[s.generated[-1]] for s in decoding], dtype=torch.long)
-        positions = torch.tensor(
-            [[len(s.prompt) + len(s.generated) - 1] for s in decoding], dtype=torch.long
+        logits = runner.decode(
+            [s.slot for s in decoding if s.slot is not None],
+            [s.generated[-1] for s in decoding],
+            [len(s.prompt) + len(s.generated) - 1 for s in decoding],
         )
-        slots = torch.tensor([s.slot for s in decoding], dtype=torch.long)
-        logits = model(tokens, positions, cache, slots, prefill=False)
         greedy = [i for i, s in enumerate(decoding) if is_plain_greedy(s.params)]
         chosen = {}
         if greedy:
