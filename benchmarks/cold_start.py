@@ -13,32 +13,36 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
 
 
 def launch_until_healthy(command: list[str], health: str, timeout: float) -> float:
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        while time.perf_counter() - start < timeout:
-            if process.poll() is not None:
-                err = process.stderr.read().decode() if process.stderr else ""
-                raise SystemExit(f"the server exited with {process.returncode}:\n{err[-2000:]}")
-            try:
-                if httpx.get(health, timeout=1.0).status_code == 200:
-                    return time.perf_counter() - start
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise SystemExit(f"no 200 from {health} within {timeout:.0f} s")
-    finally:
-        process.terminate()
+    # Its output goes to a file, not a pipe: a chatty server would fill a pipe and stall.
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            while time.perf_counter() - start < timeout:
+                if process.poll() is not None:
+                    log.seek(0)
+                    err = log.read().decode(errors="replace")[-2000:]
+                    raise SystemExit(f"the server exited with {process.returncode}:\n{err}")
+                try:
+                    if httpx.get(health, timeout=1.0).status_code == 200:
+                        return time.perf_counter() - start
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
+            raise SystemExit(f"no 200 from {health} within {timeout:.0f} s")
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def main() -> None:
