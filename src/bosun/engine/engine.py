@@ -32,6 +32,7 @@ from bosun.engine.client import (
     SamplingParams,
     TokenEvent,
 )
+from bosun.engine.detokenize import IncrementalDetokenizer
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
 from bosun.engine.runner import ModelRunner, RunnerOptions, load_runner
 from bosun.engine.sampling import Sampler, is_plain_greedy
@@ -66,9 +67,9 @@ class _Seq:
     events: asyncio.Queue[TokenEvent | BaseException]
     sampler: Sampler
     stops: StopMatcher
+    detokenizer: IncrementalDetokenizer
     prompt: list[int]
     generated: list[int] = field(default_factory=list)
-    text: str = ""
     slot: int | None = None
     cancelled: bool = False
     enqueued: float = field(default_factory=time.perf_counter)
@@ -228,6 +229,7 @@ class BosunEngine:
             events=asyncio.Queue(),
             sampler=Sampler(request.params, prompt, self._eos, constraint),
             stops=StopMatcher(request.params.stop),
+            detokenizer=IncrementalDetokenizer(self._tokenizer),
             prompt=prompt,
         )
         self._pending += 1
@@ -356,11 +358,7 @@ class BosunEngine:
             finish = "stop"
         elif seq.sampler.constraint is not None and seq.sampler.constraint.finished:
             finish = "stop"  # the JSON value is complete
-        full = self._tokenizer.decode(seq.generated, skip_special_tokens=True)
-        new = ""
-        if not full.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-            new = full[len(seq.text) :]
-            seq.text = full
+        new = seq.detokenizer.feed(seq.generated)
         text, hit = seq.stops.feed(new)
         if hit:
             finish = "stop"
