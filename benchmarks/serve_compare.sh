@@ -4,7 +4,7 @@
 #   - transformers serve --continuous-batching on the same model (the converted HF
 #     directory) at 1, 8 and 32;
 #   - llama.cpp (llama-cpp-python's OpenAI server) on the same GGUF file, one stream.
-# Then the cold start of each (median of 3) with the model already converted or cached,
+# Then the cold start of each (median of 5) with the model already converted or cached,
 # and one stream in process (Bosun engine against llama.cpp, no HTTP).
 # Peers are installed into benchmarks/.peers (llama-cpp-python builds from source: about
 # 5-10 minutes on 2 cores, once); `make test` never needs them.
@@ -58,12 +58,12 @@ wait_ready http://127.0.0.1:18002/health && bench transformers-serve-cb 18002 "$
 wait_ready http://127.0.0.1:18003/v1/models && bench llama.cpp 18003 $MODEL 1; stop
 
 {
-    $PY benchmarks/cold_start.py --label bosun --health http://127.0.0.1:18001/health -- \
+    $PY benchmarks/cold_start.py --repeat 5 --label bosun --health http://127.0.0.1:18001/health -- \
         .venv/bin/bosun serve --model $MODEL --port 18001 --max-model-len 1024
-    HF_HUB_OFFLINE=1 $PY benchmarks/cold_start.py --label transformers-serve-cb \
+    HF_HUB_OFFLINE=1 $PY benchmarks/cold_start.py --repeat 5 --label transformers-serve-cb \
         --health http://127.0.0.1:18002/health -- \
         .venv/bin/transformers serve --continuous-batching --port 18002 "$HFDIR"
-    $PY benchmarks/cold_start.py --label llama.cpp --health http://127.0.0.1:18003/v1/models -- \
+    $PY benchmarks/cold_start.py --repeat 5 --label llama.cpp --health http://127.0.0.1:18003/v1/models -- \
         "$PEERS/bin/python" -m llama_cpp.server --model "$GGUF" --n_threads 2 --port 18003
 } | tee "$OUT/cold_start_cpu_smollm2.jsonl"
 

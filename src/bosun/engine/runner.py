@@ -125,7 +125,7 @@ class DecoderRunner:
         if quantization == "int8":
             if device.type != "cpu":
                 raise EngineError("--quantization int8 runs on CPUs only")
-            quantize_int8(model)
+            quantize_int8(model, threads=min(2, torch.get_num_threads()))
         self.quantization = quantization
         self.model = model
         self.max_len = _context(options, cfg.max_position, device)
