@@ -191,9 +191,11 @@ class BosunEngine:
 
     def stats(self) -> EngineStats:
         slots = self.options.max_num_seqs
-        used = slots - len(self._free_slots)
+        # A sequence runs from the moment it holds a slot (its prefill included), so
+        # running and cache usage never disagree, whichever moment they are read at.
+        used = slots - len(self._free_slots) if self._runner is not None else 0
         return EngineStats(
-            running=len(self._running),
+            running=used,
             waiting=len(self._waiting) + self._pending,
             kv_cache_usage=used / slots if slots else 0.0,
         )
