@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bosun import __version__
+from bosun.cli.local import register as _register_local
 from bosun.cli.output import Format, console, dump, fail, progress_bar, warn
 
 if TYPE_CHECKING:
@@ -506,3 +507,9 @@ def prepare_model(model: str) -> None:
 def main() -> None:
     """Entry point of the ``bosun`` script."""
     app()
+
+
+_register_local(app)
+
+if __name__ == "__main__":
+    main()

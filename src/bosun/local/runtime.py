@@ -1,0 +1,225 @@
+"""`bosun up`, `ps`, `down` and `logs`: local workspaces as supervised processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bosun.api import BosunError, Workspace
+from bosun.catalog import Plan
+from bosun.local.state import Record, Store
+from bosun.local.supervisor import tail
+
+__all__ = ["LocalError", "Shown", "down", "free_port", "logs", "serve_command", "show", "up"]
+
+
+class LocalError(BosunError):
+    """A local operation that cannot be done, said plainly (the CLI exits 2)."""
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A workspace as `bosun ps` shows it: the stored record checked against reality."""
+
+    record: Record
+    state: str
+    supervised: bool
+    note: str  # why the shown state differs from the stored one
+
+    def to_json(self) -> dict[str, object]:
+        r = self.record
+        return {
+            "name": r.name,
+            "model": r.model,
+            "state": self.state,
+            "endpoint": r.endpoint,
+            "port": r.port,
+            "pid": r.pid,
+            "supervisor_pid": r.supervisor_pid,
+            "supervised": self.supervised,
+            "restarts": r.restarts,
+            "devices": r.devices,
+            "uptime_s": round(time.time() - r.started, 1) if self.state == "Ready" else 0,
+            "file": r.file,
+            "note": self.note,
+            "message": r.message,
+        }
+
+
+def show(record: Record) -> Shown:
+    """Check a stored record against the processes and the port: a workspace whose server
+    is gone or whose port is closed is never shown as Ready."""
+    supervised = _alive(record.supervisor_pid)
+    server = _alive(record.pid)
+    state, note = record.state, ""
+    if record.state in ("Failed", "Stopped"):
+        return Shown(record, state, supervised, note)
+    if not supervised:
+        if server and _port_open(record.port):
+            note = "its supervisor is gone: a crash will not be restarted (bosun down, up)"
+            state = "Ready" if record.state == "Ready" else record.state
+        else:
+            state, note = "Stopped", "its supervisor and server are gone (stale entry)"
+    elif record.state == "Ready" and not (server and _port_open(record.port)):
+        state, note = "Restarting", "the server is gone; its supervisor restarts it"
+    return Shown(record, state, supervised, note)
+
+
+def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
+    """The `bosun serve` command line that runs ``plan`` on this machine: a preset by its
+    name (its weights may ship in a package), any other model by what the plan loads.
+    Context and concurrency are the plan's, which sized the KV cache for exactly them."""
+    inference = ws.spec.inference
+    model = plan.model if inference is not None and inference.preset else plan.model_ref
+    command = [sys.executable, "-m", "bosun.cli.main", "serve", "--model", model]
+    command += ["--served-model-name", plan.model, "--port", str(port)]
+    command += ["--max-model-len", str(plan.max_model_len)]
+    command += ["--max-concurrency", str(max(plan.concurrency, 1))]
+    return command
+
+
+def up(
+    store: Store,
+    ws: Workspace,
+    plan: Plan,
+    file: str,
+    name: str | None = None,
+    port: int | None = None,
+    wait: float = 300.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> Shown:
+    """Start a supervised server for ``ws`` and wait until it is Ready (or Failed)."""
+    name = name or ws.metadata.name
+    if plan.workload == "tuning":
+        raise LocalError(
+            f"{file}: fine-tuning Workspaces do not run locally yet (spec.tuning); "
+            "bosun render gives the Job for a cluster"
+        )
+    if not plan.fits:
+        raise LocalError(f"{name}: the model does not fit this machine: {plan.reason}")
+    existing = store.get(name)
+    if existing is not None:
+        shown = show(existing)
+        if shown.state in ("Stopped", "Failed"):
+            store.delete(name)  # a finished or stale entry: replace it
+        else:
+            raise LocalError(
+                f"{name} is already {shown.state.lower()} at {existing.endpoint} "
+                f"(bosun down {name} first, or --name for a second one)"
+            )
+    if port is not None and not _port_free(port):
+        raise LocalError(f"--port {port} is taken on 127.0.0.1: choose another, or leave it out")
+    chosen = port or free_port()
+    record = Record(
+        name=name,
+        model=plan.model,
+        file=file,
+        port=chosen,
+        command=serve_command(ws, plan, chosen),
+        devices=["cpu"] if plan.accelerator.kind == "cpu" else [plan.accelerator.name],
+    )
+    if not store.insert(record):
+        raise LocalError(f"{name} was just started from another terminal")
+    log = store.log_path(name)
+    log.write_bytes(b"")
+    with log.open("ab") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "bosun.local.supervisor", name],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives this terminal
+            env={**os.environ, "BOSUN_HOME": str(store.root)},
+        )
+    store.update(name, supervisor_pid=supervisor.pid)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        current = store.get(name)
+        if current is None:
+            raise LocalError(f"{name} was removed while starting (bosun down from elsewhere?)")
+        if current.state in ("Ready", "Failed"):
+            return show(current)
+        if supervisor.poll() is not None and current.state != "Ready":
+            lines = "\n".join(tail(log, 20))
+            store.update(name, state="Failed", message=f"the supervisor exited:\n{lines}")
+            break
+        if on_wait is not None:
+            on_wait(current.state)
+        time.sleep(0.2)
+    current = store.get(name)
+    assert current is not None
+    return show(current)
+
+
+def down(store: Store, name: str, grace: float = 40.0) -> Record:
+    """Stop a workspace (its supervisor stops the server) and forget it."""
+    record = store.get(name)
+    if record is None:
+        raise LocalError(f"no local workspace named {name!r} (bosun ps lists them)")
+    if _alive(record.supervisor_pid):
+        assert record.supervisor_pid is not None
+        os.kill(record.supervisor_pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while _alive(record.supervisor_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    current = store.get(name) or record
+    if _alive(current.pid):  # unsupervised, or the supervisor did not get to it
+        assert current.pid is not None
+        os.kill(current.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while _alive(current.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(current.pid):
+            os.kill(current.pid, signal.SIGKILL)
+    store.delete(name)
+    return replace(current, state="Stopped", pid=None)
+
+
+def logs(store: Store, name: str, lines: int) -> list[str]:
+    if store.get(name) is None:
+        raise LocalError(f"no local workspace named {name!r} (bosun ps lists them)")
+    return tail(store.log_path(name), lines)

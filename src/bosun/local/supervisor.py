@@ -1,0 +1,129 @@
+"""The supervisor of one local workspace: ``python -m bosun.local.supervisor NAME``.
+
+Starts the workspace's server (its command is in the state store), appends its output to
+the workspace's log, marks it Ready once ``/health`` answers 200, and restarts it when it
+exits with exponential backoff (1, 2, 4, ... 30 s), counting restarts. After
+``MAX_CRASHES`` crashes in a row without reaching Ready it marks the workspace Failed with
+the last log lines and exits. SIGTERM (``bosun down``) stops the server and the
+supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from bosun.local.state import Store
+
+__all__ = ["MAX_CRASHES", "backoff", "main", "tail"]
+
+MAX_CRASHES = 5
+_STOP_GRACE = 30.0  # seconds a server gets to drain on SIGTERM
+
+
+def backoff(crashes: int) -> float:
+    """Seconds to wait before restart number ``crashes`` (1, 2, 4, ... at most 30)."""
+    return float(min(2 ** max(crashes - 1, 0), 30))
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a file (empty if it does not exist)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return text.splitlines()[-lines:] if lines > 0 else []
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+class _StopRequestedError(Exception):
+    pass
+
+
+def _on_term(_signum: int, _frame: FrameType | None) -> None:
+    raise _StopRequestedError
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is not None:
+        return
+    server.terminate()
+    try:
+        server.wait(_STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def supervise(store: Store, name: str) -> int:
+    record = store.get(name)
+    if record is None:
+        return 1
+    log_path = store.log_path(name)
+    crashes = 0
+    server: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
+    store.update(name, supervisor_pid=os.getpid())
+    try:
+        while True:
+            with log_path.open("ab") as log:
+                server = subprocess.Popen(
+                    record.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+            store.update(name, pid=server.pid, started=time.time())
+            ready = False
+            while server.poll() is None:
+                if not ready and _healthy(record.port):
+                    ready, crashes = True, 0
+                    store.update(name, state="Ready", message="")
+                time.sleep(0.2)
+            code = server.returncode
+            crashes += 1
+            if crashes >= MAX_CRASHES:
+                last = "\n".join(tail(log_path, 20))
+                store.update(
+                    name,
+                    state="Failed",
+                    pid=None,
+                    message=f"the server exited {crashes} times in a row (last code "
+                    f"{code}); last log lines:\n{last}",
+                )
+                return 1
+            current = store.get(name)
+            restarts = (current.restarts if current else 0) + 1
+            store.update(name, state="Restarting", pid=None, restarts=restarts)
+            time.sleep(backoff(crashes))
+            store.update(name, state="Starting")
+    except _StopRequestedError:
+        if server is not None:
+            _stop(server)
+        store.update(name, state="Stopped", pid=None)
+        return 0
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m bosun.local.supervisor NAME")
+    raise SystemExit(supervise(Store(), sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()

