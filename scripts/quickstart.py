@@ -1,84 +1,52 @@
-"""The quick start: serve the bundled SmolLM2 with `bosun serve` and ask it one question.
+"""The quick start: `bosun up` the bundled SmolLM2 example, ask it one question with
+`bosun chat`, and leave it running (`bosun down smollm2` stops it).
 
-Until `bosun up` (the local runtime) lands, this starts the server, waits for /health,
-sends a chat request with the official openai client, prints the answer and stops the
-server. The first run converts the GGUF weights once (about 30 s); later runs reuse the
-cache.
+The first run converts the GGUF weights once (about 30 s); later runs reuse the cache. A
+second `make run` finds the workspace already Ready and just asks again.
 """
 
 from __future__ import annotations
 
-import os
-import socket
+import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-import openai
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "01-cpu-smollm2.yaml"
+NAME = "smollm2"
+QUESTION = "What is the capital of France? Answer in one sentence."
 
-MODEL = "smollm2-135m-instruct"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def bosun(*args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    bosun_bin = Path(sys.executable).parent / "bosun"
+    return subprocess.run([str(bosun_bin), *args], capture_output=capture, text=True, check=False)
 
 
 def main() -> int:
-    port = free_port()
-    bosun = Path(sys.executable).parent / "bosun"
-    server = subprocess.Popen(
-        [
-            str(bosun),
-            "serve",
-            "--model",
-            MODEL,
-            "--port",
-            str(port),
-            "--max-model-len",
-            "2048",
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    listed = bosun("ps", "-o", "json", capture=True)
+    if listed.returncode != 0:
+        print(listed.stderr, file=sys.stderr)
+        return listed.returncode
+    states = {row["name"]: row["state"] for row in json.loads(listed.stdout)}
+    if states.get(NAME) == "Ready":
+        print(f"{NAME} is already running (bosun ps)")
+    else:
+        if NAME in states:  # a stopped, failed or stale entry: start afresh
+            bosun("down", NAME, capture=True)
+        started = bosun("up", str(EXAMPLE))
+        if started.returncode != 0:
+            return started.returncode
+    print(f"\nQ: {QUESTION}\nA: ", end="", flush=True)
+    answered = bosun("chat", NAME, "-m", QUESTION, "--temperature", "0", "--max-tokens", "64")
+    if answered.returncode != 0:
+        return answered.returncode
+    print(
+        f"\n{NAME} keeps running: bosun ps, bosun chat {NAME}, bosun logs {NAME}; "
+        f"stop it with: .venv/bin/bosun down {NAME}"
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                print("bosun serve exited early", file=sys.stderr)
-                return 1
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            print("bosun serve did not become ready in 10 minutes", file=sys.stderr)
-            return 1
-        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused")
-        question = "What is the capital of France? Answer in one sentence."
-        answer = client.chat.completions.create(
-            model=MODEL,
-            temperature=0,
-            max_tokens=64,
-            messages=[{"role": "user", "content": question}],
-        )
-        print(f"\nQ: {question}\nA: {answer.choices[0].message.content}\n")
-        print(
-            f"Served at {base}/v1 (stopped now). Serve it yourself with:\n"
-            f"  .venv/bin/bosun serve --model {MODEL} --port 8000"
-        )
-        return 0
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

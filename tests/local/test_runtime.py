@@ -87,6 +87,26 @@ def test_up_ps_crash_restart_unsupervised_and_down(home: Path) -> None:
     assert {"name", "model", "state", "endpoint", "pid", "restarts", "devices"} <= set(row)
     assert "Paris" in ask(row["endpoint"])
 
+    document = json.loads(bosun(home, "status", "smollm2", "-o", "json").stdout)
+    conditions = {c["type"]: c for c in document["status"]["conditions"]}
+    assert conditions["InferenceReady"]["status"] == "True"
+    assert document["spec"]["inference"]["preset"]["name"] == "smollm2-135m-instruct"
+    assert document["status"]["endpoint"] == row["endpoint"]
+    once = bosun(
+        home, "chat", "smollm2", "-m", "What is the capital of France?", "--temperature", "0"
+    )
+    assert once.returncode == 0 and "Paris" in once.stdout
+    session = subprocess.run(
+        [sys.executable, "-m", "bosun.cli.main", "chat", "--url", row["endpoint"]],
+        input="My name is Ana.\nWhat is the capital of France?\n\n",
+        env={**os.environ, "BOSUN_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert session.returncode == 0 and session.stdout.count("> ") == 3  # two turns, then end
+
     os.kill(row["pid"], signal.SIGKILL)  # the server dies: its supervisor restarts it
     again = wait_for(home, "smollm2", "Ready")
     assert again["restarts"] == 1 and again["pid"] != row["pid"]
@@ -137,6 +157,10 @@ def test_workspaces_that_cannot_run_here_are_refused_clearly(home: Path) -> None
     assert "short by" in large.stderr  # the plan's numbers
     unknown = bosun(home, "down", "nothing-here")
     assert unknown.returncode == 2 and "no local workspace named 'nothing-here'" in unknown.stderr
+    nobody = bosun(home, "chat")
+    assert nobody.returncode == 2 and "give a local workspace NAME or --url" in nobody.stderr
+    missing = bosun(home, "status", "nothing-here")
+    assert missing.returncode == 2 and "no local workspace named" in missing.stderr
     neither = bosun(home, "down")
     assert neither.returncode == 2 and "give a workspace NAME or --all" in neither.stderr
     assert "Traceback" not in tuning.stderr + large.stderr + unknown.stderr + neither.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -187,6 +187,90 @@ def down(
         console.print(f"{record.name} stopped; port {record.port} is free")
 
 
+def status(
+    name: Annotated[str, typer.Argument(help="A local workspace.")],
+    output: Annotated[Format, typer.Option("--output", "-o", help="yaml or json.")] = Format.YAML,
+) -> None:
+    """Print a local workspace with status conditions, as the operator writes them."""
+    from bosun.local.runtime import show
+    from bosun.local.runtime import status as document
+
+    record = _store().get(name)
+    if record is None:
+        fail(f"no local workspace named {name!r} (bosun ps lists them)")
+    dump(document(show(record)), Format.JSON if output is Format.JSON else Format.YAML)
+
+
+def chat(
+    name: Annotated[str | None, typer.Argument(help="A local workspace.")] = None,
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Ask once, print, exit.")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Any OpenAI-compatible base URL (…/v1) instead.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (default: the server's).")] = None,
+    api_key: Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="Bearer token.")] = "none",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest answer.")] = 512,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0: greedy).")
+    ] = 0.2,
+) -> None:
+    """Chat in the terminal with streaming answers and history (or one question with -m).
+
+    The default temperature, 0.2, is what SmolLM2's authors advise; at OpenAI's default of
+    1.0 a model this small rambles."""
+    try:
+        import openai
+    except ImportError:
+        fail("bosun chat needs the openai client: pip install 'bosun[serve]'")
+    if (name is None) == (url is None):
+        fail("give a local workspace NAME or --url")
+    if name is not None:
+        record = _store().get(name)
+        if record is None:
+            fail(f"no local workspace named {name!r} (bosun ps lists them)")
+        url, model = record.endpoint, model or record.model
+    client = openai.OpenAI(base_url=url, api_key=api_key, max_retries=0)
+    try:
+        model = model or client.models.list().data[0].id
+    except (openai.OpenAIError, IndexError) as exc:
+        fail(f"{url}: no model to talk to ({exc})")
+    history: list[Any] = []  # openai's message param types
+
+    def ask(text: str) -> None:
+        history.append({"role": "user", "content": text})
+        answer = ""
+        stream: Any = client.chat.completions.create(
+            model=model or "",
+            messages=history,
+            stream=True,
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                answer += chunk.choices[0].delta.content
+                console.print(chunk.choices[0].delta.content, end="", soft_wrap=True, markup=False)
+        console.print()
+        history.append({"role": "assistant", "content": answer})
+
+    try:
+        if message is not None:
+            ask(message)
+            return
+        console.print(f"[dim]{model} at {url}; an empty line or Ctrl-D ends.[/dim]")
+        while True:
+            text = console.input("[bold]> [/bold]").strip()
+            if not text:
+                return
+            ask(text)
+    except (EOFError, KeyboardInterrupt):
+        console.print()
+    except openai.OpenAIError as exc:
+        fail(f"{url}: {exc}", code=1)
+
+
 def register(app: typer.Typer) -> None:
-    for command in (up, ps, logs, down):
+    for command in (up, ps, status, logs, chat, down):
         app.command()(command)

@@ -10,14 +10,27 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 from bosun.api import BosunError, Workspace
+from bosun.api.conditions import Condition, ConditionType, set_condition
 from bosun.catalog import Plan
 from bosun.local.state import Record, Store
 from bosun.local.supervisor import tail
 
-__all__ = ["LocalError", "Shown", "down", "free_port", "logs", "serve_command", "show", "up"]
+__all__ = [
+    "LocalError",
+    "Shown",
+    "down",
+    "free_port",
+    "logs",
+    "serve_command",
+    "show",
+    "status",
+    "up",
+]
 
 
 class LocalError(BosunError):
@@ -161,6 +174,7 @@ def up(
         port=chosen,
         command=serve_command(ws, plan, chosen),
         devices=["cpu"] if plan.accelerator.kind == "cpu" else [plan.accelerator.name],
+        workspace=ws.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
     if not store.insert(record):
         raise LocalError(f"{name} was just started from another terminal")
@@ -223,3 +237,48 @@ def logs(store: Store, name: str, lines: int) -> list[str]:
     if store.get(name) is None:
         raise LocalError(f"no local workspace named {name!r} (bosun ps lists them)")
     return tail(store.log_path(name), lines)
+
+
+_REASONS: dict[str, tuple[Literal["True", "False"], str, str]] = {
+    "Ready": ("True", "Serving", "the server answers on {endpoint}"),
+    "Starting": ("False", "Starting", "the server is loading the model"),
+    "Restarting": ("False", "Restarting", "the server exited; its supervisor restarts it"),
+    "Failed": ("False", "Failed", "{message}"),
+    "Stopped": ("False", "Stopped", "{note}"),
+}
+
+
+def status(shown: Shown) -> dict[str, Any]:
+    """The Workspace as it was started, with ``status`` in the shape the operator writes
+    (``ResourceReady``, ``InferenceReady``, ``WorkspaceSucceeded`` conditions)."""
+    r = shown.record
+    conditions: list[Condition] = []
+    when = datetime.fromtimestamp(r.started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    devices = ", ".join(r.devices)
+    conditions = set_condition(
+        conditions,
+        ConditionType.RESOURCE_READY,
+        "True",
+        "LocalDevices",
+        f"this machine: {devices}",
+        at=when,
+    )
+    flag, reason, text = _REASONS[shown.state]
+    message = text.format(endpoint=r.endpoint, message=r.message, note=shown.note)
+    if shown.note and shown.state == "Ready":
+        message += f" ({shown.note})"
+    for kind in (ConditionType.INFERENCE_READY, ConditionType.WORKSPACE_SUCCEEDED):
+        conditions = set_condition(conditions, kind, flag, reason, message[-32000:], at=when)
+    document = dict(r.workspace) or {
+        "apiVersion": "bosun.dev/v1alpha1",
+        "kind": "Workspace",
+        "metadata": {"name": r.name},
+    }
+    document["status"] = {
+        "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in conditions],
+        "endpoint": r.endpoint,
+        "allocatedDevices": r.devices,
+        "state": shown.state,
+        "replicas": 1 if shown.state == "Ready" else 0,
+    }
+    return document

@@ -51,6 +51,7 @@ class Record:
     started: float = field(default_factory=time.time)  # when the server last started
     created: float = field(default_factory=time.time)
     message: str = ""  # why it failed, with the last log lines
+    workspace: dict[str, Any] = field(default_factory=dict)  # as it was when started
 
     @property
     def endpoint(self) -> str:
