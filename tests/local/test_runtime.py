@@ -164,3 +164,26 @@ def test_workspaces_that_cannot_run_here_are_refused_clearly(home: Path) -> None
     neither = bosun(home, "down")
     assert neither.returncode == 2 and "give a workspace NAME or --all" in neither.stderr
     assert "Traceback" not in tuning.stderr + large.stderr + unknown.stderr + neither.stderr
+
+
+def test_foreground_stays_attached_and_ctrl_c_stops_everything(home: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "bosun.cli.main", "up", str(EXAMPLE), "--foreground"],
+        env={**os.environ, "BOSUN_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as attached:
+        try:
+            assert attached.stdout is not None
+            for line in attached.stdout:
+                if "is Ready" in line:
+                    break
+            (row,) = ps(home)
+            assert row["state"] == "Ready" and attached.poll() is None  # still attached
+            attached.send_signal(signal.SIGINT)
+            assert attached.wait(timeout=60) == 0
+        finally:
+            if attached.poll() is None:
+                attached.kill()
+    assert ps(home) == [] and not port_open(row["port"])

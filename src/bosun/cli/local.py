@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -53,6 +54,9 @@ def up(
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Port (default: a free one).")
     ] = None,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Stay attached, print the log; Ctrl-C stops it.")
+    ] = False,
 ) -> None:
     """Serve a Workspace on this machine: plan it, start a supervised server, wait until
     it answers, and print how to use it."""
@@ -93,9 +97,58 @@ def up(
         f'  client = OpenAI(base_url="{record.endpoint}", api_key="none")\n'
         f'  client.chat.completions.create(model="{model}", '
         f'messages=[{{"role": "user", "content": "Hi!"}}])\n\n'
-        f"Stop it with: bosun down {record.name}",
+        f"Stop it with: bosun down {record.name}" + (" (or Ctrl-C here)" if foreground else ""),
         soft_wrap=True,
     )
+    if foreground:
+        _attach(store, record.name)
+
+
+def _attach(store: Store, name: str) -> None:
+    """Print the workspace's log as it grows; stop the workspace on Ctrl-C or SIGTERM, or
+    return when it is stopped from elsewhere."""
+    import signal
+
+    from bosun.local.runtime import LocalError, show
+    from bosun.local.runtime import down as stop
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        for chunk in _follow(store, name):
+            typer.echo(chunk, nl=False)
+    except KeyboardInterrupt:
+        try:
+            stop(store, name)
+        except LocalError:
+            return  # already gone
+        console.print(f"\n{name} stopped")
+        return
+    record = store.get(name)
+    if record is not None and show(record).state == "Failed":
+        fail(f"{name} failed: {record.message}", code=1)
+
+
+def _follow(store: Store, name: str) -> Iterator[str]:
+    """New text of the workspace's log until the workspace is gone, stopped or failed."""
+    from bosun.local.runtime import show
+
+    with store.log_path(name).open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        checked = time.monotonic()
+        while True:
+            chunk = f.read()
+            if chunk:
+                yield chunk.decode(errors="replace")
+                continue
+            if time.monotonic() - checked > 1.0:
+                checked = time.monotonic()
+                record = store.get(name)
+                if record is None or show(record).state in ("Stopped", "Failed"):
+                    return
+            time.sleep(0.2)
 
 
 def ps(
@@ -154,17 +207,11 @@ def logs(
         fail(str(exc))
     if not follow:
         return
-    with store.log_path(name).open("rb") as f:
-        f.seek(0, os.SEEK_END)
-        try:
-            while True:
-                chunk = f.read()
-                if chunk:
-                    typer.echo(chunk.decode(errors="replace"), nl=False)
-                else:
-                    time.sleep(0.2)
-        except KeyboardInterrupt:
-            return
+    try:
+        for chunk in _follow(store, name):
+            typer.echo(chunk, nl=False)
+    except KeyboardInterrupt:
+        return
 
 
 def down(
