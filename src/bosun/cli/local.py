@@ -15,6 +15,7 @@ from bosun.cli.output import Format, console, dump, fail, warn
 if TYPE_CHECKING:
     from bosun.api import Workspace
     from bosun.catalog import Plan
+    from bosun.local.devices import Machine
     from bosun.local.state import Store
 
 __all__ = ["register"]
@@ -32,20 +33,20 @@ def _store() -> Store:
     return store
 
 
-def _local_plan(file: Path) -> tuple[Workspace, Plan]:
+def _local_plan(file: Path) -> tuple[Workspace, Plan, Machine]:
     from bosun.api import BosunError, load_workspace
     from bosun.catalog import plan_workspace
-    from bosun.catalog.accelerators import cpu_profile
+    from bosun.local.devices import machine
 
     try:
         ws = load_workspace(file)
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        plan = plan_workspace(ws, target="local", local_profile=cpu_profile(memory))
+        here = machine()
+        plan = plan_workspace(ws, target="local", local_profile=here.profile)
     except BosunError as exc:
         fail(str(exc))
     for message in plan.warnings:
         warn(message)
-    return ws, plan
+    return ws, plan, here
 
 
 def up(
@@ -64,7 +65,7 @@ def up(
     from bosun.local.runtime import LocalError
     from bosun.local.runtime import up as start
 
-    ws, plan = _local_plan(file)
+    ws, plan, here = _local_plan(file)
     if plan.workload == "inference" and not plan.fits:
         fail(f"{ws.metadata.name} does not fit this machine: {plan.reason}")
     store = _store()
@@ -81,6 +82,7 @@ def up(
                 name=name,
                 port=port,
                 on_wait=lambda state: status.update(f"{state.lower()}..."),
+                here=here,
             )
     except LocalError as exc:
         fail(str(exc))

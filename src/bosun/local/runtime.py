@@ -17,6 +17,7 @@ from typing import Any, Literal
 from bosun.api import BosunError, Workspace
 from bosun.api.conditions import Condition, ConditionType, set_condition
 from bosun.catalog import Plan
+from bosun.local.devices import Machine, allocate
 from bosun.local.state import Record, Store
 from bosun.local.supervisor import tail
 
@@ -132,6 +133,8 @@ def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
     command += ["--served-model-name", plan.model, "--port", str(port)]
     command += ["--max-model-len", str(plan.max_model_len)]
     command += ["--max-concurrency", str(max(plan.concurrency, 1))]
+    if plan.accelerator.is_gpu:
+        command += ["--device", "cuda"]
     return command
 
 
@@ -144,8 +147,12 @@ def up(
     port: int | None = None,
     wait: float = 300.0,
     on_wait: Callable[[str], None] | None = None,
+    here: Machine | None = None,
 ) -> Shown:
-    """Start a supervised server for ``ws`` and wait until it is Ready (or Failed)."""
+    """Start a supervised server for ``ws`` and wait until it is Ready (or Failed).
+
+    ``here`` is the machine the plan was made for (default: a CPU); its GPUs are handed
+    out with the DRA allocator, never one another live workspace holds."""
     name = name or ws.metadata.name
     if plan.workload == "tuning":
         raise LocalError(
@@ -166,6 +173,23 @@ def up(
             )
     if port is not None and not _port_free(port):
         raise LocalError(f"--port {port} is taken on 127.0.0.1: choose another, or leave it out")
+    here = here or Machine(None, plan.accelerator)
+    held = {
+        device
+        for other in store.all()
+        if other.name != name and show(other).state not in ("Stopped", "Failed")
+        for device in other.devices
+        if device != "cpu"
+    }
+    devices = allocate(ws, plan, here, held)
+    if devices is None:
+        raise LocalError(
+            f"{name}: no free {plan.accelerator.name} for it on this machine "
+            f"(held by other workspaces: {', '.join(sorted(held)) or 'none'}; bosun ps)"
+        )
+    env = {}
+    if here.slice is not None and devices != ["cpu"]:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(here.uuid(d) for d in devices)
     chosen = port or free_port()
     record = Record(
         name=name,
@@ -173,7 +197,8 @@ def up(
         file=file,
         port=chosen,
         command=serve_command(ws, plan, chosen),
-        devices=["cpu"] if plan.accelerator.kind == "cpu" else [plan.accelerator.name],
+        devices=devices,
+        env=env,
         workspace=ws.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
     if not store.insert(record):

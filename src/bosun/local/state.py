@@ -52,6 +52,7 @@ class Record:
     created: float = field(default_factory=time.time)
     message: str = ""  # why it failed, with the last log lines
     workspace: dict[str, Any] = field(default_factory=dict)  # as it was when started
+    env: dict[str, str] = field(default_factory=dict)  # for the server (CUDA_VISIBLE_DEVICES)
 
     @property
     def endpoint(self) -> str:

@@ -86,7 +86,11 @@ def supervise(store: Store, name: str) -> int:
         while True:
             with log_path.open("ab") as log:
                 server = subprocess.Popen(
-                    record.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                    record.command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, **record.env},
                 )
             store.update(name, pid=server.pid, started=time.time())
             ready = False
