@@ -55,7 +55,7 @@ def test_up_refuses_when_other_workspaces_hold_every_gpu(tmp_path: Path) -> None
         state="Starting",
         supervisor_pid=os.getpid(),  # alive: its devices are held
     )
-    store.insert(holder)
+    store.put(holder)
     with pytest.raises(LocalError, match=r"no free .* \(held by other workspaces: gpu-0, gpu-1"):
         up(store, ws, plan, str(ONE_GPU), here=here)
     assert [r.name for r in store.all()] == ["holder"]  # nothing else was stored

@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,26 @@ def record(name: str = "w", **changes: object) -> Record:
 
 def test_records_round_trip_and_names_are_unique(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    assert store.insert(record("a")) and not store.insert(record("a", model="other"))
+    seen: list[list[str]] = []
+
+    def build(name: str) -> Callable[[list[Record]], Record]:
+        def make(others: list[Record]) -> Record:
+            seen.append([o.name for o in others])
+            return record(name)
+
+        return make
+
+    assert store.insert_new("a", build("a")) is not None
+    assert store.insert_new("a", build("a")) is None  # taken: build is not even called
+    assert store.insert_new("b", build("b")) is not None and seen == [[], ["a"]]
+
+    def refuse(others: list[Record]) -> Record:
+        raise ValueError("no free device")
+
+    with pytest.raises(ValueError, match="no free device"):
+        store.insert_new("c", refuse)
+    assert [r.name for r in store.all()] == ["a", "b"]
+    store.delete("b")
     stored = store.get("a")
     assert stored is not None and stored.model == "m"
     updated = store.update("a", state="Ready", restarts=2)
@@ -41,7 +61,8 @@ def test_an_unreadable_state_file_is_kept_aside_not_deleted(tmp_path: Path) -> N
     (tmp_path / "state.db").write_bytes(b"not a database, " * 100)
     store = Store(tmp_path)
     assert store.recovered is not None and store.recovered.read_bytes().startswith(b"not a")
-    assert store.insert(record()) and store.get("w") is not None
+    store.put(record())
+    assert store.get("w") is not None
 
 
 def test_stale_entries_are_never_shown_as_ready() -> None:
@@ -62,7 +83,7 @@ def test_a_server_that_keeps_crashing_ends_failed_with_its_last_log_lines(
 ) -> None:
     store = Store(tmp_path)
     crash = [sys.executable, "-c", "import sys; print('boom: no model here'); sys.exit(3)"]
-    store.insert(record(command=crash))
+    store.put(record(command=crash))
     monkeypatch.setattr(supervisor, "backoff", lambda crashes: 0.0)
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:

@@ -174,34 +174,39 @@ def up(
     if port is not None and not _port_free(port):
         raise LocalError(f"--port {port} is taken on 127.0.0.1: choose another, or leave it out")
     here = here or Machine(None, plan.accelerator)
-    held = {
-        device
-        for other in store.all()
-        if other.name != name and show(other).state not in ("Stopped", "Failed")
-        for device in other.devices
-        if device != "cpu"
-    }
-    devices = allocate(ws, plan, here, held)
-    if devices is None:
-        raise LocalError(
-            f"{name}: no free {plan.accelerator.name} for it on this machine "
-            f"(held by other workspaces: {', '.join(sorted(held)) or 'none'}; bosun ps)"
-        )
-    env = {}
-    if here.slice is not None and devices != ["cpu"]:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(here.uuid(d) for d in devices)
     chosen = port or free_port()
-    record = Record(
-        name=name,
-        model=plan.model,
-        file=file,
-        port=chosen,
-        command=serve_command(ws, plan, chosen),
-        devices=devices,
-        env=env,
-        workspace=ws.model_dump(mode="json", by_alias=True, exclude_none=True),
-    )
-    if not store.insert(record):
+
+    def build(others: list[Record]) -> Record:
+        held = {
+            device
+            for other in others
+            if show(other).state not in ("Stopped", "Failed")
+            for device in other.devices
+            if device != "cpu"
+        }
+        devices = allocate(ws, plan, here, held)
+        if devices is None:
+            raise LocalError(
+                f"{name}: no free {plan.accelerator.name} for it on this machine "
+                f"(held by other workspaces: {', '.join(sorted(held)) or 'none'}; bosun ps)"
+            )
+        env = {}
+        if here.slice is not None and devices != ["cpu"]:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(here.uuid(d) for d in devices)
+        return Record(
+            name=name,
+            model=plan.model,
+            file=file,
+            port=chosen,
+            command=serve_command(ws, plan, chosen),
+            devices=devices,
+            env=env,
+            workspace=ws.model_dump(mode="json", by_alias=True, exclude_none=True),
+        )
+
+    # Devices are chosen and the row stored in one transaction: two `bosun up` at the
+    # same instant cannot take the same GPU.
+    if store.insert_new(name, build) is None:
         raise LocalError(f"{name} was just started from another terminal")
     log = store.log_path(name)
     log.write_bytes(b"")

@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -124,14 +124,27 @@ class Store:
                 (record.name, json.dumps(asdict(record))),
             )
 
-    def insert(self, record: Record) -> bool:
-        """Store a new workspace; False if the name is taken (atomic across terminals)."""
+    def insert_new(self, name: str, build: Callable[[list[Record]], Record]) -> Record | None:
+        """Store ``build(other records)`` under ``name`` in one transaction (so what it
+        derives from the others, such as free devices, cannot change meanwhile); None if
+        the name is taken. An exception from ``build`` stores nothing."""
         with self._connect() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO workspaces (name, data) VALUES (?, ?)",
-                (record.name, json.dumps(asdict(record))),
-            )
-            return cursor.rowcount == 1
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute("SELECT name, data FROM workspaces").fetchall()
+                if any(row[0] == name for row in rows):
+                    db.execute("ROLLBACK")
+                    return None
+                record = build([Record.from_json(row[1]) for row in rows])
+                db.execute(
+                    "INSERT INTO workspaces (name, data) VALUES (?, ?)",
+                    (record.name, json.dumps(asdict(record))),
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return record
 
     def update(self, name: str, **changes: Any) -> Record | None:
         """Change some fields of a stored workspace, in one transaction."""
