@@ -97,12 +97,21 @@ def test_up_ps_crash_restart_unsupervised_and_down(home: Path) -> None:
     )
     assert once.returncode == 0 and "Paris" in once.stdout
     session = subprocess.run(
-        [sys.executable, "-m", "bosun.cli.main", "chat", "--url", row["endpoint"]],
+        [
+            sys.executable,
+            "-m",
+            "bosun.cli.main",
+            "chat",
+            "--url",
+            row["endpoint"],
+            "--max-tokens",
+            "16",
+        ],
         input="My name is Ana.\nWhat is the capital of France?\n\n",
         env={**os.environ, "BOSUN_HOME": str(home)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert session.returncode == 0 and session.stdout.count("> ") == 3  # two turns, then end
