@@ -10,7 +10,7 @@ import pytest
 from bosun.api import load_workspace
 from bosun.catalog import plan_workspace
 from bosun.local.devices import allocate, machine
-from bosun.local.runtime import LocalError, serve_command, up
+from bosun.local.runtime import LocalError, reserve, serve_command, up
 from bosun.local.state import Record, Store
 from tests.devices.test_discovery import FakeNVML
 
@@ -59,3 +59,60 @@ def test_up_refuses_when_other_workspaces_hold_every_gpu(tmp_path: Path) -> None
     with pytest.raises(LocalError, match=r"no free .* \(held by other workspaces: gpu-0, gpu-1"):
         up(store, ws, plan, str(ONE_GPU), here=here)
     assert [r.name for r in store.all()] == ["holder"]  # nothing else was stored
+
+
+SHARED = """
+apiVersion: bosun.dev/v1alpha1
+kind: Workspace
+metadata:
+  name: {name}
+spec:
+  resource:
+    count: 2
+    accelerator:
+      sharing:
+        strategy: {strategy}
+  inference:
+    preset:
+      name: qwen2.5-1.5b-instruct
+    maxModelLen: 4096
+"""
+
+
+def test_sharing_workspaces_share_a_gpu_and_exclusive_ones_do_not(tmp_path: Path) -> None:
+    here = machine(nvml=FakeNVML(gpus=1))
+    store = Store(tmp_path)
+
+    def holder(name: str, shared: bool) -> Record:
+        return Record(
+            name=name,
+            model="m",
+            file="f",
+            port=1,
+            command=["true"],
+            devices=["gpu-0"],
+            shared=shared,
+            supervisor_pid=os.getpid(),
+        )
+
+    def start(name: str, strategy: str) -> None:
+        file = tmp_path / f"{name}.yaml"
+        file.write_text(SHARED.format(name=name, strategy=strategy))
+        ws = load_workspace(file)
+        plan = plan_workspace(ws, target="local", local_profile=here.profile)
+        assert plan.fits, plan.reason
+        reserve(store, ws, plan, str(file), here=here)
+
+    store.put(holder("sharer", shared=True))
+    with pytest.raises(LocalError, match="held by other workspaces: gpu-0"):
+        start("exclusive", "Exclusive")
+    # Sharing with a sharer: allowed.
+    start("timesliced", "TimeSlicing")
+    second = store.get("timesliced")
+    assert second is not None and second.devices == ["gpu-0"] and second.shared
+    assert second.env == {"CUDA_VISIBLE_DEVICES": "GPU-00000000"}
+    store.delete("sharer")
+    store.put(holder("owner", shared=False))
+    store.delete("timesliced")
+    with pytest.raises(LocalError, match="held by other workspaces: gpu-0"):
+        start("again", "TimeSlicing")

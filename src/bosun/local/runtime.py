@@ -27,6 +27,7 @@ __all__ = [
     "down",
     "free_port",
     "logs",
+    "reserve",
     "serve_command",
     "show",
     "status",
@@ -153,6 +154,21 @@ def up(
 
     ``here`` is the machine the plan was made for (default: a CPU); its GPUs are handed
     out with the DRA allocator, never one another live workspace holds."""
+    record = reserve(store, ws, plan, file, name, port, here)
+    return _launch(store, record.name, wait, on_wait)
+
+
+def reserve(
+    store: Store,
+    ws: Workspace,
+    plan: Plan,
+    file: str,
+    name: str | None = None,
+    port: int | None = None,
+    here: Machine | None = None,
+) -> Record:
+    """Check that ``ws`` can run here, choose its port and devices, and store it as
+    Starting; nothing is started yet."""
     name = name or ws.metadata.name
     if plan.workload == "tuning":
         raise LocalError(
@@ -176,11 +192,15 @@ def up(
     here = here or Machine(None, plan.accelerator)
     chosen = port or free_port()
 
+    # A Workspace that asks to share (time-slicing, MPS) may get GPUs that other sharing
+    # workspaces hold; an exclusive one only GPUs that nobody holds.
+    shared = plan.sharing.value != "Exclusive"
+
     def build(others: list[Record]) -> Record:
         held = {
             device
             for other in others
-            if show(other).state not in ("Stopped", "Failed")
+            if show(other).state not in ("Stopped", "Failed") and not (shared and other.shared)
             for device in other.devices
             if device != "cpu"
         }
@@ -202,12 +222,19 @@ def up(
             devices=devices,
             env=env,
             workspace=ws.model_dump(mode="json", by_alias=True, exclude_none=True),
+            shared=shared,
         )
 
     # Devices are chosen and the row stored in one transaction: two `bosun up` at the
     # same instant cannot take the same GPU.
-    if store.insert_new(name, build) is None:
+    record = store.insert_new(name, build)
+    if record is None:
         raise LocalError(f"{name} was just started from another terminal")
+    return record
+
+
+def _launch(store: Store, name: str, wait: float, on_wait: Callable[[str], None] | None) -> Shown:
+    """Start the supervisor of a reserved workspace and wait for Ready or Failed."""
     log = store.log_path(name)
     log.write_bytes(b"")
     with log.open("ab") as out:

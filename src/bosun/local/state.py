@@ -53,6 +53,7 @@ class Record:
     message: str = ""  # why it failed, with the last log lines
     workspace: dict[str, Any] = field(default_factory=dict)  # as it was when started
     env: dict[str, str] = field(default_factory=dict)  # for the server (CUDA_VISIBLE_DEVICES)
+    shared: bool = False  # its GPUs may be shared with other sharing workspaces
 
     @property
     def endpoint(self) -> str:
