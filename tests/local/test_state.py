@@ -74,6 +74,13 @@ def test_stale_entries_are_never_shown_as_ready() -> None:
     assert shown.state == "Restarting" and shown.supervised
 
 
+def test_entries_from_before_a_reboot_are_stale_even_if_their_pids_are_reused() -> None:
+    me = os.getpid()  # a live pid: after a reboot, another process may well have it
+    shown = show(record(state="Ready", pid=me, supervisor_pid=me, boot="an-earlier-boot"))
+    assert shown.state == "Stopped" and "machine restarted" in shown.note
+    assert show(record(state="Starting", pid=me, supervisor_pid=me)).state == "Starting"
+
+
 def test_backoff_doubles_up_to_thirty_seconds() -> None:
     assert [supervisor.backoff(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
 

@@ -18,7 +18,7 @@ from bosun.api import BosunError, Workspace
 from bosun.api.conditions import Condition, ConditionType, set_condition
 from bosun.catalog import Plan
 from bosun.local.devices import Machine, allocate
-from bosun.local.state import Record, Store
+from bosun.local.state import Record, Store, boot_id
 from bosun.local.supervisor import tail
 
 __all__ = [
@@ -108,11 +108,13 @@ class Shown:
 def show(record: Record) -> Shown:
     """Check a stored record against the processes and the port: a workspace whose server
     is gone or whose port is closed is never shown as Ready."""
-    supervised = _alive(record.supervisor_pid)
-    server = _alive(record.pid)
     state, note = record.state, ""
     if record.state in ("Failed", "Stopped"):
-        return Shown(record, state, supervised, note)
+        return Shown(record, state, _alive(record.supervisor_pid), note)
+    if record.boot and record.boot != boot_id():
+        return Shown(record, "Stopped", False, "the machine restarted since (stale entry)")
+    supervised = _alive(record.supervisor_pid)
+    server = _alive(record.pid)
     if not supervised:
         if server and _port_open(record.port):
             note = "its supervisor is gone: a crash will not be restarted (bosun down, up)"

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Record", "State", "Store", "home"]
+__all__ = ["Record", "State", "Store", "boot_id", "home"]
 
 State = Literal["Starting", "Ready", "Restarting", "Failed", "Stopped"]
 
@@ -32,6 +32,15 @@ def home() -> Path:
         return Path(configured).expanduser()
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "bosun"
+
+
+def boot_id() -> str:
+    """This boot of the machine (Linux), so that pids recorded before a restart, which
+    may now belong to other processes, are not taken for ours; empty elsewhere."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
 
 
 @dataclass
@@ -54,6 +63,7 @@ class Record:
     workspace: dict[str, Any] = field(default_factory=dict)  # as it was when started
     env: dict[str, str] = field(default_factory=dict)  # for the server (CUDA_VISIBLE_DEVICES)
     shared: bool = False  # its GPUs may be shared with other sharing workspaces
+    boot: str = field(default_factory=lambda: boot_id())  # the machine's boot it started in
 
     @property
     def endpoint(self) -> str:
