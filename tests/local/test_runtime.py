@@ -175,23 +175,37 @@ def test_workspaces_that_cannot_run_here_are_refused_clearly(home: Path) -> None
     assert "Traceback" not in tuning.stderr + large.stderr + unknown.stderr + neither.stderr
 
 
+UP_FOREGROUND = ["up", str(EXAMPLE), "--foreground"]
+
+
 def test_foreground_stays_attached_and_ctrl_c_stops_everything(home: Path) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-m", "bosun.cli.main", "up", str(EXAMPLE), "--foreground"],
-        env={**os.environ, "BOSUN_HOME": str(home)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as attached:
+    errors = home / "foreground.stderr"
+    with (
+        errors.open("w") as stderr,
+        subprocess.Popen(
+            # -X faulthandler: on a hang, SIGABRT below dumps every thread's stack.
+            [sys.executable, "-X", "faulthandler", "-m", "bosun.cli.main", *UP_FOREGROUND],
+            env={**os.environ, "BOSUN_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as attached,
+    ):
         try:
             assert attached.stdout is not None
             for line in attached.stdout:
-                if "is Ready" in line:
+                if "(or Ctrl-C here)" in line:  # the last line before it follows the log
                     break
             (row,) = ps(home)
             assert row["state"] == "Ready" and attached.poll() is None  # still attached
             attached.send_signal(signal.SIGINT)
-            assert attached.wait(timeout=60) == 0
+            try:
+                code = attached.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                attached.send_signal(signal.SIGABRT)
+                attached.wait(timeout=30)
+                raise AssertionError(f"bosun up --foreground hung:\n{errors.read_text()}") from None
+            assert code == 0, errors.read_text()
         finally:
             if attached.poll() is None:
                 attached.kill()

@@ -103,7 +103,10 @@ def up(
         soft_wrap=True,
     )
     if foreground:
-        _attach(store, record.name)
+        try:
+            _attach(store, record.name)
+        except KeyboardInterrupt:  # Ctrl-C before the log was being followed
+            _detach(store, record.name)
 
 
 def _attach(store: Store, name: str) -> None:
@@ -111,8 +114,7 @@ def _attach(store: Store, name: str) -> None:
     return when it is stopped from elsewhere."""
     import signal
 
-    from bosun.local.runtime import LocalError, show
-    from bosun.local.runtime import down as stop
+    from bosun.local.runtime import show
 
     def interrupted(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -122,15 +124,29 @@ def _attach(store: Store, name: str) -> None:
         for chunk in _follow(store, name):
             typer.echo(chunk, nl=False)
     except KeyboardInterrupt:
-        try:
-            stop(store, name)
-        except LocalError:
-            return  # already gone
-        console.print(f"\n{name} stopped")
+        _detach(store, name)
         return
     record = store.get(name)
     if record is not None and show(record).state == "Failed":
         fail(f"{name} failed: {record.message}", code=1)
+
+
+def _detach(store: Store, name: str) -> None:
+    """Stop the workspace a `bosun up --foreground` is attached to; a second Ctrl-C while
+    it drains is ignored (the server gets its time to finish requests)."""
+    import signal
+
+    from bosun.local.runtime import LocalError
+    from bosun.local.runtime import down as stop
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    console.print(f"\nstopping {name}...")
+    try:
+        stop(store, name)
+    except LocalError:
+        return  # already gone
+    console.print(f"{name} stopped")
 
 
 def _follow(store: Store, name: str) -> Iterator[str]:
