@@ -189,6 +189,8 @@ def test_foreground_stays_attached_and_ctrl_c_stops_everything(home: Path) -> No
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
+            # As a shell starts a background job: SIGINT ignored. Ctrl-C must still work.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         ) as attached,
     ):
         try:

@@ -119,6 +119,9 @@ def _attach(store: Store, name: str) -> None:
     def interrupted(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Both explicitly: a process started in the background inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler of its own.
+    signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
     try:
         for chunk in _follow(store, name):
