@@ -164,6 +164,11 @@ def test_workspaces_that_cannot_run_here_are_refused_clearly(home: Path) -> None
     large = bosun(home, "up", str(ROOT / "examples" / "03-llama-70b-multi-gpu.yaml"))
     assert large.returncode == 2 and "does not fit this machine" in large.stderr
     assert "short by" in large.stderr  # the plan's numbers
+    absent = bosun(home, "up", str(ROOT / "examples" / "07-byo-model" / "workspace.yaml"))
+    assert absent.returncode == 2 and "--model: '/models/my-model' is not a directory" in (
+        absent.stderr
+    )
+    assert ps(home) == []  # refused before anything was started
     unknown = bosun(home, "down", "nothing-here")
     assert unknown.returncode == 2 and "no local workspace named 'nothing-here'" in unknown.stderr
     nobody = bosun(home, "chat")
@@ -172,7 +177,8 @@ def test_workspaces_that_cannot_run_here_are_refused_clearly(home: Path) -> None
     assert missing.returncode == 2 and "no local workspace named" in missing.stderr
     neither = bosun(home, "down")
     assert neither.returncode == 2 and "give a workspace NAME or --all" in neither.stderr
-    assert "Traceback" not in tuning.stderr + large.stderr + unknown.stderr + neither.stderr
+    everything = tuning.stderr + large.stderr + absent.stderr + unknown.stderr + neither.stderr
+    assert "Traceback" not in everything
 
 
 UP_FOREGROUND = ["up", str(EXAMPLE), "--foreground"]

@@ -62,15 +62,15 @@ def up(
     """Serve a Workspace on this machine: plan it, start a supervised server, wait until
     it answers, and print how to use it."""
     from bosun.cli.main import prepare_model
-    from bosun.local.runtime import LocalError
+    from bosun.local.runtime import LocalError, serve_model
     from bosun.local.runtime import up as start
 
     ws, plan, here = _local_plan(file)
     if plan.workload == "inference" and not plan.fits:
         fail(f"{ws.metadata.name} does not fit this machine: {plan.reason}")
     store = _store()
-    if plan.workload == "inference" and ws.spec.inference and ws.spec.inference.preset:
-        prepare_model(plan.model)
+    if plan.workload == "inference":  # a model that cannot load fails here, not in a loop
+        prepare_model(serve_model(ws, plan))
     began = time.monotonic()
     try:
         with console.status("starting") as status:

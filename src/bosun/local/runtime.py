@@ -29,6 +29,7 @@ __all__ = [
     "logs",
     "reserve",
     "serve_command",
+    "serve_model",
     "show",
     "status",
     "up",
@@ -126,13 +127,17 @@ def show(record: Record) -> Shown:
     return Shown(record, state, supervised, note)
 
 
-def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
-    """The `bosun serve` command line that runs ``plan`` on this machine: a preset by its
-    name (its weights may ship in a package), any other model by what the plan loads.
-    Context and concurrency are the plan's, which sized the KV cache for exactly them."""
+def serve_model(ws: Workspace, plan: Plan) -> str:
+    """What `bosun serve --model` gets: a preset by its name (its weights may ship in a
+    package), any other model by what the plan loads (a path, a Hugging Face id)."""
     inference = ws.spec.inference
-    model = plan.model if inference is not None and inference.preset else plan.model_ref
-    command = [sys.executable, "-m", "bosun.cli.main", "serve", "--model", model]
+    return plan.model if inference is not None and inference.preset else plan.model_ref
+
+
+def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
+    """The `bosun serve` command line that runs ``plan`` on this machine. Context and
+    concurrency are the plan's, which sized the KV cache for exactly them."""
+    command = [sys.executable, "-m", "bosun.cli.main", "serve", "--model", serve_model(ws, plan)]
     command += ["--served-model-name", plan.model, "--port", str(port)]
     command += ["--max-model-len", str(plan.max_model_len)]
     command += ["--max-concurrency", str(max(plan.concurrency, 1))]
