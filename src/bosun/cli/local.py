@@ -180,35 +180,34 @@ def ps(
 
     from bosun.local.runtime import show
 
-    store = _store()
-    rows = [show(r).to_json() for r in store.all()]
+    shown = [show(r) for r in _store().all()]
     if output is not Format.TABLE:
-        dump(rows, output)
+        dump([s.to_json() for s in shown], output)
         return
     table = Table(title_justify="left")
     for column in ("name", "model", "state", "endpoint", "devices", "restarts", "pid", "uptime"):
         table.add_column(column)
     colours = {"Ready": "green", "Failed": "red", "Stopped": "dim"}
-    for row in rows:
-        state = str(row["state"])
-        shown = f"[{colours.get(state, 'yellow')}]{state}[/]"
-        if not row["supervised"] and state == "Ready":
-            shown += " (unsupervised)"
-        uptime = float(row["uptime_s"])  # type: ignore[arg-type]
+    for s in shown:
+        r = s.record
+        state = f"[{colours.get(s.state, 'yellow')}]{s.state}[/]"
+        if not s.supervised and s.state == "Ready":
+            state += " (unsupervised)"
+        uptime = s.uptime_s
         table.add_row(
-            str(row["name"]),
-            str(row["model"]),
-            shown,
-            str(row["endpoint"]),
-            ",".join(row["devices"]),  # type: ignore[arg-type]
-            str(row["restarts"]),
-            str(row["pid"] or "-"),
+            r.name,
+            r.model,
+            state,
+            r.endpoint,
+            ",".join(r.devices),
+            str(r.restarts),
+            str(r.pid or "-"),
             f"{int(uptime // 60)}m{int(uptime % 60):02d}s" if uptime else "-",
         )
     console.print(table)
-    for row in rows:
-        if row["note"]:
-            console.print(f"{row['name']}: {row['note']}", soft_wrap=True)
+    for s in shown:
+        if s.note:
+            console.print(f"{s.record.name}: {s.note}", soft_wrap=True)
 
 
 def logs(

@@ -21,7 +21,6 @@ from bosun.engine.model import SUPPORTED_ARCHITECTURES, Decoder, DecoderConfig, 
 from bosun.engine.quant import quantize_int8
 
 __all__ = [
-    "BACKENDS",
     "DTYPES",
     "DecoderRunner",
     "ModelRunner",
@@ -32,7 +31,6 @@ __all__ = [
 ]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-BACKENDS = ("auto", "bosun", "transformers")
 _KNOWN = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
 
 

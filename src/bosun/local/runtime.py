@@ -86,6 +86,11 @@ class Shown:
     supervised: bool
     note: str  # why the shown state differs from the stored one
 
+    @property
+    def uptime_s(self) -> float:
+        """Seconds since the server last started, while it is Ready; else 0."""
+        return round(time.time() - self.record.started, 1) if self.state == "Ready" else 0.0
+
     def to_json(self) -> dict[str, object]:
         r = self.record
         return {
@@ -99,7 +104,7 @@ class Shown:
             "supervised": self.supervised,
             "restarts": r.restarts,
             "devices": r.devices,
-            "uptime_s": round(time.time() - r.started, 1) if self.state == "Ready" else 0,
+            "uptime_s": self.uptime_s,
             "file": r.file,
             "note": self.note,
             "message": r.message,

@@ -63,7 +63,7 @@ class Record:
     workspace: dict[str, Any] = field(default_factory=dict)  # as it was when started
     env: dict[str, str] = field(default_factory=dict)  # for the server (CUDA_VISIBLE_DEVICES)
     shared: bool = False  # its GPUs may be shared with other sharing workspaces
-    boot: str = field(default_factory=lambda: boot_id())  # the machine's boot it started in
+    boot: str = field(default_factory=boot_id)  # the machine's boot it started in
 
     @property
     def endpoint(self) -> str:

@@ -77,7 +77,7 @@ def supervise(store: Store, name: str) -> int:
     if record is None:
         return 1
     log_path = store.log_path(name)
-    crashes = 0
+    crashes, restarts = 0, record.restarts
     server: subprocess.Popen[bytes] | None = None
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
@@ -111,8 +111,7 @@ def supervise(store: Store, name: str) -> int:
                     f"{code}); last log lines:\n{last}",
                 )
                 return 1
-            current = store.get(name)
-            restarts = (current.restarts if current else 0) + 1
+            restarts += 1  # this supervisor is the only writer of restarts
             store.update(name, state="Restarting", pid=None, restarts=restarts)
             time.sleep(backoff(crashes))
             store.update(name, state="Starting")
