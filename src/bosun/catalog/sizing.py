@@ -477,17 +477,20 @@ def plan_workspace(
     instance_type: str | None = None,
     target: Target = "cluster",
     local_profile: AcceleratorProfile | None = None,
+    devices_per_node: int | None = None,
 ) -> Plan:
     """Size ``ws`` for the given hardware and choose devices, parallelism and runtime.
 
     ``accelerator`` (a profile name or ``cpu``) and ``instance_type`` override the
-    Workspace's own ``spec.resource``; ``local_profile`` is the machine `bosun up` found.
+    Workspace's own ``spec.resource``; ``local_profile`` is the hardware found where the
+    Workspace will run (the machine `bosun up` runs on, or the GPUs the operator discovered
+    on the cluster's nodes), with ``devices_per_node`` of them on each node (default 1).
     """
     resource = ws.spec.resource
     acc = resource.accelerator
     profile: AcceleratorProfile | None
     if local_profile is not None:
-        profile, itype, per_node = local_profile, None, 1
+        profile, itype, per_node = local_profile, None, devices_per_node or 1
     else:
         profile, itype, per_node = _resolve_profile(ws, accelerator, instance_type)
     spec, model_name, model_ref, model_path = _resolve_model(ws)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bosun import __version__
+from bosun.cli.cluster import register as _register_cluster
 from bosun.cli.local import register as _register_local
 from bosun.cli.output import Format, console, dump, fail, progress_bar, warn
 
@@ -510,6 +511,7 @@ def main() -> None:
 
 
 _register_local(app)
+_register_cluster(app)
 
 if __name__ == "__main__":
     main()

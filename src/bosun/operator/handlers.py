@@ -1,0 +1,158 @@
+"""kopf handlers: thin glue from watch events to the :class:`Reconciler`.
+
+Everything is registered on a registry built by :func:`build_registry` (nothing happens
+at import time). The operator's settings keep kopf's own bookkeeping under
+``bosun.dev`` annotations, so the Workspace's status stays in its schema.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kopf
+from kubernetes.aio.client import Configuration
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from bosun.api.workspace import GROUP, VERSION
+from bosun.operator.kube import Kube, KubeError
+from bosun.operator.reconciler import Reconciler
+from bosun.render import RenderOptions
+from bosun.render.names import WORKSPACE_LABEL
+
+__all__ = ["OWNED_WATCHES", "OperatorConfig", "build_registry"]
+
+log = logging.getLogger("bosun.operator")
+
+WORKSPACES = (GROUP, VERSION, "workspaces")
+# Every object a Workspace renders, and the pods of its workloads, carry this label.
+MANAGED = {WORKSPACE_LABEL: kopf.PRESENT}
+# Owned objects whose changes (or deletion) re-check their Workspace.
+OWNED_WATCHES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "pods"),
+    ("batch", "v1", "jobs"),
+    ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
+    ("resource.k8s.io", "v1", "resourceclaimtemplates"),
+    ("karpenter.sh", "v1", "nodeclaims"),
+)
+STATUS_INTERVAL = 60.0  # seconds between status checks when nothing happens
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    configuration: Configuration  # the API server and credentials (kubeconfig or in-cluster)
+    images: RenderOptions
+    peering: bool = True
+    metrics: CollectorRegistry | None = None  # where /metrics reads from (None: no metrics)
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.reconciles = Counter(
+            "bosun_operator_reconciles_total",
+            "Workspace reconciles by result (applied, retried).",
+            ["result"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "bosun_operator_reconcile_seconds",
+            "Time to plan, render and apply one Workspace.",
+            registry=registry,
+        )
+
+
+def _retry(exc: KubeError) -> kopf.TemporaryError:
+    return kopf.TemporaryError(str(exc), delay=5 if exc.status == 429 else 2)
+
+
+def _emit(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message[:1024])
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    metrics = _Metrics(config.metrics)
+
+    async def reconcile(memo: kopf.Memo, body: kopf.Body, old: Any = None) -> None:
+        with metrics.seconds.time():
+            try:
+                await memo.reconciler.reconcile(dict(body), old=old)
+            except KubeError as exc:
+                metrics.reconciles.labels("retried").inc()
+                raise _retry(exc) from None
+        metrics.reconciles.labels("applied").inc()
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.persistence.finalizer = f"{GROUP}/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.WARNING  # Bosun posts its own events per step
+        settings.peering.mandatory = False
+        settings.peering.standalone = not config.peering
+        settings.watching.server_timeout = 300
+        settings.networking.error_backoffs = [1, 2, 5, 10]
+        memo.reconciler = Reconciler(Kube(config.configuration), config.images, _emit)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        await memo.reconciler.kube.close()
+
+    @kopf.on.login(registry=registry)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        c = config.configuration
+        token = c.api_key.get("BearerToken") or c.api_key.get("authorization")
+        if token:
+            token = token.removeprefix("Bearer ").strip()
+        return kopf.ConnectionInfo(
+            server=c.host,
+            ca_path=c.ssl_ca_cert,
+            insecure=not c.verify_ssl,
+            token=token or None,
+            certificate_path=c.cert_file,
+            private_key_path=c.key_file,
+        )
+
+    @kopf.on.resume(*WORKSPACES, registry=registry)
+    @kopf.on.create(*WORKSPACES, registry=registry)
+    async def apply(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await reconcile(memo, body)
+
+    @kopf.on.update(*WORKSPACES, registry=registry)
+    async def update(body: kopf.Body, old: Any, memo: kopf.Memo, **_: Any) -> None:
+        await reconcile(memo, body, old=dict(old or {}))
+
+    @kopf.on.delete(*WORKSPACES, registry=registry)
+    async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        try:
+            deleted = await memo.reconciler.finalize(dict(body))
+        except KubeError as exc:
+            raise _retry(exc) from None
+        if deleted:
+            _emit(dict(body), "Normal", "NodesReleased", f"deleted {deleted} NodeClaim(s)")
+
+    @kopf.timer(*WORKSPACES, interval=STATUS_INTERVAL, idle=STATUS_INTERVAL, registry=registry)
+    async def check(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        meta = body["metadata"]
+        memo.reconciler.discovery.invalidate()
+        memo.reconciler.schedule_refresh((meta["namespace"], meta["name"]))
+
+    for group, version, plural in OWNED_WATCHES:
+
+        @kopf.on.event(
+            group, version, plural, labels=MANAGED, id=f"owned-{plural}", registry=registry
+        )
+        async def owned(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+            obj = dict(event["object"])
+            try:
+                await memo.reconciler.owned_changed(event["type"] or "", obj)
+            except KubeError as exc:
+                log.warning("could not check %s: %s", obj.get("kind"), exc)
+
+    return registry

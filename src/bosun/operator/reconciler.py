@@ -1,0 +1,327 @@
+"""The side of the operator that acts: apply what a Workspace needs, restore what drifts,
+provision nodes, observe, and write status. kopf calls into it (``handlers``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bosun.api.conditions import Condition
+from bosun.api.workspace import API_VERSION, KIND
+from bosun.operator.desired import Desired, InvalidWorkspaceError, desire, immutable_changes, subset
+from bosun.operator.discovery import Discovery
+from bosun.operator.kube import Kube
+from bosun.operator.status import Observed, Status, compute_status, invalid_status
+from bosun.render import RenderOptions
+from bosun.render.names import WORKSPACE_LABEL, dns_label
+from bosun.render.nodes import NAMESPACE_LABEL
+from bosun.render.placement import place_replicas
+
+__all__ = ["Reconciler", "workspace_of"]
+
+log = logging.getLogger("bosun.operator")
+
+# Kinds a Workspace may own; what it no longer renders is pruned on a spec change.
+OWNED = (
+    ("apps/v1", "Deployment"),
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+    ("batch/v1", "Job"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("resource.k8s.io/v1", "ResourceClaimTemplate"),
+)
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+REFRESH_DELAY = 0.2  # seconds to gather a burst of pod events into one status update
+
+Key = tuple[str, str]  # (namespace, name)
+Emit = Callable[[dict[str, Any], str, str, str], None]  # (body, type, reason, message)
+
+
+def workspace_of(obj: dict[str, Any]) -> Key | None:
+    """The Workspace an object belongs to: its controller owner, or a NodeClaim's note."""
+    meta = obj.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION:
+            return meta.get("namespace", ""), ref["name"]
+    note = (meta.get("annotations") or {}).get(WORKSPACE_LABEL, "")
+    if "/" in note:
+        namespace, _, name = note.partition("/")
+        return namespace, name
+    return None
+
+
+def _labelled(items: list[dict[str, Any]], key: str, value: str) -> list[dict[str, Any]]:
+    """Client-side label filter (a selector the server ignored does no harm)."""
+    return [i for i in items if ((i.get("metadata") or {}).get("labels") or {}).get(key) == value]
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    images: RenderOptions = field(default_factory=RenderOptions)
+    emit: Emit = lambda body, type_, reason, message: None
+    discovery: Discovery = field(init=False)
+    desired: dict[Key, Desired] = field(default_factory=dict)
+    _pending: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.discovery = Discovery(self.kube)
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def reconcile(self, body: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+        """Make the cluster match the Workspace ``body``; status says how far it got."""
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        generation = meta.get("generation")
+        if old is not None:
+            changed = immutable_changes(old, body)
+            if changed:
+                message = (
+                    f"{', '.join(changed)} cannot change: create a new Workspace instead "
+                    "(the running one is kept as it was)"
+                )
+                await self._write_invalid(body, "ImmutableField", message, generation)
+                return
+        view = await self.discovery.view()
+        try:
+            want = desire(body, view, self.images)
+        except InvalidWorkspaceError as exc:
+            self.desired.pop(key, None)
+            await self._write_invalid(body, exc.reason, exc.message, generation)
+            return
+        self.emit(body, "Normal", "Planned", f"{want.plan.devices_summary}: {want.plan.reason}")
+        # Known before the first apply, so drift checks compare with this generation.
+        self.desired[key] = want
+        await self._provision(body, want)
+        for obj in want.objects:
+            await self.kube.apply(obj)
+        if old is not None:
+            await self._prune(want)
+        self.emit(body, "Normal", "Applied", f"{len(want.objects)} object(s) applied")
+        await self.refresh(key, body)
+
+    async def _provision(self, body: dict[str, Any], want: Desired) -> None:
+        """Create the NodeClaims for the nodes the cluster lacks (none when it has them)."""
+        if not want.node_claims:
+            return
+        plan = want.plan
+        assert plan.instance_type is not None
+        namespace = want.ws.metadata.namespace or "default"
+        mine = [
+            c
+            for c in await self._node_claims(want)
+            if (c["metadata"].get("labels") or {}).get(NAMESPACE_LABEL) == namespace
+        ]
+        names = {c["metadata"]["name"] for c in mine}
+        nodes = _labelled(
+            await self.kube.list("v1", "Node"), INSTANCE_TYPE_LABEL, plan.instance_type.name
+        )
+        # Nodes of this type that no Workspace provisioned serve it before new ones.
+        free = [n for n in nodes if WORKSPACE_LABEL not in (n["metadata"].get("labels") or {})]
+        needed = max(0, len(want.node_claims) - len(free))
+        created = 0
+        for claim in want.node_claims[:needed]:
+            await self.kube.apply(claim)
+            created += claim["metadata"]["name"] not in names
+        if created:
+            self.emit(
+                body,
+                "Normal",
+                "ProvisioningNodes",
+                f"created {created} NodeClaim(s) of {plan.instance_type.name}",
+            )
+
+    async def _node_claims(self, want: Desired) -> list[dict[str, Any]]:
+        label = dns_label(want.ws.name)
+        found = await self.kube.list(
+            "karpenter.sh/v1", "NodeClaim", label_selector=f"{WORKSPACE_LABEL}={label}"
+        )
+        return _labelled(found, WORKSPACE_LABEL, label)
+
+    async def _prune(self, want: Desired) -> None:
+        """Delete what the Workspace owned but no longer renders (as a ConfigMap whose
+        config was removed, or a Deployment replaced by a LeaderWorkerSet)."""
+        keep = {(o["kind"], o["metadata"]["name"]) for o in want.objects}
+        label = dns_label(want.ws.name)
+        namespace = want.ws.metadata.namespace
+        for api_version, kind in OWNED:
+            for obj in _labelled(
+                await self.kube.list(
+                    api_version, kind, namespace, label_selector=f"{WORKSPACE_LABEL}={label}"
+                ),
+                WORKSPACE_LABEL,
+                label,
+            ):
+                name = obj["metadata"]["name"]
+                owner = workspace_of(obj)
+                if (kind, name) not in keep and owner == (namespace, want.ws.name):
+                    await self.kube.delete(api_version, kind, name, namespace)
+
+    async def finalize(self, body: dict[str, Any]) -> int:
+        """The Workspace is being deleted: delete its NodeClaims (owner references cannot
+        reach cluster-scoped objects; the rest goes by garbage collection)."""
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        self.desired.pop(key, None)
+        label = dns_label(meta["name"])
+        deleted = 0
+        claims = await self.kube.list(
+            "karpenter.sh/v1", "NodeClaim", label_selector=f"{WORKSPACE_LABEL}={label}"
+        )
+        for claim in _labelled(claims, WORKSPACE_LABEL, label):
+            if workspace_of(claim) == key:
+                deleted += await self.kube.delete(
+                    "karpenter.sh/v1", "NodeClaim", claim["metadata"]["name"]
+                )
+        return deleted
+
+    # ------------------------------------------------------------------ drift
+
+    async def owned_changed(self, event: str, obj: dict[str, Any]) -> None:
+        """An object a Workspace owns was changed or deleted: restore it if it drifted
+        from what was applied, then update the Workspace's status."""
+        key = workspace_of(obj) or self._by_label(obj)
+        if key is None:
+            return
+        want = self.desired.get(key)
+        if want is not None:
+            meta = obj["metadata"]
+            wanted = next(
+                (
+                    o
+                    for o in [*want.objects, *want.node_claims]
+                    if o["kind"] == obj.get("kind") and o["metadata"]["name"] == meta["name"]
+                ),
+                None,
+            )
+            gone = event == "DELETED" and not meta.get("deletionTimestamp")
+            if (
+                wanted is not None
+                and wanted["kind"] != "NodeClaim"
+                and (gone or not subset(wanted, obj))
+            ):
+                await self.kube.apply(wanted)
+                what = "deleted" if gone else "edited"
+                log.info("restored %s %s/%s (%s by hand)", wanted["kind"], *key, what)
+                body = {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "metadata": {"namespace": key[0], "name": key[1], "uid": want.ws.metadata.uid},
+                }
+                self.emit(
+                    body,
+                    "Normal",
+                    "Restored",
+                    f"{wanted['kind']} {meta['name']} was {what}; applied it again",
+                )
+        self.schedule_refresh(key)
+
+    def _by_label(self, obj: dict[str, Any]) -> Key | None:
+        """A pod's Workspace, by its label (pods are owned by ReplicaSets and Jobs)."""
+        meta = obj.get("metadata") or {}
+        label = (meta.get("labels") or {}).get(WORKSPACE_LABEL)
+        namespace = meta.get("namespace")
+        for key, want in self.desired.items():
+            if key[0] == namespace and dns_label(want.ws.name) == label:
+                return key
+        return None
+
+    def schedule_refresh(self, key: Key) -> None:
+        """Refresh the status soon, once for a burst of events."""
+        task = self._pending.get(key)
+        if task is not None and not task.done():
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(REFRESH_DELAY)
+            self._pending.pop(key, None)
+            try:
+                await self.refresh(key)
+            except Exception:  # the next event or the periodic check tries again
+                log.exception("status refresh of %s/%s failed", *key)
+
+        self._pending[key] = asyncio.get_running_loop().create_task(later())
+
+    # ------------------------------------------------------------------ status
+
+    async def refresh(self, key: Key, body: dict[str, Any] | None = None) -> None:
+        """Observe the Workspace's objects and write its status when it changed."""
+        if body is None:
+            body = await self.kube.get(API_VERSION, KIND, key[1], key[0])
+            if body is None:
+                self.desired.pop(key, None)
+                return
+        want = self.desired.get(key)
+        if want is None or want.ws.metadata.generation != body["metadata"].get("generation"):
+            return  # reconcile() has not run for this generation yet; it will refresh
+        seen = await self._observe(want)
+        previous = _previous(body)
+        status = compute_status(want, seen, previous, body["metadata"].get("generation"))
+        await self._write(body, want, status)
+
+    async def _observe(self, want: Desired) -> Observed:
+        namespace = want.ws.metadata.namespace
+        workload = want.workload
+        current = None
+        if workload is not None:
+            current = await self.kube.get(
+                workload["apiVersion"], workload["kind"], workload["metadata"]["name"], namespace
+            )
+        label = dns_label(want.ws.name)
+        pods = _labelled(
+            await self.kube.list("v1", "Pod", namespace, f"{WORKSPACE_LABEL}={label}"),
+            WORKSPACE_LABEL,
+            label,
+        )
+        claims = await self._node_claims(want) if want.node_claims else []
+        placement = ""
+        pending = any((p.get("status") or {}).get("phase", "Pending") == "Pending" for p in pods)
+        view = await self.discovery.view()
+        if pending and not want.plan.cpu_only and view.snapshot.slices:
+            placed = place_replicas(want.ws, want.plan, view.snapshot)
+            placement = "; ".join(f"{n['node']}: {n['reason']}" for n in placed.nodes)
+        return Observed(current, pods, claims, None, placement)
+
+    async def _write(self, body: dict[str, Any], want: Desired, status: Status) -> None:
+        service = want.service
+        namespace = want.ws.metadata.namespace
+        new: dict[str, Any] = {
+            **status.to_json(),
+            "plan": want.plan.status().model_dump(by_alias=True),
+            "observedGeneration": body["metadata"].get("generation"),
+            "selector": f"{WORKSPACE_LABEL}={dns_label(want.ws.name)}",
+            "endpoint": (
+                f"http://{service['metadata']['name']}.{namespace}.svc.cluster.local"
+                if service is not None
+                else None
+            ),
+        }
+        await self._patch_status(body, new)
+
+    async def _write_invalid(
+        self, body: dict[str, Any], reason: str, message: str, generation: int | None
+    ) -> None:
+        status = invalid_status(reason, message, _previous(body), generation)
+        self.emit(body, "Warning", reason, message)
+        await self._patch_status(body, {**status.to_json(), "observedGeneration": generation})
+
+    async def _patch_status(self, body: dict[str, Any], new: dict[str, Any]) -> None:
+        old = body.get("status") or {}
+        if all(old.get(k) == v for k, v in new.items()):
+            return
+        meta = body["metadata"]
+        await self.kube.patch_status(API_VERSION, KIND, meta["name"], meta["namespace"], new)
+
+
+def _previous(body: dict[str, Any]) -> list[Condition]:
+    conditions = []
+    for item in (body.get("status") or {}).get("conditions") or []:
+        try:
+            conditions.append(Condition.model_validate(item))
+        except ValueError:
+            continue  # not ours to keep
+    return conditions

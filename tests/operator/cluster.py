@@ -1,0 +1,413 @@
+"""A Kubernetes API server for the operator tests: kmock's KubernetesEmulator over HTTP,
+extended where it falls short of the real one, and the operator run against it as a
+process, as in production (``bosun operator --kubeconfig ...``).
+
+What the emulator gains here (subclass, not changes to production code):
+- server-set metadata: ``uid``, ``resourceVersion``, ``creationTimestamp``, ``generation``
+  (bumped when ``spec`` changes);
+- server-side apply creates an object that does not exist yet (kmock only patches);
+- the ``scale`` subresource of Workspaces, as the CRD declares it;
+- every request is recorded as (API group, resource, verb), for the RBAC check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import httpx
+import kmock
+import yaml
+from kmock._internal import enums
+
+from bosun.api.crd import workspace_crd
+
+TOKEN = "operator-token"  # the operator's credentials: its requests are the recorded ones
+# Every (group, resource, verb) any operator process sent in this test session.
+RECORDED: set[tuple[str, str, str]] = set()
+
+WORKSPACES = "/apis/bosun.dev/v1alpha1"
+
+# (group/version/plural, kind, namespaced, subresources)
+RESOURCES = [
+    ("bosun.dev/v1alpha1/workspaces", "Workspace", True, {"status", "scale"}),
+    ("apps/v1/deployments", "Deployment", True, {"status", "scale"}),
+    ("v1/services", "Service", True, set()),
+    ("v1/configmaps", "ConfigMap", True, set()),
+    ("v1/pods", "Pod", True, {"status"}),
+    ("v1/nodes", "Node", False, {"status"}),
+    ("v1/events", "Event", True, set()),
+    ("batch/v1/jobs", "Job", True, {"status"}),
+    ("leaderworkerset.x-k8s.io/v1/leaderworkersets", "LeaderWorkerSet", True, {"status"}),
+    ("karpenter.sh/v1/nodeclaims", "NodeClaim", False, {"status"}),
+    ("v1/namespaces", "Namespace", False, set()),
+    ("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", False, set()),
+    ("kopf.dev/v1/kopfpeerings", "KopfPeering", True, set()),
+    ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False, set()),
+]
+DRA_RESOURCES = [
+    ("resource.k8s.io/v1/resourceclaimtemplates", "ResourceClaimTemplate", True, set()),
+    ("resource.k8s.io/v1/resourceclaims", "ResourceClaim", True, {"status"}),
+    ("resource.k8s.io/v1/resourceslices", "ResourceSlice", False, set()),
+    ("resource.k8s.io/v1/deviceclasses", "DeviceClass", False, set()),
+]
+
+
+def _verb(request: kmock.Request) -> str:
+    if request.action == enums.action.WATCH:
+        return "watch"
+    method = str(request.method).upper().rsplit(".", 1)[-1]
+    if method == "GET":
+        return "get" if request.name else "list"
+    if method == "DELETE":
+        return "delete" if request.name else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """kmock's emulator with the server-side behaviour the operator relies on."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._versions = itertools.count(1000)
+        self.calls: set[tuple[str, str, str]] = set()
+
+    def _key(self, request: kmock.Request) -> Any:
+        return (request.resource, request.namespace, request.name)
+
+    def _stored(self, request: kmock.Request) -> Any:
+        key = self._key(request)
+        if key in self.objects and not self.objects[key].deleted:
+            return self.objects[key]
+        return None
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        # kmock keeps every request and scans them all to route each new one: quadratic at
+        # hundreds of Workspaces. Routing needs only the current one; calls are kept above.
+        del self._requests[:-1]
+        resource = request.resource
+        operator = request.headers.get("Authorization") == f"Bearer {TOKEN}"
+        if resource is not None and resource.plural and operator:
+            plural = resource.plural + (f"/{request.subresource}" if request.subresource else "")
+            call = (resource.group or "", plural, _verb(request))
+            self.calls.add(call)
+            RECORDED.add(call)
+        if resource is not None and request.subresource == "scale":
+            return await self._scale(request)
+        if resource is not None and request.action == enums.action.CREATE:
+            self._server_fields(request.data, None)
+        elif resource is not None and request.action == enums.action.UPDATE and request.name:
+            stored = self._stored(request)
+            apply = "apply-patch" in request.headers.get("Content-Type", "")
+            if stored is None and apply:
+                return await self._create_by_apply(request)
+            if stored is not None and isinstance(request.data, dict):
+                self._server_fields(request.data, dict(stored))
+        return await super()._handle(request)
+
+    def _server_fields(self, data: dict[str, Any], stored: dict[str, Any] | None) -> None:
+        meta = data.setdefault("metadata", {})
+        if stored is None and not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        meta["resourceVersion"] = str(next(self._versions))
+        if stored is None:
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta["creationTimestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            meta["generation"] = 1
+            return
+        old_meta = stored.get("metadata") or {}
+        # Server-owned fields a client cannot change; kmock would take them from the patch.
+        for field in ("uid", "creationTimestamp"):
+            if field in old_meta:
+                meta[field] = old_meta[field]
+        generation = int(old_meta.get("generation") or 1)
+        if "spec" in data:
+            merged = _merge(copy.deepcopy(stored.get("spec") or {}), data["spec"])
+            if merged != stored.get("spec"):
+                generation += 1
+        meta["generation"] = generation
+
+    async def _create_by_apply(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """Server-side apply of an object that does not exist: create it."""
+        data = dict(request.data)
+        data.setdefault("metadata", {})["name"] = request.name
+        if request.namespace:
+            data["metadata"]["namespace"] = request.namespace
+        self._server_fields(data, None)
+        key = self._key(request)
+        async with self._lock:
+            if key in self.objects and self.objects[key].deleted:
+                self.objects[key].create(data)
+            else:
+                self.objects[key] = data
+            raw = self.objects[key].raw
+            await self._buses[request.resource].put({"type": "ADDED", "object": raw})
+        return aiohttp.web.json_response(raw, status=201)
+
+    async def _scale(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """The Workspace's scale subresource: spec.resource.count and status.replicas."""
+        key = self._key(request)
+        async with self._lock:
+            if key not in self.objects or self.objects[key].deleted:
+                return aiohttp.web.json_response({"kind": "Status", "code": 404}, status=404)
+            obj = self.objects[key]
+            if _verb(request) in ("patch", "update"):
+                replicas = int((request.data.get("spec") or {}).get("replicas", 0))
+                meta = dict(obj.get("metadata") or {})
+                patch = {
+                    "spec": {"resource": {"count": replicas}},
+                    "metadata": {
+                        "generation": int(meta.get("generation") or 1) + 1,
+                        "resourceVersion": str(next(self._versions)),
+                    },
+                }
+                obj.patch(patch)
+                await self._buses[request.resource].put({"type": "MODIFIED", "object": obj.raw})
+            raw = obj.raw
+        status = raw.get("status") or {}
+        return aiohttp.web.json_response(
+            {
+                "apiVersion": "autoscaling/v1",
+                "kind": "Scale",
+                "metadata": {"name": request.name, "namespace": request.namespace},
+                "spec": {"replicas": raw["spec"].get("resource", {}).get("count", 1)},
+                "status": {
+                    "replicas": status.get("replicas", 0),
+                    "selector": status.get("selector", ""),
+                },
+            }
+        )
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    if not isinstance(base, dict) or not isinstance(patch, dict):
+        return patch
+    for key, value in patch.items():
+        if value is None:
+            base.pop(key, None)
+        else:
+            base[key] = _merge(base.get(key), value)
+    return base
+
+
+class EmulatedCluster:
+    """The emulator in a thread of its own, and an HTTP client for the test's side."""
+
+    def __init__(self, dra: bool = True) -> None:
+        self.dra = dra
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._stack: Any = None
+        self.emulator: Emulator | None = None
+        self.url = ""
+        self.http: httpx.Client | None = None
+
+    def _run(self, coro: Any) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout=30)
+
+    async def _start(self) -> None:
+        from contextlib import AsyncExitStack
+
+        self._stack = AsyncExitStack()
+        self.emulator = await self._stack.enter_async_context(Emulator())
+        server = await self._stack.enter_async_context(kmock.Server(self.emulator))
+        self.url = str(server.url).rstrip("/")
+        for path, kind, namespaced, subresources in RESOURCES + (DRA_RESOURCES if self.dra else []):
+            self.emulator.resources[path] = kmock.ResourceInfo(
+                kind=kind,
+                namespaced=namespaced,
+                subresources=subresources,
+                verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+            )
+
+    def start(self) -> EmulatedCluster:
+        self._thread.start()
+        self._run(self._start())
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        # As `bosun install` does: the CRD and the operator's peering object.
+        self.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", workspace_crd())
+        self.create(
+            "/apis/kopf.dev/v1/clusterkopfpeerings",
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": "bosun"},
+            },
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.http is not None:
+            self.http.close()
+        if self._stack is not None:
+            self._run(self._stack.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    # ------------------------------------------------------------ client side
+
+    def _check(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise AssertionError(
+                f"{response.request.method} {response.request.url}: "
+                f"{response.status_code} {response.text[:500]}"
+            )
+        return response.json() if response.content else None
+
+    def create(self, path: str, obj: dict[str, Any]) -> Any:
+        assert self.http is not None
+        return self._check(self.http.post(path, json=obj))
+
+    def get(self, path: str) -> Any:
+        assert self.http is not None
+        response = self.http.get(path)
+        if response.status_code == 404:
+            return None
+        return self._check(response)
+
+    def list(self, path: str) -> list[dict[str, Any]]:
+        return list((self.get(path) or {}).get("items") or [])
+
+    def patch(self, path: str, body: Any) -> Any:
+        assert self.http is not None
+        return self._check(
+            self.http.patch(
+                path, json=body, headers={"Content-Type": "application/merge-patch+json"}
+            )
+        )
+
+    def delete(self, path: str) -> Any:
+        assert self.http is not None
+        return self._check(self.http.delete(path))
+
+    def kubeconfig(self, directory: Path) -> Path:
+        path = directory / "kubeconfig"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "operator", "user": {"token": TOKEN}}],
+            "contexts": [
+                {"name": "emulator", "context": {"cluster": "emulator", "user": "operator"}}
+            ],
+            "current-context": "emulator",
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    # ------------------------------------------------------------ workspaces
+
+    def workspace(self, namespace: str, name: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self.get(
+            f"{WORKSPACES}/namespaces/{namespace}/workspaces/{name}"
+        )
+        return result
+
+    def apply_workspace(self, namespace: str, name: str, spec: dict[str, Any]) -> Any:
+        return self.create(
+            f"{WORKSPACES}/namespaces/{namespace}/workspaces",
+            {
+                "apiVersion": "bosun.dev/v1alpha1",
+                "kind": "Workspace",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": spec,
+            },
+        )
+
+
+class Operator:
+    """``bosun operator`` as a process against the emulator; its log is kept for failures."""
+
+    def __init__(self, cluster: EmulatedCluster, directory: Path, priority: int = 100) -> None:
+        self.cluster = cluster
+        self.directory = directory
+        self.priority = priority
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = directory / f"operator-{priority}.log"
+        self.health_port = self.metrics_port = 0
+
+    def start(self) -> Operator:
+        kubeconfig = self.cluster.kubeconfig(self.directory)
+        with socket_port() as health, socket_port() as metrics:
+            self.health_port, self.metrics_port = health, metrics
+        command = [
+            sys.executable,
+            "-m",
+            "bosun.cli.main",
+            "operator",
+            "--all-namespaces",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--health-port",
+            str(health),
+            "--metrics-port",
+            str(metrics),
+            "--priority",
+            str(self.priority),
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@contextmanager
+def socket_port() -> Iterator[int]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def wait_for(
+    check: Callable[[], Any], what: str, operator: Operator | None = None, timeout: float = 60
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with the operator's log."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        process = operator.process if operator is not None else None
+        if process is not None and process.poll() is not None:
+            raise AssertionError(
+                f"the operator exited while waiting for {what}:\n{operator.tail()}"
+            )
+        time.sleep(0.1)
+    log = operator.tail() if operator is not None else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})\n{log}")
