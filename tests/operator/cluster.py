@@ -259,6 +259,7 @@ class EmulatedCluster:
             self._run(self._stack.aclose())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     # ------------------------------------------------------------ client side
 
