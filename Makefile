@@ -42,6 +42,7 @@ test: lint typecheck layers unit
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/allocator_bench.py --json benchmarks/results/allocator.json
+	$(BIN)/python benchmarks/operator_bench.py --json benchmarks/results/operator.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

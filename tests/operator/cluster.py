@@ -86,6 +86,8 @@ class Emulator(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         self._versions = itertools.count(1000)
         self.calls: set[tuple[str, str, str]] = set()
+        # (plural, name) -> message: writes an admission webhook denies (HTTP 403).
+        self.deny: dict[tuple[str, str], str] = {}
 
     def _key(self, request: kmock.Request) -> Any:
         return (request.resource, request.namespace, request.name)
@@ -109,6 +111,19 @@ class Emulator(kmock.KubernetesEmulator):
             RECORDED.add(call)
         if resource is not None and request.subresource == "scale":
             return await self._scale(request)
+        writes = (enums.action.CREATE, enums.action.UPDATE)
+        if resource is not None and request.action in writes and not request.subresource:
+            name = request.name or (request.data or {}).get("metadata", {}).get("name")
+            denied = self.deny.get((resource.plural or "", name or ""))
+            if denied is not None:
+                return _status(403, "Forbidden", f"admission webhook denied the request: {denied}")
+            stored = self._stored(request) if request.name else None
+            if resource.plural == "jobs" and stored is not None and isinstance(request.data, dict):
+                template = (request.data.get("spec") or {}).get("template")
+                if template is not None and template != dict(stored).get("spec", {}).get(
+                    "template"
+                ):
+                    return _status(422, "Invalid", "spec.template: field is immutable")
         if resource is not None and request.action == enums.action.CREATE:
             self._server_fields(request.data, None)
         elif resource is not None and request.action == enums.action.UPDATE and request.name:
@@ -192,6 +207,18 @@ class Emulator(kmock.KubernetesEmulator):
                 },
             }
         )
+
+
+def _status(code: int, reason: str, message: str) -> aiohttp.web.StreamResponse:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
+    return aiohttp.web.json_response(body, status=code)
 
 
 def _merge(base: Any, patch: Any) -> Any:

@@ -293,6 +293,35 @@ def test_a_tuning_workspace_runs_a_job(cluster: EmulatedCluster, operator: Opera
     _wait_condition(cluster, operator, ns, "tune", "WorkspaceSucceeded", "True", "TuningSucceeded")
     assert _ws(cluster, ns, "tune")["status"]["state"] == "Succeeded"
 
+    # New data: the Job's pod template (its volumes) changes, and as the API server refuses
+    # that for a Job, the Job is replaced.
+    job_path = f"/apis/batch/v1/namespaces/{ns}/jobs/tune-tuning"
+    uid = cluster.get(job_path)["metadata"]["uid"]
+    cluster.patch(f"{WS.format(ns=ns)}/tune", {"spec": {"tuning": {"input": {"uris": ["pvc://data-v2/chats.jsonl"]}}}})
+    replaced = wait_for(
+        lambda: (j := cluster.get(job_path)) and j["metadata"]["uid"] != uid and j,
+        "a new Job",
+        operator,
+    )
+    assert replaced["metadata"]["ownerReferences"][0]["name"] == "tune"
+
+
+def test_an_object_the_cluster_refuses_is_named_in_the_condition(
+    cluster: EmulatedCluster, operator: Operator
+) -> None:
+    ns = "denied"
+    assert cluster.emulator is not None
+    cluster.emulator.deny[("deployments", "smollm2")] = "images must come from registry.corp"
+    try:
+        cluster.apply_workspace(ns, "smollm2", CPU_SPEC)
+        c = _wait_condition(
+            cluster, operator, ns, "smollm2", "WorkspaceSucceeded", "False", "ApplyFailed"
+        )
+        assert "images must come from registry.corp" in c["message"]
+        assert "deployments/smollm2" in c["message"]
+    finally:
+        cluster.emulator.deny.clear()
+
 
 def test_node_claims_are_created_surface_errors_and_go_with_the_workspace(
     cluster: EmulatedCluster, operator: Operator

@@ -13,7 +13,7 @@ from bosun.api.conditions import Condition
 from bosun.api.workspace import API_VERSION, KIND
 from bosun.operator.desired import Desired, InvalidWorkspaceError, desire, immutable_changes, subset
 from bosun.operator.discovery import Discovery
-from bosun.operator.kube import Kube
+from bosun.operator.kube import Kube, KubeError
 from bosun.operator.status import Observed, Status, compute_status, invalid_status
 from bosun.render import RenderOptions
 from bosun.render.names import WORKSPACE_LABEL, dns_label
@@ -96,13 +96,31 @@ class Reconciler:
         self.emit(body, "Normal", "Planned", f"{want.plan.devices_summary}: {want.plan.reason}")
         # Known before the first apply, so drift checks compare with this generation.
         self.desired[key] = want
-        await self._provision(body, want)
-        for obj in want.objects:
-            await self.kube.apply(obj)
+        try:
+            await self._provision(body, want)
+            for obj in want.objects:
+                await self._apply(obj)
+        except KubeError as exc:
+            if exc.transient:
+                raise  # kopf retries with backoff
+            self.desired.pop(key, None)
+            await self._write_invalid(body, "ApplyFailed", str(exc), generation)
+            return
         if old is not None:
             await self._prune(want)
         self.emit(body, "Normal", "Applied", f"{len(want.objects)} object(s) applied")
         await self.refresh(key, body)
+
+    async def _apply(self, obj: dict[str, Any]) -> None:
+        try:
+            await self.kube.apply(obj)
+        except KubeError as exc:
+            # A Job's pod template cannot change: a new tuning spec is a new Job.
+            if obj["kind"] != "Job" or exc.status != 422:
+                raise
+            meta = obj["metadata"]
+            await self.kube.delete(obj["apiVersion"], "Job", meta["name"], meta.get("namespace"))
+            await self.kube.apply(obj)
 
     async def _provision(self, body: dict[str, Any], want: Desired) -> None:
         """Create the NodeClaims for the nodes the cluster lacks (none when it has them)."""

@@ -38,7 +38,7 @@ RBAC_RULES: list[tuple[str, list[str], list[str]]] = [
     # What a Workspace renders: server-side applied, watched for drift, pruned.
     ("apps", ["deployments"], [*_READ, "patch", "delete"]),
     ("leaderworkerset.x-k8s.io", ["leaderworkersets"], [*_READ, "patch", "delete"]),
-    ("batch", ["jobs"], [*_READ, "patch"]),
+    ("batch", ["jobs"], [*_READ, "patch", "delete"]),
     ("", ["services"], ["list", "watch", "patch"]),
     ("", ["configmaps"], ["list", "watch", "patch", "delete"]),
     ("resource.k8s.io", ["resourceclaimtemplates"], ["list", "watch", "patch", "delete"]),

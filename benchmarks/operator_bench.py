@@ -1,0 +1,150 @@
+"""Workspaces reconciled per second, and the operator's memory, against the emulated API
+server the tests use (kmock's KubernetesEmulator over HTTP, tests/operator/cluster.py).
+
+For each size N (default 200): start the emulator and `bosun operator` (a process, as in
+production), wait until it idles, create N CPU Workspaces (SmolLM2, as example 01) as
+fast as the client can, and time until every Workspace has its Deployment and Service
+applied and ``status.plan`` written. Reports Workspaces/s and the operator's resident
+memory (VmRSS at the end, VmHWM peak) from /proc.
+
+Baseline, measured in the same run against a fresh emulator: the client itself creating
+the same Deployments and Services (the objects Bosun renders for those Workspaces) one by
+one over HTTP, i.e. the API server's own floor for that many objects. The ratio says what
+planning, rendering, server-side apply, watches and status cost on top.
+
+    .venv/bin/python benchmarks/operator_bench.py [--sizes 20 200] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.operator.cluster import EmulatedCluster, Operator, wait_for
+
+from bosun.api import parse_workspace
+from bosun.catalog import plan_workspace
+from bosun.render import RenderOptions, render_workspace
+
+SPEC: dict[str, Any] = {
+    "resource": {"cpu": "2", "memory": "4Gi"},
+    "inference": {"preset": {"name": "smollm2-135m-instruct"}},
+}
+NS = "bench"
+PLURALS = {"Deployment": "/apis/apps/v1", "Service": "/api/v1"}
+
+
+def _memory(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
+def _done(cluster: EmulatedCluster, n: int) -> bool:
+    deployments = cluster.list(f"/apis/apps/v1/namespaces/{NS}/deployments")
+    services = cluster.list(f"/api/v1/namespaces/{NS}/services")
+    if len(deployments) < n or len(services) < n:
+        return False
+    planned = [
+        w
+        for w in cluster.list(f"/apis/bosun.dev/v1alpha1/namespaces/{NS}/workspaces")
+        if (w.get("status") or {}).get("plan")
+    ]
+    return len(planned) == n
+
+
+def run_operator(n: int) -> dict[str, Any]:
+    cluster = EmulatedCluster(dra=False).start()
+    with tempfile.TemporaryDirectory() as tmp:
+        operator = Operator(cluster, Path(tmp)).start()
+        try:
+            wait_for(
+                lambda: "Initial authentication has finished" in operator.tail(),
+                "the operator",
+                operator,
+            )
+            time.sleep(1.0)  # watches established
+            assert operator.process is not None
+            idle = _memory(operator.process.pid)
+            start = time.perf_counter()
+            for i in range(n):
+                cluster.apply_workspace(NS, f"ws-{i:04d}", SPEC)
+            created = time.perf_counter() - start
+            wait_for(lambda: _done(cluster, n), f"{n} Workspaces", operator, timeout=600)
+            elapsed = time.perf_counter() - start
+            memory = _memory(operator.process.pid)
+        finally:
+            operator.stop()
+            cluster.stop()
+    return {
+        "workspaces": n,
+        "create_seconds": round(created, 3),
+        "seconds": round(elapsed, 3),
+        "workspaces_per_second": round(n / elapsed, 1),
+        "rss_idle_mib": round(idle["VmRSS"] / 2**20, 1),
+        "rss_mib": round(memory["VmRSS"] / 2**20, 1),
+        "peak_rss_mib": round(memory["VmHWM"] / 2**20, 1),
+    }
+
+
+def run_baseline(n: int) -> dict[str, Any]:
+    data = {
+        "apiVersion": "bosun.dev/v1alpha1",
+        "kind": "Workspace",
+        "metadata": {"name": "x", "namespace": NS},
+        "spec": SPEC,
+    }
+    objects = []
+    for i in range(n):
+        ws = parse_workspace({**data, "metadata": {"name": f"ws-{i:04d}", "namespace": NS}})
+        rendered = render_workspace(ws, plan_workspace(ws), RenderOptions(namespace=NS))
+        objects += [o for o in rendered if o["kind"] in PLURALS]
+    cluster = EmulatedCluster(dra=False).start()
+    try:
+        start = time.perf_counter()
+        for obj in objects:
+            plural = obj["kind"].lower() + "s"
+            cluster.create(f"{PLURALS[obj['kind']]}/namespaces/{NS}/{plural}", obj)
+        elapsed = time.perf_counter() - start
+    finally:
+        cluster.stop()
+    return {"objects": len(objects), "seconds": round(elapsed, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200])
+    parser.add_argument("--json", type=Path, help="Write the results here.")
+    args = parser.parse_args()
+    results = []
+    for n in args.sizes:
+        baseline = run_baseline(n)
+        measured = run_operator(n)
+        measured["baseline_seconds"] = baseline["seconds"]
+        measured["ratio_to_direct_create"] = round(measured["seconds"] / baseline["seconds"], 2)
+        results.append(measured)
+        print(
+            f"{n:5d} Workspaces: {measured['seconds']:.2f} s until all applied "
+            f"({measured['workspaces_per_second']:.0f}/s; creating them took "
+            f"{measured['create_seconds']:.2f} s), {measured['ratio_to_direct_create']:.1f}x "
+            f"the {baseline['seconds']:.2f} s of creating their {baseline['objects']} "
+            f"Deployments and Services directly; operator RSS {measured['rss_idle_mib']:.0f} "
+            f"MiB idle, {measured['rss_mib']:.0f} MiB after, "
+            f"peak {measured['peak_rss_mib']:.0f} MiB"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
