@@ -297,7 +297,10 @@ def test_a_tuning_workspace_runs_a_job(cluster: EmulatedCluster, operator: Opera
     # that for a Job, the Job is replaced.
     job_path = f"/apis/batch/v1/namespaces/{ns}/jobs/tune-tuning"
     uid = cluster.get(job_path)["metadata"]["uid"]
-    cluster.patch(f"{WS.format(ns=ns)}/tune", {"spec": {"tuning": {"input": {"uris": ["pvc://data-v2/chats.jsonl"]}}}})
+    cluster.patch(
+        f"{WS.format(ns=ns)}/tune",
+        {"spec": {"tuning": {"input": {"uris": ["pvc://data-v2/chats.jsonl"]}}}},
+    )
     replaced = wait_for(
         lambda: (j := cluster.get(job_path)) and j["metadata"]["uid"] != uid and j,
         "a new Job",
