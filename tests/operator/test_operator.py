@@ -535,6 +535,51 @@ def test_scale_subresource_scales_the_deployment(
     assert scale["status"]["selector"] == "bosun.dev/workspace=smollm2"
 
 
+def test_allocated_devices_are_reported(cluster: EmulatedCluster, operator: Operator) -> None:
+    ns = "allocated"
+    cluster.apply_workspace(ns, "llama", GPU_SPEC)
+    deployment = _get(cluster, operator, f"{DEPLOYMENTS.format(ns=ns)}/llama")
+    # The claim allocated from the template for pod llama-0, before the pod is bound.
+    cluster.create(
+        f"/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims",
+        {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaim",
+            "metadata": {
+                "name": "llama-0-accelerator-x7k2p",
+                "namespace": ns,
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Pod", "name": "llama-0", "uid": "p"}
+                ],
+            },
+            "spec": {"devices": {"requests": []}},
+            "status": {
+                "allocation": {
+                    "devices": {
+                        "results": [
+                            {
+                                "request": "gpu",
+                                "driver": "gpu.nvidia.com",
+                                "pool": "node-a",
+                                "device": "gpu-1",
+                            }
+                        ]
+                    }
+                }
+            },
+        },
+    )
+    _scheduled(cluster, ns, "llama-0", _template_labels(deployment))
+    c = _wait_condition(cluster, operator, ns, "llama", "ResourceReady", "True")
+    assert "gpu.nvidia.com/node-a/gpu-1" in c["message"]
+    ws = wait_for(
+        lambda: (w := _ws(cluster, ns, "llama"))["status"].get("allocatedDevices") and w,
+        "status.allocatedDevices",
+        operator,
+    )
+    assert ws["status"]["allocatedDevices"] == ["gpu.nvidia.com/node-a/gpu-1"]
+
+
 def test_pending_pods_are_explained_per_node(cluster: EmulatedCluster, operator: Operator) -> None:
     ns = "pending"
     spec = {

@@ -302,7 +302,29 @@ class Reconciler:
         if pending and not want.plan.cpu_only and view.snapshot.slices:
             placed = place_replicas(want.ws, want.plan, view.snapshot)
             placement = "; ".join(f"{n['node']}: {n['reason']}" for n in placed.nodes)
-        return Observed(current, pods, claims, None, placement)
+        devices = await self._allocated(want, pods)
+        return Observed(current, pods, claims, None, placement, devices)
+
+    async def _allocated(self, want: Desired, pods: list[dict[str, Any]]) -> list[str]:
+        """The devices the DRA claims of the Workspace's pods hold, as driver/pool/device."""
+        shared = {o["metadata"]["name"] for o in want.objects if o["kind"] == "ResourceClaim"}
+        if not shared and not any(o["kind"] == "ResourceClaimTemplate" for o in want.objects):
+            return []
+        names = {p["metadata"]["name"] for p in pods}
+        devices = set()
+        for claim in await self.kube.list(
+            "resource.k8s.io/v1", "ResourceClaim", want.ws.metadata.namespace
+        ):
+            meta = claim.get("metadata") or {}
+            owners = {
+                r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Pod"
+            }
+            if not (owners & names or meta.get("name") in shared):
+                continue
+            allocation = (claim.get("status") or {}).get("allocation") or {}
+            for r in (allocation.get("devices") or {}).get("results") or []:
+                devices.add(f"{r.get('driver')}/{r.get('pool')}/{r.get('device')}")
+        return sorted(devices)
 
     async def _write(self, body: dict[str, Any], want: Desired, status: Status) -> None:
         service = want.service

@@ -27,6 +27,7 @@ class Observed:
     node_claims: list[dict[str, Any]] = field(default_factory=list)
     service: dict[str, Any] | None = None
     placement: str = ""  # per node, why the replicas do not fit (when pods are pending)
+    devices: list[str] = field(default_factory=list)  # driver/pool/device the pods' claims hold
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,14 @@ class Status:
     conditions: list[Condition]
     state: str
     replicas: int
+    allocated_devices: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in self.conditions],
             "state": self.state,
             "replicas": self.replicas,
+            "allocatedDevices": self.allocated_devices,
         }
 
 
@@ -109,6 +112,8 @@ def _resources(desired: Desired, seen: Observed, replicas: int) -> tuple[StatusV
     scheduled = [p for p in seen.pods if _scheduled(p)]
     if len(scheduled) >= max(replicas, 1) or replicas == 0:
         devices = "" if desired.plan.cpu_only else f" with {desired.plan.devices_summary}"
+        if seen.devices:
+            devices += f" ({', '.join(seen.devices)})"
         return "True", "ResourcesAllocated", f"{len(scheduled)} pod(s) scheduled{devices}"
     return "False", "WaitingForPods", f"{len(scheduled)} of {replicas} pod(s) scheduled"
 
@@ -187,7 +192,7 @@ def compute_status(
             "InvalidImageName",
         )
         state = "Failed" if failed else "Pending" if failing is resources else "Running"
-    return Status(conditions, state, ready)
+    return Status(conditions, state, ready, list(seen.devices))
 
 
 def invalid_status(
