@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import kubernetes_validate
+import pytest
 import yaml
 
 from bosun.api.crd import workspace_crd
@@ -60,3 +61,36 @@ def test_the_images_install_the_right_extra_as_a_non_root_user() -> None:
         assert f"'bosun[{extra}]'" in text and extra in extras
         users = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
         assert users and users[-1].split(":")[0] not in ("0", "root")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["operator"], "--all-namespaces"),
+        (["operator", "-A", "-n", "team"], "exclusive"),
+        (["operator", "-n", "Bad_NS"], "--namespace"),
+        (["operator", "-A", "--kubeconfig", "/nonexistent/kubeconfig"], "--kubeconfig"),
+    ],
+)
+def test_bosun_operator_refuses_bad_options_clearly(args: list[str], needle: str) -> None:
+    from typer.testing import CliRunner
+
+    from bosun.cli.main import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert needle in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unreadable_kubeconfig_is_an_error_naming_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bosun.cli.main import app
+
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n")
+    result = CliRunner().invoke(app, ["operator", "-A", "--kubeconfig", str(broken)])
+    assert result.exit_code == 2, result.output
+    assert str(broken) in result.output
+    assert "Traceback" not in result.output
