@@ -28,6 +28,11 @@ PROMPTS = {0: [5, 9, 3], 1: [7, 1, 1, 8, 2], 3: [4, 4], 5: [11, 12, 13, 14, 15, 
 
 @pytest.fixture(scope="module")
 def model() -> Decoder:
+    return tiny_decoder()
+
+
+def tiny_decoder() -> Decoder:
+    """A 2-layer Llama with random weights (seed 0), Hugging Face-named on load."""
     torch.manual_seed(0)
     with torch.device("meta"):
         decoder = Decoder(CFG)

@@ -150,14 +150,8 @@ class Layer(nn.Module):
     ) -> torch.Tensor:
         cfg = self.cfg
         b, t, _ = x.shape
-        heads, kv_heads, d = cfg.heads, cfg.kv_heads, cfg.head_dim
-        qkv = self.qkv_proj(self.input_layernorm(x)).view(b, t, heads + 2 * kv_heads, d)
-        # Rotary embedding of q and k at once, in place (see _interleave_rotary).
-        qk = qkv[:, :, : heads + kv_heads]
-        qk32 = qk.float()
-        torch.view_as_complex(qk32.unflatten(-1, (d // 2, 2))).mul_(rotary)
-        if qk32 is not qk:
-            qk.copy_(qk32)
+        heads, kv_heads = cfg.heads, cfg.kv_heads
+        qkv = self._qkv(x, rotary)
         # Write this step's keys and values into each sequence's slot.
         new_kv = qkv[:, :, heads:]
         if step.single is not None:  # one sequence: slices, not indexed copies
@@ -173,10 +167,48 @@ class Layer(nn.Module):
             )
         else:
             attn = self._attend_cache(q, cache_kv, step)
-        x = x + self.o_proj(attn.transpose(1, 2).reshape(b, t, -1))
+        return self._finish(x, attn.transpose(1, 2).reshape(b, t, -1))
+
+    def _qkv(self, x: torch.Tensor, rotary: torch.Tensor) -> torch.Tensor:
+        """q, k and v of ``x`` [..., hidden] as [..., H + 2K, D], rotary applied to q, k."""
+        cfg = self.cfg
+        heads, kv_heads, d = cfg.heads, cfg.kv_heads, cfg.head_dim
+        projected: torch.Tensor = self.qkv_proj(self.input_layernorm(x))
+        qkv = projected.view(*x.shape[:-1], heads + 2 * kv_heads, d)
+        # Rotary embedding of q and k at once, in place (see _interleave_rotary).
+        qk = qkv[..., : heads + kv_heads, :]
+        qk32 = qk.float()
+        torch.view_as_complex(qk32.reshape(*qk32.shape[:-1], d // 2, 2)).mul_(rotary)
+        if qk32 is not qk:
+            qk.copy_(qk32)
+        return qkv
+
+    def _finish(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """The output projection, the residual and the MLP."""
+        x = x + self.o_proj(attn)
         gate, up = self.gate_up_proj(self.post_attention_layernorm(x)).chunk(2, dim=-1)
         out: torch.Tensor = x + self.down_proj(F.silu(gate) * up)
         return out
+
+    def forward_paged(
+        self,
+        x: torch.Tensor,  # [N, hidden]: every sequence's new tokens, one after another
+        rotary: torch.Tensor,  # [N, 1, D/2] complex
+        cache_kv: torch.Tensor,  # [blocks, block_size, 2K, D] of this layer
+        step: PagedStep,
+    ) -> torch.Tensor:
+        heads, kv_heads = self.cfg.heads, self.cfg.kv_heads
+        qkv = self._qkv(x, rotary)
+        flat = cache_kv.view(-1, *cache_kv.shape[2:])  # [blocks * block_size, 2K, D]
+        flat[step.slot_mapping] = qkv[:, heads:]
+        # Each sequence's queries and its whole context (cached and new), padded.
+        q = qkv[step.q_index, :heads].transpose(1, 2)  # [B, H, Tq, D]
+        kv = flat[step.kv_index].transpose(1, 2)  # [B, 2K, context, D]
+        attn = F.scaled_dot_product_attention(
+            q, kv[:, :kv_heads], kv[:, kv_heads:], attn_mask=step.mask, enable_gqa=True
+        )
+        out = attn.transpose(1, 2)[step.q_valid]  # [N, H, D], in token order
+        return self._finish(x, out.reshape(out.shape[0], -1))
 
     def _attend_cache(self, q: torch.Tensor, cache_kv: torch.Tensor, step: Step) -> torch.Tensor:
         """Attention of this step's queries [B, H, T, D] over each sequence's cached
@@ -248,6 +280,100 @@ class Step:
         )
 
 
+@dataclass
+class PagedKVCache:
+    """The paged KV cache: [layers, blocks, block_size, 2K, D]. Which blocks hold which
+    sequence is the block manager's business (:mod:`bosun.engine.blocks`)."""
+
+    kv: torch.Tensor
+
+    @classmethod
+    def allocate(
+        cls,
+        cfg: DecoderConfig,
+        blocks: int,
+        block_size: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> PagedKVCache:
+        # Zeroed once: padding reads must be finite (their attention weight is 0).
+        shape = (cfg.layers, blocks, block_size, 2 * cfg.kv_heads, cfg.head_dim)
+        return cls(torch.zeros(shape, dtype=dtype, device=device))
+
+    @property
+    def block_size(self) -> int:
+        return self.kv.shape[2]
+
+    @classmethod
+    def bytes_per_block(cls, cfg: DecoderConfig, block_size: int, dtype: torch.dtype) -> int:
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        return cfg.layers * block_size * 2 * cfg.kv_heads * cfg.head_dim * itemsize
+
+
+@dataclass(frozen=True)
+class PagedSeq:
+    """One sequence's share of a paged forward pass."""
+
+    start: int  # position of its first new token (the tokens before it are cached)
+    count: int  # new tokens
+    block_table: list[int]
+
+
+@dataclass
+class PagedStep:
+    """Where one paged forward pass reads and writes (computed once for every layer)."""
+
+    positions: torch.Tensor  # [N]
+    slot_mapping: torch.Tensor  # [N]: where each new token's keys and values go
+    q_index: torch.Tensor  # [B, Tq]: each sequence's tokens in the flat batch (padded)
+    q_valid: torch.Tensor  # [B, Tq] bool
+    kv_index: torch.Tensor  # [B, context]: cache slots of each sequence's context (padded)
+    mask: torch.Tensor  # [B, 1, Tq, context] bool
+    last: torch.Tensor  # [B]: each sequence's last new token in the flat batch
+
+    @classmethod
+    def plan(cls, seqs: list[PagedSeq], block_size: int, device: torch.device) -> PagedStep:
+        positions, slots, q_rows, kv_rows, last = [], [], [], [], []
+        offset = 0
+        for s in seqs:
+            pos = list(range(s.start, s.start + s.count))
+            positions += pos
+            slots += [s.block_table[p // block_size] * block_size + p % block_size for p in pos]
+            q_rows.append(list(range(offset, offset + s.count)))
+            context = s.start + s.count
+            kv_rows.append(
+                [
+                    s.block_table[p // block_size] * block_size + p % block_size
+                    for p in range(context)
+                ]
+            )
+            offset += s.count
+            last.append(offset - 1)
+        tq = max(len(r) for r in q_rows)
+        ctx = max(len(r) for r in kv_rows)
+        q_index = torch.zeros(len(seqs), tq, dtype=torch.long)
+        q_valid = torch.zeros(len(seqs), tq, dtype=torch.bool)
+        kv_index = torch.zeros(len(seqs), ctx, dtype=torch.long)
+        mask = torch.zeros(len(seqs), 1, tq, ctx, dtype=torch.bool)
+        mask[:, :, :, 0] = True  # padded query rows see one finite key; they are dropped
+        span = torch.arange(ctx)
+        for b, (s, rows, kv) in enumerate(zip(seqs, q_rows, kv_rows, strict=True)):
+            q_index[b, : len(rows)] = torch.tensor(rows)
+            q_valid[b, : len(rows)] = True
+            kv_index[b, : len(kv)] = torch.tensor(kv)
+            query_pos = torch.arange(s.start, s.start + s.count)
+            mask[b, 0, : s.count] = span[None, :] <= query_pos[:, None]
+        return cls(
+            torch.tensor(positions, device=device),
+            torch.tensor(slots, device=device),
+            q_index.to(device),
+            q_valid.to(device),
+            kv_index.to(device),
+            mask.to(device),
+            torch.tensor(last, device=device),
+        )
+
+
 class Decoder(nn.Module):
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
@@ -315,4 +441,23 @@ class Decoder(nn.Module):
             x = layer(x, rotary, cache.kv[i], step)
         x = self.norm(x[:, -1] if last_only else x)
         logits: torch.Tensor = self.lm_head(x).float()
+        return logits
+
+    def _rotary(self, positions: torch.Tensor) -> torch.Tensor:
+        inv_freq: torch.Tensor = self.inv_freq  # type: ignore[assignment]
+        angles = positions[..., None].float() * inv_freq
+        return torch.polar(torch.ones_like(angles), angles)
+
+    @torch.inference_mode()
+    def forward_paged(
+        self, tokens: torch.Tensor, cache: PagedKVCache, step: PagedStep
+    ) -> torch.Tensor:
+        """Logits [B, vocab] of each sequence's last new token. ``tokens`` [N] are every
+        sequence's new tokens in order (a prompt chunk, or one token when decoding)."""
+        x = self.embed_tokens(tokens)
+        rotary = self._rotary(step.positions)[:, None]  # [N, 1, D/2]
+        for i, layer in enumerate(self.layers):
+            assert isinstance(layer, Layer)
+            x = layer.forward_paged(x, rotary, cache.kv[i], step)
+        logits: torch.Tensor = self.lm_head(self.norm(x[step.last])).float()
         return logits

@@ -1,0 +1,168 @@
+"""The paged KV cache's bookkeeping: fixed-size blocks, block tables, prefix caching.
+
+Plain Python, no torch: a block is an index into the cache tensor the model runner owns.
+A full block is known by a hash of its tokens chained with the hash of the block before
+it, so two sequences with the same prefix share the blocks of that prefix (reference
+counted). A block whose last user finishes keeps its hash and contents until the block is
+needed again, so a later request with that prefix still finds it (least recently freed
+blocks are reused first).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["Block", "BlockManager", "BlockStats"]
+
+NO_HASH = -1
+
+
+@dataclass
+class Block:
+    id: int
+    ref_count: int = 0
+    hash: int = NO_HASH
+    tokens: tuple[int, ...] = ()
+
+
+@dataclass
+class BlockStats:
+    """Prefix-cache counters, in tokens (vLLM's prefix_cache_queries / _hits)."""
+
+    queries: int = 0
+    hits: int = 0
+
+
+def _chain(previous: int, tokens: tuple[int, ...]) -> int:
+    # Tuples of ints hash the same in every process (no hash randomisation for them).
+    return hash((previous, tokens)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@dataclass
+class BlockManager:
+    num_blocks: int
+    block_size: int
+    prefix_caching: bool = True
+    blocks: list[Block] = field(init=False)
+    stats: BlockStats = field(default_factory=BlockStats)
+    # Free blocks, least recently freed first; a freed block keeps its hash until reused.
+    _free: OrderedDict[int, None] = field(init=False)
+    _by_hash: dict[int, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.num_blocks < 1 or self.block_size < 1:
+            raise ValueError("num_blocks and block_size must be at least 1")
+        self.blocks = [Block(i) for i in range(self.num_blocks)]
+        self._free = OrderedDict((i, None) for i in range(self.num_blocks))
+        self._by_hash = {}
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def free_blocks(self) -> int:
+        return len(self._free)
+
+    @property
+    def usage(self) -> float:
+        """Fraction of blocks held by running sequences (0..1)."""
+        return 1.0 - len(self._free) / self.num_blocks
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+    def _cached_prefix(self, tokens: Sequence[int]) -> list[int]:
+        """The blocks that already hold this prefix, in order (full blocks only, and never
+        the whole sequence)."""
+        found: list[int] = []
+        if not self.prefix_caching:
+            return found
+        previous = NO_HASH
+        for start in range(0, len(tokens) - self.block_size + 1, self.block_size):
+            chunk = tuple(tokens[start : start + self.block_size])
+            h = _chain(previous, chunk)
+            block_id = self._by_hash.get(h)
+            if block_id is None or self.blocks[block_id].tokens != chunk:
+                break
+            found.append(block_id)
+            previous = h
+        if found and len(found) * self.block_size >= len(tokens):
+            found.pop()  # recompute the last block: its last token gives the logits
+        return found
+
+    def can_allocate(self, tokens: Sequence[int]) -> bool:
+        cached = self._cached_prefix(tokens)
+        reusable = sum(1 for b in cached if self.blocks[b].ref_count == 0)
+        needed = self.blocks_for(len(tokens)) - len(cached)
+        return needed + reusable <= len(self._free)
+
+    # ------------------------------------------------------------------ changes
+
+    def allocate(self, tokens: Sequence[int]) -> tuple[list[int], int] | None:
+        """Blocks for a new sequence of ``tokens``: (block table, tokens already cached),
+        or None when there are not enough free blocks. At least the last token is left
+        to compute, so the sequence always yields logits."""
+        if not self.can_allocate(tokens):
+            return None
+        cached = self._cached_prefix(tokens)
+        table: list[int] = []
+        for block_id in cached:
+            block = self.blocks[block_id]
+            if block.ref_count == 0:
+                del self._free[block_id]
+            block.ref_count += 1
+            table.append(block_id)
+        for _ in range(self.blocks_for(len(tokens)) - len(cached)):
+            table.append(self._take())
+        hit = len(cached) * self.block_size
+        self.stats.queries += len(tokens)
+        self.stats.hits += hit
+        return table, hit
+
+    def _take(self) -> int:
+        block_id, _ = self._free.popitem(last=False)
+        block = self.blocks[block_id]
+        if block.hash != NO_HASH and self._by_hash.get(block.hash) == block_id:
+            del self._by_hash[block.hash]  # evicted from the prefix cache
+        block.hash, block.tokens, block.ref_count = NO_HASH, (), 1
+        return block_id
+
+    def grow(self, table: list[int], tokens: int) -> bool:
+        """Make ``table`` hold ``tokens`` tokens; False (nothing changed) when the free
+        blocks do not suffice."""
+        needed = self.blocks_for(tokens) - len(table)
+        if needed > len(self._free):
+            return False
+        for _ in range(needed):
+            table.append(self._take())
+        return True
+
+    def commit(self, table: list[int], tokens: Sequence[int]) -> None:
+        """Record the hashes of the full blocks of ``tokens`` (now computed), so later
+        sequences with the same prefix can share them."""
+        if not self.prefix_caching:
+            return
+        previous = NO_HASH
+        for i, block_id in enumerate(table):
+            start = i * self.block_size
+            if start + self.block_size > len(tokens):
+                break
+            block = self.blocks[block_id]
+            if block.hash != NO_HASH:  # committed before: no need to hash it again
+                previous = block.hash
+                continue
+            chunk = tuple(tokens[start : start + self.block_size])
+            h = _chain(previous, chunk)
+            block.hash, block.tokens = h, chunk
+            self._by_hash.setdefault(h, block_id)
+            previous = h
+
+    def free(self, table: list[int]) -> None:
+        """Release a sequence's blocks (last block first, so a prefix outlives its tail)."""
+        for block_id in reversed(table):
+            block = self.blocks[block_id]
+            block.ref_count -= 1
+            if block.ref_count == 0:
+                self._free[block_id] = None
+        table.clear()

@@ -1,0 +1,121 @@
+"""The paged cache's block manager and the scheduler, by scenario (no model needed:
+a step "computes" what the scheduler chose and samples a fixed token)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bosun.engine.blocks import BlockManager
+from bosun.engine.scheduler import Batch, Scheduler, Sequence, SequenceState
+
+
+def _run_step(scheduler: Scheduler, token: int = 7) -> Batch:
+    batch = scheduler.schedule()
+    scheduler.update(batch, {i.seq.id: token for i in batch.items if i.samples})
+    return batch
+
+
+def test_a_shared_prefix_is_computed_once_and_outlives_its_first_user() -> None:
+    blocks = BlockManager(num_blocks=16, block_size=4)
+    scheduler = Scheduler(blocks)
+    system = list(range(100, 112))  # three full blocks
+    first = Sequence(1, [*system, 1, 2], max_tokens=1)
+    scheduler.add(first)
+    batch = _run_step(scheduler)
+    assert [(i.start, i.count) for i in batch.items] == [(0, 14)]
+    assert first.state is SequenceState.FINISHED  # one token, then done: blocks freed
+
+    second = Sequence(2, [*system, 3, 4, 5], max_tokens=2)
+    scheduler.add(second)
+    batch = _run_step(scheduler)
+    # The 12 prompt tokens of the shared prefix come from the cache.
+    assert [(i.start, i.count) for i in batch.items] == [(12, 3)]
+    assert blocks.stats.hits == 12 and blocks.stats.queries == 14 + 15
+
+
+def test_running_sequences_share_prefix_blocks_by_reference() -> None:
+    blocks = BlockManager(num_blocks=8, block_size=4)
+    scheduler = Scheduler(blocks)
+    a = Sequence(1, [*list(range(8)), 50], max_tokens=4)
+    scheduler.add(a)
+    _run_step(scheduler)
+    b = Sequence(2, [*list(range(8)), 60], max_tokens=4)
+    scheduler.add(b)
+    _run_step(scheduler)
+    assert a.block_table[:2] == b.block_table[:2]
+    assert blocks.blocks[a.block_table[0]].ref_count == 2
+    assert a.block_table[2] != b.block_table[2]
+
+
+def test_a_whole_cached_prompt_still_computes_its_last_token() -> None:
+    blocks = BlockManager(num_blocks=8, block_size=4)
+    scheduler = Scheduler(blocks)
+    for i in (1, 2):
+        seq = Sequence(i, list(range(8)), max_tokens=1)
+        scheduler.add(seq)
+        batch = _run_step(scheduler)
+        assert batch.items[0].samples and batch.items[0].count >= 1
+    assert blocks.stats.hits == 4  # the first block; the last is recomputed for logits
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_beside_decoding() -> None:
+    blocks = BlockManager(num_blocks=64, block_size=4)
+    scheduler = Scheduler(blocks, max_batched_tokens=16)
+    short = Sequence(1, [1, 2, 3], max_tokens=10)
+    scheduler.add(short)
+    _run_step(scheduler)
+    long = Sequence(2, list(range(40)), max_tokens=2)
+    scheduler.add(long)
+    chunks = []
+    while long.output_len == 0:
+        batch = _run_step(scheduler)
+        mine = {i.seq.id: i for i in batch.items}
+        assert mine[1].count == 1  # the short one decodes every step
+        chunks.append(mine[2].count)
+        assert batch.tokens <= 16
+    assert chunks == [15, 15, 10]
+    assert long.computed == 40 and long.tokens[-1] == 7
+
+
+def test_when_blocks_run_out_the_newest_is_preempted_and_later_recomputed() -> None:
+    blocks = BlockManager(num_blocks=6, block_size=4, prefix_caching=False)
+    scheduler = Scheduler(blocks)
+    old = Sequence(1, list(range(8)), max_tokens=8)  # grows to 16 tokens: 4 blocks
+    new = Sequence(2, list(range(100, 108)), max_tokens=8)
+    scheduler.add(old)
+    scheduler.add(new)
+    _run_step(scheduler)  # both prefilled: 2 + 2 blocks (+1 for the sampled tokens later)
+    preempted = []
+    for _ in range(40):
+        if scheduler.idle:
+            break
+        batch = _run_step(scheduler)
+        preempted += [s.id for s in batch.preempted]
+    assert scheduler.idle
+    assert preempted and set(preempted) == {2}  # always the newest
+    assert new.preemptions >= 1 and scheduler.preemptions == len(preempted)
+    assert old.output_len == 8 and new.output_len == 8
+    assert new.tokens[:8] == list(range(100, 108))  # its prompt and outputs kept
+    assert blocks.free_blocks == 6
+
+
+def test_a_sequence_larger_than_the_cache_is_refused_up_front() -> None:
+    scheduler = Scheduler(BlockManager(num_blocks=2, block_size=4))
+    with pytest.raises(ValueError, match="whole cache holds 8"):
+        scheduler.add(Sequence(1, list(range(6)), max_tokens=4))
+
+
+def test_the_sequence_limit_and_cancel() -> None:
+    blocks = BlockManager(num_blocks=32, block_size=4)
+    scheduler = Scheduler(blocks, max_num_seqs=2)
+    seqs = [Sequence(i, [i, i + 1], max_tokens=5) for i in range(3)]
+    for s in seqs:
+        scheduler.add(s)
+    batch = _run_step(scheduler)
+    assert {i.seq.id for i in batch.items} == {0, 1}
+    scheduler.finish(seqs[0])  # cancelled: its slot goes to the waiting one
+    batch = _run_step(scheduler)
+    assert {i.seq.id for i in batch.items} == {1, 2}
+    scheduler.finish(seqs[1])
+    scheduler.finish(seqs[2])
+    assert blocks.free_blocks == 32 and blocks.usage == 0.0
