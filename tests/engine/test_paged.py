@@ -41,7 +41,7 @@ def run(
         tokens = torch.tensor(
             [t for i in batch.items for t in i.seq.tokens[i.start : i.start + i.count]]
         )
-        step = PagedStep.plan(seqs, cache.block_size, CPU)
+        step = PagedStep.plan(seqs, cache.block_size, CPU, cache.null_slot)
         logits = decoder.forward_paged(tokens, cache, step)
         sampled = {
             item.seq.id: int(logits[row].argmax())

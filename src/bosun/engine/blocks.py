@@ -114,14 +114,20 @@ class BlockManager:
             block.ref_count += 1
             table.append(block_id)
         for _ in range(self.blocks_for(len(tokens)) - len(cached)):
-            table.append(self._take())
+            table.append(self._take(table[-1] if table else None))
         hit = len(cached) * self.block_size
         self.stats.queries += len(tokens)
         self.stats.hits += hit
         return table, hit
 
-    def _take(self) -> int:
-        block_id, _ = self._free.popitem(last=False)
+    def _take(self, after: int | None = None) -> int:
+        """A free block: the one after ``after`` when it is free (a sequence whose blocks
+        lie in order is read without a gather), else the least recently freed."""
+        if after is not None and after + 1 in self._free:
+            block_id = after + 1
+            del self._free[block_id]
+        else:
+            block_id, _ = self._free.popitem(last=False)
         block = self.blocks[block_id]
         if block.hash != NO_HASH and self._by_hash.get(block.hash) == block_id:
             del self._by_hash[block.hash]  # evicted from the prefix cache
@@ -135,7 +141,7 @@ class BlockManager:
         if needed > len(self._free):
             return False
         for _ in range(needed):
-            table.append(self._take())
+            table.append(self._take(table[-1] if table else None))
         return True
 
     def commit(self, table: list[int], tokens: Sequence[int]) -> None:

@@ -1,19 +1,20 @@
-"""The Bosun engine: continuous batching over the generic decoder.
+"""The Bosun engine: continuous batching over a paged KV cache.
 
-A worker thread runs the loop (admit waiting requests into free cache slots and prefill
-them, then one decode step for every running sequence, then emit tokens); the asyncio side
-only queues requests and receives events. Requests join and leave the batch at every step.
+A worker thread runs the loop: the scheduler (``scheduler.py``) picks this step's tokens
+(prompt chunks of newly admitted requests, one token of every decoding one), the runner
+computes them in one forward pass, and the engine samples, detokenizes, checks stops and
+emits. The asyncio side only queues requests and receives events. Requests join and leave
+the batch at every step; when the cache runs out the newest is preempted and recomputed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
+import itertools
 import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from bosun.engine.blocks import BlockManager
 from bosun.engine.client import (
     EngineError,
     EngineOverloadedError,
@@ -34,8 +36,10 @@ from bosun.engine.client import (
 )
 from bosun.engine.detokenize import IncrementalDetokenizer
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
-from bosun.engine.runner import ModelRunner, RunnerOptions, load_runner
+from bosun.engine.runner import ModelRunner, RunItem, RunnerOptions, load_runner
 from bosun.engine.sampling import Sampler, is_plain_greedy
+from bosun.engine.scheduler import Batch, Scheduler, SequenceState
+from bosun.engine.scheduler import Sequence as CacheSequence
 from bosun.engine.stops import StopMatcher
 from bosun.engine.structured import TokenizerGrammar
 
@@ -58,6 +62,9 @@ class EngineOptions:
     # bosun: the Bosun decoder (Llama family); transformers: any Hugging Face causal LM,
     # sequence by sequence; auto: bosun where it runs the architecture.
     backend: str = "auto"
+    # Tokens one step computes at most: a longer prompt is prefilled in chunks of this,
+    # beside the other requests' decoding (chunked prefill).
+    max_batched_tokens: int = 2048
 
 
 @dataclass(eq=False)
@@ -69,8 +76,8 @@ class _Seq:
     stops: StopMatcher
     detokenizer: IncrementalDetokenizer
     prompt: list[int]
+    cache: CacheSequence  # the scheduler's view: tokens, blocks, progress
     generated: list[int] = field(default_factory=list)
-    slot: int | None = None
     cancelled: bool = False
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -95,14 +102,14 @@ class BosunEngine:
         self._tokenizer: Any = None
         self._runner: ModelRunner | None = None
         self._incoming: queue.SimpleQueue[_Seq] = queue.SimpleQueue()
-        self._waiting: deque[_Seq] = deque()
-        self._running: list[_Seq] = []
+        self._scheduler: Scheduler | None = None
+        self._seqs: dict[int, _Seq] = {}  # scheduled (waiting or running), by id
+        self._ids = itertools.count()
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
-        self._free_slots: list[int] = []
         self._eos: set[int] = set()
-        self._pending = 0  # submitted, not yet admitted (read by the asyncio side)
+        self._pending = 0  # submitted, not yet handed to the scheduler
         self.local: LocalModel | None = None
         self.quantization = "none"
         self.backend = "none"
@@ -161,7 +168,11 @@ class BosunEngine:
         helper = ThreadPoolExecutor(1, thread_name_prefix="bosun-grammar")
         self._grammar = helper.submit(_grammar_for, self._tokenizer)
         helper.shutdown(wait=False)
-        self._free_slots = list(range(options.max_num_seqs))  # a heap
+        self._scheduler = Scheduler(
+            BlockManager(runner.num_blocks, runner.block_size, runner.prefix_caching),
+            max_num_seqs=options.max_num_seqs,
+            max_batched_tokens=max(options.max_batched_tokens, 1),
+        )
         eos = local.config.get("eos_token_id", self._tokenizer.eos_token_id)
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
         name = options.served_name or local.name
@@ -190,30 +201,37 @@ class BosunEngine:
         )
 
     def stats(self) -> EngineStats:
-        slots = self.options.max_num_seqs
-        # A sequence runs from the moment it holds a slot (its prefill included), so
-        # running and cache usage never disagree, whichever moment they are read at.
-        used = slots - len(self._free_slots) if self._runner is not None else 0
+        scheduler = self._scheduler
+        if scheduler is None:
+            return EngineStats(waiting=self._pending)
+        blocks = scheduler.blocks
+        # A sequence runs from the moment it holds cache blocks (its prefill included).
         return EngineStats(
-            running=used,
-            waiting=len(self._waiting) + self._pending,
-            kv_cache_usage=used / slots if slots else 0.0,
+            running=len(scheduler.running),
+            waiting=len(scheduler.waiting) + self._pending,
+            kv_cache_usage=blocks.usage,
+            preemptions=scheduler.preemptions,
+            prefix_cache_queries=blocks.stats.queries,
+            prefix_cache_hits=blocks.stats.hits,
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
-        runner = self._runner
-        if runner is None:
+        runner, scheduler = self._runner, self._scheduler
+        if runner is None or scheduler is None:
             raise EngineError("the engine is not started")
-        queued = len(self._waiting) + self._pending
-        if queued >= self.options.max_waiting + len(self._free_slots):
+        queued = len(scheduler.waiting) + self._pending
+        free = self.options.max_num_seqs - len(scheduler.running)
+        if queued >= self.options.max_waiting + free:
             raise EngineOverloadedError(
                 f"{self.options.max_waiting} requests are already waiting", retry_after=1.0
             )
         prompt = list(request.prompt_token_ids)
-        if len(prompt) + request.params.max_tokens > runner.max_len:
+        needed = len(prompt) + request.params.max_tokens
+        limit = min(runner.max_len, runner.num_blocks * runner.block_size)
+        if needed > limit:
             raise InvalidRequestError(
                 f"the prompt ({len(prompt)} tokens) plus max_tokens "
-                f"({request.params.max_tokens}) exceeds the context of {runner.max_len}",
+                f"({request.params.max_tokens}) exceeds the context of {limit}",
                 "max_tokens",
             )
         constraint = None
@@ -233,6 +251,7 @@ class BosunEngine:
             stops=StopMatcher(request.params.stop),
             detokenizer=IncrementalDetokenizer(self._tokenizer),
             prompt=prompt,
+            cache=CacheSequence(next(self._ids), list(prompt), request.params.max_tokens),
         )
         self._pending += 1
         self._incoming.put(seq)
@@ -246,12 +265,12 @@ class BosunEngine:
                 if item.finish_reason is not None:
                     return
         finally:
-            seq.cancelled = True  # the worker frees its slot at the next step
+            seq.cancelled = True  # the worker frees its blocks at the next step
             self._wake.set()
 
     async def shutdown(self) -> None:
         """Let running and waiting requests finish, then stop the worker."""
-        while self._thread is not None and (self._running or self._waiting or self._pending):
+        while self._thread is not None and (self._seqs or self._pending):
             await asyncio.sleep(0.05)
         self._stop = True
         self._wake.set()
@@ -265,77 +284,78 @@ class BosunEngine:
 
     def _loop(self) -> None:
         torch.set_grad_enabled(False)
+        scheduler = self._scheduler
+        assert scheduler is not None
         while not self._stop:
             while True:
                 try:
                     seq = self._incoming.get_nowait()
                 except queue.Empty:
                     break
+                self._seqs[seq.cache.id] = seq
+                scheduler.add(seq.cache)
                 self._pending -= 1
-                self._waiting.append(seq)
-            self._drop_cancelled()
-            if not self._waiting and not self._running:
+            for seq in [s for s in self._seqs.values() if s.cancelled]:
+                self._finish(seq)
+            if scheduler.idle:
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
                 continue
             try:
-                self._step()
+                self._step(scheduler)
             except Exception as exc:  # a bug or an OOM: fail the affected requests, go on
-                for seq in self._running:
-                    self._emit(seq, EngineError(f"generation failed: {exc}"))
-                    self._release(seq)
-                self._running = []
+                for seq in list(self._seqs.values()):
+                    if seq.cache.state is SequenceState.RUNNING:
+                        self._emit(seq, EngineError(f"generation failed: {exc}"))
+                        self._finish(seq)
 
-    def _drop_cancelled(self) -> None:
-        self._waiting = deque(s for s in self._waiting if not s.cancelled)
-        for seq in [s for s in self._running if s.cancelled]:
-            self._release(seq)
-        self._running = [s for s in self._running if not s.cancelled]
+    def _finish(self, seq: _Seq) -> None:
+        """The request is done (or gone): free its blocks and whatever the runner keeps."""
+        assert self._scheduler is not None and self._runner is not None
+        self._scheduler.finish(seq.cache)
+        self._runner.release(seq.cache.id)
+        self._seqs.pop(seq.cache.id, None)
 
-    def _release(self, seq: _Seq) -> None:
-        if seq.slot is not None:
-            assert self._runner is not None
-            self._runner.release(seq.slot)
-            heapq.heappush(self._free_slots, seq.slot)
-            seq.slot = None
-
-    def _step(self) -> None:
+    def _step(self, scheduler: Scheduler) -> None:
         runner = self._runner
         assert runner is not None
-        admitted = []
-        while self._waiting and self._free_slots:
-            seq = self._waiting.popleft()
-            # The lowest free slot: running sequences stay packed at the start of the
-            # cache, so a decode step reads their contexts as one view (model.Step).
-            seq.slot = heapq.heappop(self._free_slots)
-            logits = runner.prefill(seq.slot, seq.prompt)
-            admitted.append(seq)
-            self._accept(seq, logits)
-        decoding = sorted(
-            (s for s in self._running if s not in admitted and s.slot is not None),
-            key=lambda s: s.slot or 0,
-        )
-        self._running = [s for s in self._running if s.slot is not None] + [
-            s for s in admitted if s.slot is not None
-        ]
-        if not decoding:
+        batch: Batch = scheduler.schedule()
+        for preempted in batch.preempted:
+            runner.release(preempted.id)  # recomputed from its tokens when readmitted
+        if not batch.items:
             return
-        logits = runner.decode(
-            [s.slot for s in decoding if s.slot is not None],
-            [s.generated[-1] for s in decoding],
-            [len(s.prompt) + len(s.generated) - 1 for s in decoding],
+        logits = runner.run(
+            [
+                RunItem(
+                    i.seq.id,
+                    i.seq.tokens[i.start : i.start + i.count],
+                    i.start,
+                    list(i.seq.block_table),
+                )
+                for i in batch.items
+            ]
         )
-        greedy = [i for i, s in enumerate(decoding) if is_plain_greedy(s.params)]
-        chosen = {}
+        rows = [(row, self._seqs[i.seq.id]) for row, i in enumerate(batch.items) if i.samples]
+        greedy = [row for row, seq in rows if is_plain_greedy(seq.params)]
+        chosen: dict[int, int] = {}
         if greedy:
             picks = torch.argmax(logits[greedy], dim=-1).tolist()
             chosen = dict(zip(greedy, picks, strict=True))
-        for i, seq in enumerate(decoding):
-            self._accept(seq, logits[i], chosen.get(i))
-        self._running = [s for s in self._running if s.slot is not None]
+        sampled: dict[int, int] = {}
+        done = []
+        for row, seq in rows:
+            token, finished = self._accept(seq, logits[row], chosen.get(row))
+            sampled[seq.cache.id] = token
+            if finished:
+                done.append(seq)
+        scheduler.update(batch, sampled)
+        for seq in done:
+            self._finish(seq)
 
-    def _accept(self, seq: _Seq, logits: torch.Tensor, token: int | None = None) -> None:
-        """Sample (unless decided), detokenize, check stops, emit; free the slot when done."""
+    def _accept(
+        self, seq: _Seq, logits: torch.Tensor, token: int | None = None
+    ) -> tuple[int, bool]:
+        """Sample (unless decided), detokenize, check stops, emit: (the token, finished)."""
         params = seq.params
         logprob_info: tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...] = ()
         if token is None:
@@ -378,8 +398,7 @@ class BosunEngine:
                 prompt_tokens=len(seq.prompt),
             ),
         )
-        if finish is not None:
-            self._release(seq)
+        return token, finish is not None
 
     def cpu_threads(self) -> int:
         return torch.get_num_threads() or os.cpu_count() or 1

@@ -7,6 +7,7 @@ dim, S slots, L cache length.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -200,9 +201,22 @@ class Layer(nn.Module):
         heads, kv_heads = self.cfg.heads, self.cfg.kv_heads
         qkv = self._qkv(x, rotary)
         flat = cache_kv.view(-1, *cache_kv.shape[2:])  # [blocks * block_size, 2K, D]
+        if step.view is not None:  # one sequence, its blocks in order: slices, no indexing
+            lo, hi = step.view
+            flat[hi - x.shape[0] : hi].copy_(qkv[:, heads:])
+            kv = flat[lo:hi][None].transpose(1, 2)  # [1, 2K, ctx, D]
+            attn = F.scaled_dot_product_attention(
+                qkv[None, :, :heads].transpose(1, 2),
+                kv[:, :kv_heads],
+                kv[:, kv_heads:],
+                attn_mask=step.mask,
+                enable_gqa=True,
+            )
+            return self._finish(x, attn[0].transpose(0, 1).reshape(x.shape[0], -1))
         flat[step.slot_mapping] = qkv[:, heads:]
         # Each sequence's queries and its whole context (cached and new), padded.
         q = qkv[step.q_index, :heads].transpose(1, 2)  # [B, H, Tq, D]
+        assert step.kv_index is not None
         kv = flat[step.kv_index].transpose(1, 2)  # [B, 2K, context, D]
         attn = F.scaled_dot_product_attention(
             q, kv[:, :kv_heads], kv[:, kv_heads:], attn_mask=step.mask, enable_gqa=True
@@ -296,13 +310,22 @@ class PagedKVCache:
         dtype: torch.dtype,
         device: torch.device,
     ) -> PagedKVCache:
-        # Zeroed once: padding reads must be finite (their attention weight is 0).
-        shape = (cfg.layers, blocks, block_size, 2 * cfg.kv_heads, cfg.head_dim)
-        return cls(torch.zeros(shape, dtype=dtype, device=device))
+        # One more block than asked, zeroed: the null block that padded reads point at
+        # (their attention weight is 0, but 0 x NaN is NaN). The others need no init: a
+        # position is always written before it is read.
+        shape = (cfg.layers, blocks + 1, block_size, 2 * cfg.kv_heads, cfg.head_dim)
+        kv = torch.empty(shape, dtype=dtype, device=device)
+        kv[:, blocks].zero_()
+        return cls(kv)
 
     @property
     def block_size(self) -> int:
         return self.kv.shape[2]
+
+    @property
+    def null_slot(self) -> int:
+        """A cache slot that always holds zeros (in the block after the usable ones)."""
+        return (self.kv.shape[1] - 1) * self.kv.shape[2]
 
     @classmethod
     def bytes_per_block(cls, cfg: DecoderConfig, block_size: int, dtype: torch.dtype) -> int:
@@ -321,56 +344,68 @@ class PagedSeq:
 
 @dataclass
 class PagedStep:
-    """Where one paged forward pass reads and writes (computed once for every layer)."""
+    """Where one paged forward pass reads and writes (computed once for every layer).
+
+    Each sequence's context is gathered from its blocks ([B, context] slot indices, padded
+    with a zeroed slot); one sequence whose blocks lie in order is read as a view instead.
+    """
 
     positions: torch.Tensor  # [N]
     slot_mapping: torch.Tensor  # [N]: where each new token's keys and values go
     q_index: torch.Tensor  # [B, Tq]: each sequence's tokens in the flat batch (padded)
     q_valid: torch.Tensor  # [B, Tq] bool
-    kv_index: torch.Tensor  # [B, context]: cache slots of each sequence's context (padded)
-    mask: torch.Tensor  # [B, 1, Tq, context] bool
+    kv_index: torch.Tensor | None  # [B, context]: cache slots of each context (padded)
+    mask: torch.Tensor | None  # [B, 1, Tq, context] bool; None: every query sees all
     last: torch.Tensor  # [B]: each sequence's last new token in the flat batch
+    view: tuple[int, int] | None = None  # one sequence's context as flat[lo:hi]
 
     @classmethod
-    def plan(cls, seqs: list[PagedSeq], block_size: int, device: torch.device) -> PagedStep:
-        positions, slots, q_rows, kv_rows, last = [], [], [], [], []
-        offset = 0
-        for s in seqs:
-            pos = list(range(s.start, s.start + s.count))
-            positions += pos
-            slots += [s.block_table[p // block_size] * block_size + p % block_size for p in pos]
-            q_rows.append(list(range(offset, offset + s.count)))
-            context = s.start + s.count
-            kv_rows.append(
-                [
-                    s.block_table[p // block_size] * block_size + p % block_size
-                    for p in range(context)
-                ]
-            )
-            offset += s.count
-            last.append(offset - 1)
-        tq = max(len(r) for r in q_rows)
-        ctx = max(len(r) for r in kv_rows)
-        q_index = torch.zeros(len(seqs), tq, dtype=torch.long)
-        q_valid = torch.zeros(len(seqs), tq, dtype=torch.bool)
-        kv_index = torch.zeros(len(seqs), ctx, dtype=torch.long)
-        mask = torch.zeros(len(seqs), 1, tq, ctx, dtype=torch.bool)
-        mask[:, :, :, 0] = True  # padded query rows see one finite key; they are dropped
+    def plan(
+        cls, seqs: list[PagedSeq], block_size: int, device: torch.device, pad_slot: int = 0
+    ) -> PagedStep:
+        b = len(seqs)
+        counts = [s.count for s in seqs]
+        contexts = [s.start + s.count for s in seqs]
+        tq, ctx = max(counts), max(contexts)
+        blocks = -(-ctx // block_size)
+        tables = torch.zeros(b, blocks, dtype=torch.long)
+        for row, s in enumerate(seqs):
+            used = -(-contexts[row] // block_size)
+            tables[row, :used] = torch.tensor(s.block_table[:used])
         span = torch.arange(ctx)
-        for b, (s, rows, kv) in enumerate(zip(seqs, q_rows, kv_rows, strict=True)):
-            q_index[b, : len(rows)] = torch.tensor(rows)
-            q_valid[b, : len(rows)] = True
-            kv_index[b, : len(kv)] = torch.tensor(kv)
-            query_pos = torch.arange(s.start, s.start + s.count)
-            mask[b, 0, : s.count] = span[None, :] <= query_pos[:, None]
+        # Every context slot of every sequence: its block's first slot plus the offset.
+        slots = tables[:, span // block_size] * block_size + span % block_size  # [B, ctx]
+        starts = torch.tensor([s.start for s in seqs])
+        lengths = torch.tensor(contexts)
+        columns = torch.arange(tq)
+        q_valid = columns[None, :] < torch.tensor(counts)[:, None]  # [B, Tq]
+        offsets = torch.tensor([0, *itertools.accumulate(counts)][:-1])
+        q_index = torch.where(q_valid, offsets[:, None] + columns[None, :], 0)
+        query_pos = starts[:, None] + columns[None, :]  # [B, Tq]
+        positions = query_pos[q_valid]
+        slot_mapping = slots.gather(1, torch.where(q_valid, query_pos, 0))[q_valid]
+        last = offsets + torch.tensor(counts) - 1
+        view = None
+        mask: torch.Tensor | None = None
+        kv_index: torch.Tensor | None = None
+        if b == 1 and bool((slots[0, 1:] - slots[0, :-1] == 1).all()):
+            view = (int(slots[0, 0]), int(slots[0, 0]) + ctx)  # blocks in order: no copy
+        else:
+            kv_index = torch.where(span[None, :] < lengths[:, None], slots, pad_slot)
+        if tq > 1 or len(set(contexts)) > 1 or (view is None and b > 1):
+            visible = span[None, None, :] <= query_pos[:, :, None]  # [B, Tq, ctx]
+            # Padded query rows see one finite key (their output is dropped).
+            visible[:, :, 0] |= ~q_valid
+            mask = visible[:, None]
         return cls(
-            torch.tensor(positions, device=device),
-            torch.tensor(slots, device=device),
+            positions.to(device),
+            slot_mapping.to(device),
             q_index.to(device),
             q_valid.to(device),
-            kv_index.to(device),
-            mask.to(device),
-            torch.tensor(last, device=device),
+            kv_index.to(device) if kv_index is not None else None,
+            mask.to(device) if mask is not None else None,
+            last.to(device),
+            view,
         )
 
 

@@ -1,11 +1,12 @@
 """Model runners: what the engine's scheduler drives. A runner owns the weights and the KV
-cache of every slot; it prefills one sequence into a slot and decodes one token for many.
+cache; each step it computes the tokens the scheduler chose (prompt chunks and single
+decode tokens of many sequences at once) and returns the logits after each one's last.
 
-- :class:`DecoderRunner`: the Bosun decoder (``model.py``) over one slot-laid cache,
-  decoding all sequences in one batch; Llama-family architectures.
+- :class:`DecoderRunner`: the Bosun decoder (``model.py``) over the paged KV cache whose
+  blocks the scheduler's block manager hands out; Llama-family architectures.
 - :class:`TransformersRunner`: any Hugging Face causal LM through transformers, with one
-  ``DynamicCache`` per sequence, decoding sequence by sequence; the fallback for
-  architectures the Bosun decoder does not implement (correct, not fast).
+  ``DynamicCache`` per sequence, sequence by sequence; the fallback for architectures the
+  Bosun decoder does not implement (correct, not fast; no prefix caching).
 """
 
 from __future__ import annotations
@@ -17,38 +18,59 @@ import torch
 
 from bosun.engine.client import EngineError
 from bosun.engine.loader import LocalModel
-from bosun.engine.model import SUPPORTED_ARCHITECTURES, Decoder, DecoderConfig, KVCache
+from bosun.engine.model import (
+    SUPPORTED_ARCHITECTURES,
+    Decoder,
+    DecoderConfig,
+    PagedKVCache,
+    PagedSeq,
+    PagedStep,
+)
 from bosun.engine.quant import quantize_int8
 
 __all__ = [
+    "BLOCK_SIZE",
     "DTYPES",
     "DecoderRunner",
     "ModelRunner",
+    "RunItem",
     "RunnerOptions",
     "TransformersRunner",
     "architecture_of",
     "load_runner",
 ]
 
+BLOCK_SIZE = 16  # tokens per KV-cache block
+GPU_MEMORY_UTILIZATION = 0.9  # of the memory free after weights and a warm-up
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _KNOWN = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+
+
+@dataclass(frozen=True)
+class RunItem:
+    """One sequence's share of a step: its new tokens, from position ``start`` on."""
+
+    seq_id: int
+    tokens: list[int]
+    start: int
+    block_table: list[int]
 
 
 class ModelRunner(Protocol):
     backend: str
     quantization: str
     max_len: int  # tokens per sequence, prompt and output together
+    num_blocks: int  # KV-cache blocks of BLOCK_SIZE tokens
+    block_size: int
+    prefix_caching: bool  # sequences may share the blocks of a common prefix
 
-    def prefill(self, slot: int, tokens: list[int]) -> torch.Tensor:
-        """Fill ``slot`` with a new sequence; the logits [vocab] after its last token."""
+    def run(self, items: list[RunItem]) -> torch.Tensor:
+        """Compute the items' tokens; the logits [len(items), vocab] after each one's last."""
         ...
 
-    def decode(self, slots: list[int], tokens: list[int], positions: list[int]) -> torch.Tensor:
-        """One token for each sequence (slot order); logits [B, vocab]."""
-        ...
-
-    def release(self, slot: int) -> None:
-        """The sequence in ``slot`` is done; its cache may be reused."""
+    def release(self, seq_id: int) -> None:
+        """The sequence is done or preempted: drop whatever the runner keeps for it."""
         ...
 
 
@@ -58,7 +80,7 @@ class RunnerOptions:
     dtype: str  # auto or a DTYPES key
     device: str
     quantization: str  # auto, int8 or none
-    slots: int
+    slots: int  # sequences decoded together; on CPUs the cache holds this many full ones
     max_model_len: int | None
 
 
@@ -127,31 +149,48 @@ class DecoderRunner:
         self.quantization = quantization
         self.model = model
         self.max_len = _context(options, cfg.max_position, device)
-        self.cache = KVCache.allocate(cfg, options.slots, self.max_len, dtype, device)
-        self._fresh = set(range(options.slots))  # never used: zeroed before first use
+        self.block_size = BLOCK_SIZE
+        self.prefix_caching = True
+        self.num_blocks = _kv_blocks(options, self.max_len, device, cfg, dtype)
+        self.cache = PagedKVCache.allocate(cfg, self.num_blocks, BLOCK_SIZE, dtype, device)
         self._device = device
 
-    def prefill(self, slot: int, tokens: list[int]) -> torch.Tensor:
-        if slot in self._fresh:
-            self.cache.clear_slot(slot)
-            self._fresh.discard(slot)
-        ids = torch.tensor([tokens], dtype=torch.long, device=self._device)
-        positions = torch.arange(len(tokens), device=self._device)[None]
-        slots = torch.tensor([slot], device=self._device)
-        logits: torch.Tensor = self.model(ids, positions, self.cache, slots, prefill=True)
-        return logits[0]
-
-    def decode(self, slots: list[int], tokens: list[int], positions: list[int]) -> torch.Tensor:
-        dev = self._device
-        ids = torch.tensor(tokens, dtype=torch.long, device=dev)[:, None]
-        where = torch.tensor(positions, dtype=torch.long, device=dev)[:, None]
-        logits: torch.Tensor = self.model(
-            ids, where, self.cache, torch.tensor(slots, device=dev), prefill=False
+    def run(self, items: list[RunItem]) -> torch.Tensor:
+        seqs = [PagedSeq(i.start, len(i.tokens), i.block_table) for i in items]
+        step = PagedStep.plan(seqs, self.block_size, self._device, self.cache.null_slot)
+        ids = torch.tensor(
+            [t for i in items for t in i.tokens], dtype=torch.long, device=self._device
         )
-        return logits
+        return self.model.forward_paged(ids, self.cache, step)
 
-    def release(self, slot: int) -> None:
-        pass  # the next prefill overwrites the slot
+    def release(self, seq_id: int) -> None:
+        pass  # blocks are the block manager's; their contents are overwritten on reuse
+
+
+def _kv_blocks(
+    options: RunnerOptions,
+    max_len: int,
+    device: torch.device,
+    cfg: DecoderConfig,
+    dtype: torch.dtype,
+) -> int:
+    """How many KV blocks to allocate. On a GPU: what fits in the memory left after the
+    weights and a warm-up; on CPUs: room for ``slots`` sequences of ``max_len`` tokens
+    (the memory is only touched as blocks are used)."""
+    full = options.slots * -(-max_len // BLOCK_SIZE)
+    if device.type != "cuda":
+        return full
+    torch.cuda.synchronize(device)
+    free, _ = torch.cuda.mem_get_info(device)
+    per_block = PagedKVCache.bytes_per_block(cfg, BLOCK_SIZE, dtype)
+    blocks = int(free * GPU_MEMORY_UTILIZATION) // per_block - 1  # one null block
+    if blocks < -(-max_len // BLOCK_SIZE):
+        raise EngineError(
+            f"the KV cache does not fit: {free / 2**30:.1f} GiB free after the weights holds "
+            f"{max(blocks, 0) * BLOCK_SIZE} tokens, fewer than one {max_len}-token sequence; "
+            "lower --max-model-len"
+        )
+    return blocks
 
 
 class TransformersRunner:
@@ -175,21 +214,23 @@ class TransformersRunner:
         self.max_len = _context(options, model_max, device)
         self._caches: dict[int, Any] = {}
         self._device = device
+        self.block_size = BLOCK_SIZE
+        self.prefix_caching = False  # each sequence has a cache of its own
+        self.num_blocks = options.slots * -(-self.max_len // BLOCK_SIZE)
 
     @torch.inference_mode()
-    def _forward(self, slot: int, tokens: list[int]) -> torch.Tensor:
-        ids = torch.tensor([tokens], dtype=torch.long, device=self._device)
-        out = self.model(input_ids=ids, past_key_values=self._caches.get(slot), use_cache=True)
-        self._caches[slot] = out.past_key_values
+    def _forward(self, item: RunItem) -> torch.Tensor:
+        if item.start == 0:
+            self._caches.pop(item.seq_id, None)  # a new or a preempted sequence
+        ids = torch.tensor([item.tokens], dtype=torch.long, device=self._device)
+        cache = self._caches.get(item.seq_id)
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+        self._caches[item.seq_id] = out.past_key_values
         logits: torch.Tensor = out.logits[0, -1].float()
         return logits
 
-    def prefill(self, slot: int, tokens: list[int]) -> torch.Tensor:
-        self._caches.pop(slot, None)
-        return self._forward(slot, tokens)
+    def run(self, items: list[RunItem]) -> torch.Tensor:
+        return torch.stack([self._forward(item) for item in items])
 
-    def decode(self, slots: list[int], tokens: list[int], positions: list[int]) -> torch.Tensor:
-        return torch.stack([self._forward(s, [t]) for s, t in zip(slots, tokens, strict=True)])
-
-    def release(self, slot: int) -> None:
-        self._caches.pop(slot, None)
+    def release(self, seq_id: int) -> None:
+        self._caches.pop(seq_id, None)

@@ -162,7 +162,9 @@ class Scheduler:
         return done
 
     def finish(self, seq: Sequence) -> None:
-        """End a sequence (finished or cancelled) and free its blocks."""
+        """End a sequence (finished or cancelled) and free its blocks; idempotent."""
+        if seq.state is SequenceState.FINISHED:
+            return
         if seq.state is SequenceState.RUNNING:
             self.running.remove(seq)
         elif seq.state is SequenceState.WAITING and seq in self.waiting:
