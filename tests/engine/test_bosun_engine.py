@@ -286,3 +286,31 @@ def test_n_choices_and_logprobs_with_the_real_model() -> None:
         assert response.usage.completion_tokens == sum(
             len(c.logprobs.content) for c in response.choices if c.logprobs
         )
+
+
+def test_a_shared_prefix_comes_from_the_cache_and_chunks_change_nothing(
+    loop: asyncio.AbstractEventLoop, exact: BosunEngine
+) -> None:
+    """A second request with the same system prompt reuses its cached blocks (the
+    prefix-cache counters of /metrics say so), and decodes what a cold engine that
+    prefills in chunks of 7 tokens decodes."""
+    system = "You are a careful assistant who answers in one short sentence. " * 6
+    params = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
+    first, second = (
+        exact.apply_chat_template(
+            [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        )
+        for question in ("Name a color.", "Name a fruit.")
+    )
+    common = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    assert common >= 48
+    loop.run_until_complete(tokens(exact, first, params, "first"))
+    hits = exact.stats().prefix_cache_hits
+    cached = loop.run_until_complete(tokens(exact, second, params, "second"))
+    assert exact.stats().prefix_cache_hits - hits >= common // 16 * 16
+    chunked = start(loop, quantization="none", max_num_seqs=2, max_batched_tokens=7)
+    try:
+        assert loop.run_until_complete(tokens(chunked, second, params, "cold")) == cached
+        assert chunked.stats().prefix_cache_hits == 0
+    finally:
+        loop.run_until_complete(chunked.shutdown())
