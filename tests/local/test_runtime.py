@@ -128,6 +128,9 @@ def test_up_ps_crash_restart_unsupervised_and_down(home: Path) -> None:
 
     logs = bosun(home, "logs", "smollm2", "--tail", "200")
     assert logs.returncode == 0 and "Uvicorn running" in logs.stdout
+    # The server says which engine serves the model, and how large its KV cache is.
+    assert "is served by the Bosun engine on cpu (int8 weights)" in logs.stdout
+    assert "prefix caching" in logs.stdout
 
     stopped = bosun(home, "down", "smollm2")
     assert stopped.returncode == 0, stopped.stderr

@@ -484,8 +484,20 @@ def serve(
         f"bosun serve: loading {model} (engine: {backend}) on {device}; "
         f"http://{host}:{port}/v1 answers once /health is ready"
     )
+    _log_to_stderr("bosun", log_level)
     app_ = build_app(ServeSettings(api_key=api_key), engine)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+
+
+def _log_to_stderr(logger: str, level: str) -> None:
+    """Show ``logger``'s records (as which engine serves) beside uvicorn's."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    target = logging.getLogger(logger)
+    target.addHandler(handler)
+    target.setLevel(level.upper())
 
 
 def prepare_model(model: str) -> None:

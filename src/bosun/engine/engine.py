@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import queue
 import threading
@@ -44,6 +45,8 @@ from bosun.engine.stops import StopMatcher
 from bosun.engine.structured import TokenizerGrammar
 
 __all__ = ["BosunEngine", "EngineOptions"]
+
+log = logging.getLogger("bosun.engine")
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,17 @@ class BosunEngine:
         name = options.served_name or local.name
         self._info = [ModelInfo(name, runner.max_len, int(time.time()))]
         self._runner = runner
+        engine = "the Bosun engine" if runner.backend == "bosun" else "transformers"
+        log.info(
+            "%s is served by %s on %s (%s weights); KV cache: %d tokens in blocks of %d%s",
+            name,
+            engine,
+            options.device,
+            runner.quantization if runner.quantization != "none" else "unquantized",
+            runner.num_blocks * runner.block_size,
+            runner.block_size,
+            ", prefix caching" if runner.prefix_caching else "",
+        )
 
     # ------------------------------------------------------------------ EngineClient
 
