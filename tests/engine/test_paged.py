@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bosun.engine.blocks import BlockManager
-from bosun.engine.model import Decoder, PagedKVCache, PagedSeq, PagedStep
-from bosun.engine.scheduler import Scheduler, Sequence
-from tests.engine.test_model import CFG, alone, tiny_decoder
+from bosun.engine.model import Decoder
+from bosun.engine.offline import generate_greedy
+from bosun.engine.runner import BLOCK_SIZE, DecoderRunner, RunnerOptions
+from tests.engine.test_model import alone, tiny_decoder
 
 CPU = torch.device("cpu")
 
@@ -27,57 +27,34 @@ def greedy_alone(decoder: Decoder, prompt: list[int], n: int) -> list[int]:
     return tokens[len(prompt) :]
 
 
-def run(
-    decoder: Decoder, scheduler: Scheduler, cache: PagedKVCache, arrivals: list[Sequence]
-) -> None:
-    """Step until done; one new sequence arrives before each of the first steps."""
-    arrivals = list(arrivals)
-    while arrivals or not scheduler.idle:
-        if arrivals:
-            scheduler.add(arrivals.pop(0))
-        batch = scheduler.schedule()
-        assert batch.items, "the scheduler made no progress"
-        seqs = [PagedSeq(i.start, i.count, list(i.seq.block_table)) for i in batch.items]
-        tokens = torch.tensor(
-            [t for i in batch.items for t in i.seq.tokens[i.start : i.start + i.count]]
-        )
-        step = PagedStep.plan(seqs, cache.block_size, CPU, cache.null_slot)
-        logits = decoder.forward_paged(tokens, cache, step)
-        sampled = {
-            item.seq.id: int(logits[row].argmax())
-            for row, item in enumerate(batch.items)
-            if item.samples
-        }
-        scheduler.update(batch, sampled)
-
-
 PROMPTS = [
-    [5, 9, 3, 1, 2, 3, 4, 5, 6],
-    [5, 9, 3, 1, 2, 3, 4, 5, 7, 8],  # shares two blocks of 4 with the first
+    [5, 9, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+    [5, 9, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18],  # shares a 16-token block
     [11, 12],
     [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52],
 ]
 
 
 @pytest.mark.parametrize(
-    ("num_blocks", "budget", "prefix"),
-    [(64, 512, True), (64, 5, True), (64, 512, False), (9, 512, True), (9, 6, False)],
+    ("slots", "budget", "prefix"),
+    [(4, 512, True), (4, 5, True), (4, 512, False), (1, 512, True), (1, 6, False)],
     ids=["batched", "chunked-prefill", "no-prefix-cache", "preemption", "preemption-chunked"],
 )
 def test_paged_decoding_matches_decoding_alone(
-    model: Decoder,
-    num_blocks: int,
-    budget: int,
-    prefix: bool,
+    model: Decoder, slots: int, budget: int, prefix: bool
 ) -> None:
-    blocks = BlockManager(num_blocks=num_blocks, block_size=4, prefix_caching=prefix)
-    scheduler = Scheduler(blocks, max_num_seqs=8, max_batched_tokens=budget)
-    cache = PagedKVCache.allocate(CFG, num_blocks, 4, torch.float32, CPU)
-    seqs = [Sequence(i, list(p), max_tokens=8) for i, p in enumerate(PROMPTS)]
-    run(model, scheduler, cache, seqs)
-    for s, prompt in zip(seqs, PROMPTS, strict=True):
-        assert s.tokens[len(prompt) :] == greedy_alone(model, prompt, 8), f"sequence {s.id}"
-    if num_blocks == 9:
-        assert scheduler.preemptions > 0
-    if prefix and num_blocks == 64:
-        assert blocks.stats.hits > 0
+    # The cache holds `slots` sequences of max_model_len (32) tokens: with 1, the four
+    # sequences (up to 27 tokens each) cannot all stay, and the newest are preempted.
+    options = RunnerOptions("bosun", "float32", "cpu", "none", slots, 32)
+    runner = DecoderRunner(model, options, torch.float32, CPU)
+    runner.prefix_caching = prefix
+    assert runner.block_size == BLOCK_SIZE
+    result = generate_greedy(
+        runner, PROMPTS, 8, max_num_seqs=8, max_batched_tokens=budget, staggered=True
+    )
+    for i, prompt in enumerate(PROMPTS):
+        assert result.outputs[i] == greedy_alone(model, prompt, 8), f"sequence {i}"
+    if slots == 1:
+        assert result.preemptions > 0
+    if prefix and slots == 4 and budget > len(PROMPTS[0]):  # whole prompts in one step
+        assert result.prefix_cache_hits > 0

@@ -37,7 +37,7 @@ from bosun.engine.client import (
 )
 from bosun.engine.detokenize import IncrementalDetokenizer
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
-from bosun.engine.runner import ModelRunner, RunItem, RunnerOptions, load_runner
+from bosun.engine.runner import ModelRunner, RunnerOptions, load_runner, run_batch
 from bosun.engine.sampling import Sampler, is_plain_greedy
 from bosun.engine.scheduler import Batch, Scheduler, SequenceState
 from bosun.engine.scheduler import Sequence as CacheSequence
@@ -334,21 +334,9 @@ class BosunEngine:
         runner = self._runner
         assert runner is not None
         batch: Batch = scheduler.schedule()
-        for preempted in batch.preempted:
-            runner.release(preempted.id)  # recomputed from its tokens when readmitted
-        if not batch.items:
+        logits = run_batch(runner, batch)
+        if logits is None:
             return
-        logits = runner.run(
-            [
-                RunItem(
-                    i.seq.id,
-                    i.seq.tokens[i.start : i.start + i.count],
-                    i.start,
-                    list(i.seq.block_table),
-                )
-                for i in batch.items
-            ]
-        )
         rows = [(row, self._seqs[i.seq.id]) for row, i in enumerate(batch.items) if i.samples]
         greedy = [row for row, seq in rows if is_plain_greedy(seq.params)]
         chosen: dict[int, int] = {}

@@ -27,6 +27,7 @@ from bosun.engine.model import (
     PagedStep,
 )
 from bosun.engine.quant import quantize_int8
+from bosun.engine.scheduler import Batch
 
 __all__ = [
     "BLOCK_SIZE",
@@ -38,6 +39,7 @@ __all__ = [
     "TransformersRunner",
     "architecture_of",
     "load_runner",
+    "run_batch",
 ]
 
 BLOCK_SIZE = 16  # tokens per KV-cache block
@@ -74,6 +76,27 @@ class ModelRunner(Protocol):
         ...
 
 
+def run_batch(runner: ModelRunner, batch: Batch) -> torch.Tensor | None:
+    """Run one scheduled step: forget what preempted sequences kept (they are recomputed
+    from their tokens when readmitted), compute the batch's tokens; the logits [B, vocab]
+    of each item, or None when nothing was scheduled."""
+    for preempted in batch.preempted:
+        runner.release(preempted.id)
+    if not batch.items:
+        return None
+    return runner.run(
+        [
+            RunItem(
+                i.seq.id,
+                i.seq.tokens[i.start : i.start + i.count],
+                i.start,
+                list(i.seq.block_table),
+            )
+            for i in batch.items
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class RunnerOptions:
     backend: str  # auto, bosun or transformers
@@ -105,7 +128,7 @@ def load_runner(local: LocalModel, options: RunnerOptions) -> ModelRunner:
         dtype_name = "float32" if options.device == "cpu" else "bfloat16"
     dtype, device = DTYPES[dtype_name], torch.device(options.device)
     if backend == "bosun":
-        return DecoderRunner(local, options, dtype, device)
+        return DecoderRunner.load(local, options, dtype, device)
     return TransformersRunner(local, options, dtype, device)
 
 
@@ -125,8 +148,30 @@ class DecoderRunner:
     backend = "bosun"
 
     def __init__(
-        self, local: LocalModel, options: RunnerOptions, dtype: torch.dtype, device: torch.device
+        self,
+        model: Decoder,
+        options: RunnerOptions,
+        dtype: torch.dtype,
+        device: torch.device,
+        quantization: str = "none",
     ) -> None:
+        """Serve ``model`` (already on ``device``): a loaded checkpoint, or random weights
+        built from a config (benchmarks)."""
+        cfg = model.cfg
+        self.quantization = quantization
+        self.model = model
+        self.max_len = _context(options, cfg.max_position, device)
+        self.block_size = BLOCK_SIZE
+        self.prefix_caching = True
+        self.num_blocks = _kv_blocks(options, self.max_len, device, cfg, dtype)
+        self.cache = PagedKVCache.allocate(cfg, self.num_blocks, BLOCK_SIZE, dtype, device)
+        self._device = device
+
+    @classmethod
+    def load(
+        cls, local: LocalModel, options: RunnerOptions, dtype: torch.dtype, device: torch.device
+    ) -> DecoderRunner:
+        """The checkpoint in ``local`` (safetensors), int8 on CPUs unless told otherwise."""
         from safetensors.torch import load_file
 
         cfg = DecoderConfig.from_hf(local.config)
@@ -146,14 +191,7 @@ class DecoderRunner:
             if device.type != "cpu":
                 raise EngineError("--quantization int8 runs on CPUs only")
             quantize_int8(model, threads=min(2, torch.get_num_threads()))
-        self.quantization = quantization
-        self.model = model
-        self.max_len = _context(options, cfg.max_position, device)
-        self.block_size = BLOCK_SIZE
-        self.prefix_caching = True
-        self.num_blocks = _kv_blocks(options, self.max_len, device, cfg, dtype)
-        self.cache = PagedKVCache.allocate(cfg, self.num_blocks, BLOCK_SIZE, dtype, device)
-        self._device = device
+        return cls(model, options, dtype, device, quantization)
 
     def run(self, items: list[RunItem]) -> torch.Tensor:
         seqs = [PagedSeq(i.start, len(i.tokens), i.block_table) for i in items]
