@@ -1,103 +1,63 @@
-"""The decoder's cache paths on a tiny random Llama: every way a decode step reads the
-cache (one sequence's view, a window of slots in order, a window with idle rows, a gather)
-gives each sequence the logits it gets when its whole text is prefilled alone."""
+"""The decoder on a tiny random Llama, against transformers' LlamaForCausalLM holding the
+same weights: a whole prompt, a prompt in chunks on top of cached positions, a batch
+mixing prompt chunks and decode tokens, and blocks out of order all give the logits
+transformers gives for the same text."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
+
 import torch
 
-from bosun.engine.model import Decoder, DecoderConfig, KVCache, Step
+from bosun.engine.model import Decoder, PagedKVCache, PagedSeq, PagedStep
+from tests.engine.tiny import CFG, expected
 
-CFG = DecoderConfig(
-    vocab_size=64,
-    hidden_size=32,
-    intermediate_size=48,
-    layers=2,
-    heads=4,
-    kv_heads=2,
-    head_dim=8,
-    rms_eps=1e-6,
-    rope_theta=10000.0,
-    max_position=64,
-    tie_embeddings=True,
-    attention_bias=False,
-)
-PROMPTS = {0: [5, 9, 3], 1: [7, 1, 1, 8, 2], 3: [4, 4], 5: [11, 12, 13, 14, 15, 16]}
+CPU = torch.device("cpu")
+BLOCK = 4
 
 
-@pytest.fixture(scope="module")
-def model() -> Decoder:
-    return tiny_decoder()
+def step(
+    model: Decoder, cache: PagedKVCache, parts: list[tuple[list[int], int, list[int]]]
+) -> torch.Tensor:
+    """One forward pass: (new tokens, start position, block table) per sequence."""
+    seqs = [PagedSeq(start, len(tokens), table) for tokens, start, table in parts]
+    plan = PagedStep.plan(seqs, BLOCK, CPU, cache.null_slot)
+    ids = torch.tensor([t for tokens, _, _ in parts for t in tokens])
+    logits: torch.Tensor = model(ids, cache, plan)
+    return logits
 
 
-def tiny_decoder() -> Decoder:
-    """A 2-layer Llama with random weights (seed 0), Hugging Face-named on load."""
-    torch.manual_seed(0)
-    with torch.device("meta"):
-        decoder = Decoder(CFG)
-    names = {
-        "model.embed_tokens.weight": (CFG.vocab_size, CFG.hidden_size),
-        "model.norm.weight": (CFG.hidden_size,),
-    }
-    h, d = CFG.hidden_size, CFG.head_dim
-    for i in range(CFG.layers):
-        p = f"model.layers.{i}."
-        names |= {
-            p + "self_attn.q_proj.weight": (CFG.heads * d, h),
-            p + "self_attn.k_proj.weight": (CFG.kv_heads * d, h),
-            p + "self_attn.v_proj.weight": (CFG.kv_heads * d, h),
-            p + "self_attn.o_proj.weight": (h, CFG.heads * d),
-            p + "mlp.gate_proj.weight": (CFG.intermediate_size, h),
-            p + "mlp.up_proj.weight": (CFG.intermediate_size, h),
-            p + "mlp.down_proj.weight": (h, CFG.intermediate_size),
-            p + "input_layernorm.weight": (h,),
-            p + "post_attention_layernorm.weight": (h,),
-        }
-    decoder.load_hf_state_dict({n: torch.randn(shape) * 0.3 for n, shape in names.items()})
-    return decoder.eval()
+A = [5, 9, 3, 1, 2, 7, 7, 8, 10, 11]
+B = [4, 4, 12, 13, 14, 15, 16]
 
 
-def alone(model: Decoder, tokens: list[int]) -> torch.Tensor:
-    cache = KVCache.allocate(CFG, 1, 32, torch.float32, torch.device("cpu"))
-    cache.clear_slot(0)
-    ids = torch.tensor([tokens])
-    return model(ids, torch.arange(len(tokens))[None], cache, torch.tensor([0]), prefill=True)[0]
+def test_a_whole_prompt_in_order_and_out_of_order(model: Decoder, reference: Any) -> None:
+    for table in ([0, 1, 2], [5, 2, 7]):  # the first is read as a view, the second gathered
+        cache = PagedKVCache.allocate(CFG, 8, BLOCK, torch.float32, CPU)
+        logits = step(model, cache, [(A, 0, table)])
+        torch.testing.assert_close(logits[0], expected(reference, A), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize(
-    ("slots", "path"),
-    [
-        ([3], "single"),
-        ([0, 1], "window"),
-        ([1, 3], "rows"),
-        ([0, 5], "gather"),
-        ([0, 1, 3, 5], "rows"),
-    ],
-)
-def test_each_cache_path_decodes_as_if_alone(model: Decoder, slots: list[int], path: str) -> None:
-    cache = KVCache.allocate(CFG, 6, 32, torch.float32, torch.device("cpu"))
-    for slot in range(6):
-        cache.clear_slot(slot)
-    for slot, prompt in PROMPTS.items():
-        ids = torch.tensor([prompt])
-        model(ids, torch.arange(len(prompt))[None], cache, torch.tensor([slot]), prefill=True)
-    nxt = {slot: 20 + slot for slot in slots}
-    tokens = torch.tensor([[nxt[s]] for s in slots])
-    positions = torch.tensor([[len(PROMPTS[s])] for s in slots])
-    slot_ids = torch.tensor(slots)
-    step = Step.plan(slot_ids, positions, prefill=False)
-    chosen = (
-        "single"
-        if step.single
-        else "gather"
-        if step.window is None
-        else "window"
-        if step.rows is None
-        else "rows"
-    )
-    assert chosen == path
-    logits = model(tokens, positions, cache, slot_ids, prefill=False)
-    for row, slot in enumerate(slots):
-        expected = alone(model, [*PROMPTS[slot], nxt[slot]])
-        torch.testing.assert_close(logits[row], expected, atol=1e-4, rtol=1e-4)
+def test_chunks_on_cached_positions_and_a_mixed_batch(model: Decoder, reference: Any) -> None:
+    cache = PagedKVCache.allocate(CFG, 16, BLOCK, torch.float32, CPU)
+    a_table, b_table = [3, 1, 9], [0, 6]
+    step(model, cache, [(A[:4], 0, a_table)])  # a chunk of A
+    # A's next chunk and B's whole prompt in one pass.
+    logits = step(model, cache, [(A[4:], 4, a_table), (B, 0, b_table)])
+    torch.testing.assert_close(logits[0], expected(reference, A), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits[1], expected(reference, B), atol=1e-4, rtol=1e-4)
+    # Then one decode token each, contexts of different lengths.
+    logits = step(model, cache, [([20], len(A), a_table), ([21], len(B), b_table)])
+    torch.testing.assert_close(logits[0], expected(reference, [*A, 20]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits[1], expected(reference, [*B, 21]), atol=1e-4, rtol=1e-4)
+
+
+def test_a_decode_batch_of_equal_contexts(model: Decoder, reference: Any) -> None:
+    cache = PagedKVCache.allocate(CFG, 8, BLOCK, torch.float32, CPU)
+    c = [30, 31, 32, 33, 34, 35, 36]
+    step(model, cache, [(B, 0, [0, 1]), (c, 0, [4, 2])])
+    plan = PagedStep.plan([PagedSeq(7, 1, [0, 1]), PagedSeq(7, 1, [4, 2])], BLOCK, CPU)
+    assert plan.mask is None  # nothing to hide: every query sees its whole context
+    logits = step(model, cache, [([20], 7, [0, 1]), ([21], 7, [4, 2])])
+    torch.testing.assert_close(logits[0], expected(reference, [*B, 20]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits[1], expected(reference, [*c, 21]), atol=1e-4, rtol=1e-4)

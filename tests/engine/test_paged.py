@@ -1,8 +1,10 @@
 """The paged KV cache end to end on a tiny random Llama: the scheduler's batches (chunked
 prefill, shared prefixes, preemption and recompute) decode every sequence to exactly the
-greedy tokens it gets alone, with its whole text prefilled at each step."""
+greedy tokens transformers gives it alone, its whole text run at each step."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import torch
@@ -10,20 +12,16 @@ import torch
 from bosun.engine.model import Decoder
 from bosun.engine.offline import generate_greedy
 from bosun.engine.runner import BLOCK_SIZE, DecoderRunner, RunnerOptions
-from tests.engine.test_model import alone, tiny_decoder
+from tests.engine.tiny import expected
 
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def model() -> Decoder:
-    return tiny_decoder()
-
-
-def greedy_alone(decoder: Decoder, prompt: list[int], n: int) -> list[int]:
+def greedy_alone(reference: Any, prompt: list[int], n: int) -> list[int]:
+    """transformers' greedy tokens for ``prompt`` alone, its whole text run every step."""
     tokens = list(prompt)
     for _ in range(n):
-        tokens.append(int(alone(decoder, tokens).argmax()))
+        tokens.append(int(expected(reference, tokens).argmax()))
     return tokens[len(prompt) :]
 
 
@@ -41,7 +39,7 @@ PROMPTS = [
     ids=["batched", "chunked-prefill", "no-prefix-cache", "preemption", "preemption-chunked"],
 )
 def test_paged_decoding_matches_decoding_alone(
-    model: Decoder, slots: int, budget: int, prefix: bool
+    model: Decoder, reference: Any, slots: int, budget: int, prefix: bool
 ) -> None:
     # The cache holds `slots` sequences of max_model_len (32) tokens: with 1, the four
     # sequences (up to 27 tokens each) cannot all stay, and the newest are preempted.
@@ -53,7 +51,7 @@ def test_paged_decoding_matches_decoding_alone(
         runner, PROMPTS, 8, max_num_seqs=8, max_batched_tokens=budget, staggered=True
     )
     for i, prompt in enumerate(PROMPTS):
-        assert result.outputs[i] == greedy_alone(model, prompt, 8), f"sequence {i}"
+        assert result.outputs[i] == greedy_alone(reference, prompt, 8), f"sequence {i}"
     if slots == 1:
         assert result.preemptions > 0
     if prefix and slots == 4 and budget > len(PROMPTS[0]):  # whole prompts in one step

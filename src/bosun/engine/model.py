@@ -1,8 +1,9 @@
-"""One generic decoder for the Llama family (Llama, Mistral, Qwen2, SmolLM2), with a KV
-cache laid out in slots so that requests of different lengths decode in one batch.
+"""One generic decoder for the Llama family (Llama, Mistral, Qwen2, SmolLM2) over a paged
+KV cache: every forward pass computes the new tokens of many sequences at once (prompt
+chunks and single decode tokens), reading each one's context through its block table.
 
-Shapes in comments: B sequences in a batch, T tokens, H query heads, K KV heads, D head
-dim, S slots, L cache length.
+Shapes in comments: N new tokens in the step (all sequences, one after another), B
+sequences, Tq new tokens of one sequence (padded), H query heads, K KV heads, D head dim.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 - the PyTorch idiom
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "Decoder", "DecoderConfig", "KVCache"]
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "Decoder",
+    "DecoderConfig",
+    "PagedKVCache",
+    "PagedSeq",
+    "PagedStep",
+]
 
 SUPPORTED_ARCHITECTURES = frozenset({"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"})
 
@@ -89,37 +97,6 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
-@dataclass
-class KVCache:
-    """Keys and values of every layer in one tensor: [layers, S, L, 2K, D], keys in the
-    first K heads of dim 3, values in the last K.
-
-    Slot and position lead, so writing one token of many sequences is a single indexed
-    store, and one sequence's context is a view (no copy)."""
-
-    kv: torch.Tensor
-
-    @classmethod
-    def allocate(
-        cls, cfg: DecoderConfig, slots: int, length: int, dtype: torch.dtype, device: torch.device
-    ) -> KVCache:
-        # Uninitialised: a slot is zeroed when first used (see clear_slot), so a large
-        # cache costs no start-up time and stale values are always finite.
-        shape = (cfg.layers, slots, length, 2 * cfg.kv_heads, cfg.head_dim)
-        return cls(torch.empty(shape, dtype=dtype, device=device))
-
-    def clear_slot(self, slot: int) -> None:
-        self.kv[:, slot].zero_()
-
-    @property
-    def length(self) -> int:
-        return self.kv.shape[2]
-
-    @property
-    def slots(self) -> int:
-        return self.kv.shape[1]
-
-
 def _interleave_rotary(weight: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
     """Reorder the output rows of a q or k projection from Hugging Face's half-split
     rotary layout (x[:D/2] pairs with x[D/2:]) to adjacent pairs, so that rotary embedding
@@ -142,34 +119,6 @@ class Layer(nn.Module):
         self.gate_up_proj = nn.Linear(h, 2 * cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, h, bias=False)
 
-    def forward(
-        self,
-        x: torch.Tensor,  # [B, T, hidden]
-        rotary: torch.Tensor,  # [B, T, 1, D/2] complex
-        cache_kv: torch.Tensor,  # [S, L, 2K, D] of this layer
-        step: Step,
-    ) -> torch.Tensor:
-        cfg = self.cfg
-        b, t, _ = x.shape
-        heads, kv_heads = cfg.heads, cfg.kv_heads
-        qkv = self._qkv(x, rotary)
-        # Write this step's keys and values into each sequence's slot.
-        new_kv = qkv[:, :, heads:]
-        if step.single is not None:  # one sequence: slices, not indexed copies
-            slot, start = step.single
-            cache_kv[slot, start : start + t].copy_(new_kv[0])
-        else:
-            cache_kv[step.slots[:, None].expand(b, t), step.positions] = new_kv
-        q = qkv[:, :, :heads].transpose(1, 2)
-        if step.prefill:
-            kv = new_kv.transpose(1, 2)  # [B, 2K, T, D]
-            attn = F.scaled_dot_product_attention(
-                q, kv[:, :kv_heads], kv[:, kv_heads:], is_causal=True, enable_gqa=True
-            )
-        else:
-            attn = self._attend_cache(q, cache_kv, step)
-        return self._finish(x, attn.transpose(1, 2).reshape(b, t, -1))
-
     def _qkv(self, x: torch.Tensor, rotary: torch.Tensor) -> torch.Tensor:
         """q, k and v of ``x`` [..., hidden] as [..., H + 2K, D], rotary applied to q, k."""
         cfg = self.cfg
@@ -191,7 +140,7 @@ class Layer(nn.Module):
         out: torch.Tensor = x + self.down_proj(F.silu(gate) * up)
         return out
 
-    def forward_paged(
+    def forward(
         self,
         x: torch.Tensor,  # [N, hidden]: every sequence's new tokens, one after another
         rotary: torch.Tensor,  # [N, 1, D/2] complex
@@ -223,75 +172,6 @@ class Layer(nn.Module):
         )
         out = attn.transpose(1, 2)[step.q_valid]  # [N, H, D], in token order
         return self._finish(x, out.reshape(out.shape[0], -1))
-
-    def _attend_cache(self, q: torch.Tensor, cache_kv: torch.Tensor, step: Step) -> torch.Tensor:
-        """Attention of this step's queries [B, H, T, D] over each sequence's cached
-        context, read as a view of the cache where the slots allow it."""
-        kv_heads, context = self.cfg.kv_heads, step.context
-        if step.single is not None:
-            kv = cache_kv[step.single[0], :context][None].transpose(1, 2)  # [1, 2K, context, D]
-        elif step.window is not None:  # the window's rows in slot order, idle rows included
-            lo, hi = step.window
-            kv = cache_kv[lo:hi, :context].transpose(1, 2)
-            if step.rows is not None:
-                spread = q.new_zeros((hi - lo, *q.shape[1:]))
-                spread[step.rows] = q
-                q = spread
-        else:
-            kv = cache_kv[step.slots, :context].transpose(1, 2)  # a copy: [B, 2K, context, D]
-        attn = F.scaled_dot_product_attention(
-            q, kv[:, :kv_heads], kv[:, kv_heads:], attn_mask=step.mask, enable_gqa=True
-        )
-        if step.window is not None and step.rows is not None:
-            attn = attn[step.rows]
-        return attn
-
-
-@dataclass
-class Step:
-    """Where one forward pass reads and writes the cache (computed once, used by every
-    layer). Decoding several sequences reads the cache rows of the slot window [lo, hi) as
-    one view when that window is at most twice the batch: no copy of any context, and the
-    attention of idle rows in the window is computed and dropped."""
-
-    slots: torch.Tensor  # [B]
-    positions: torch.Tensor  # [B, T]
-    prefill: bool  # the new tokens are the whole context (causal, from position 0)
-    context: int = 0  # attend over cache positions [0, context)
-    single: tuple[int, int] | None = None  # (slot, first position) when B == 1
-    window: tuple[int, int] | None = None  # slot range read as a view
-    rows: torch.Tensor | None = None  # each sequence's row in the window; None: in order
-    mask: torch.Tensor | None = None  # [B or window, 1, T, context] bool; None: all
-
-    @classmethod
-    def plan(cls, slots: torch.Tensor, positions: torch.Tensor, prefill: bool) -> Step:
-        b = slots.shape[0]
-        if b == 1:
-            single = (int(slots[0]), int(positions[0, 0]))
-            context = 0 if prefill else int(positions[0, -1]) + 1
-            return cls(slots, positions, prefill, context, single)
-        if prefill:
-            return cls(slots, positions, prefill)
-        last = positions[:, -1]
-        context = int(last.max()) + 1
-        span = torch.arange(context, device=slots.device)
-        visible = span[None, :] <= last[:, None]  # [B, context]
-        lo, hi = int(slots.min()), int(slots.max()) + 1
-        if hi - lo > 2 * b:
-            return cls(slots, positions, prefill, context, mask=visible[:, None, None, :])
-        rows = slots - lo
-        in_order = hi - lo == b and bool((rows == torch.arange(b, device=rows.device)).all())
-        if in_order:
-            return cls(
-                slots, positions, prefill, context, window=(lo, hi), mask=visible[:, None, None]
-            )
-        # Idle rows see position 0 only (any finite value; their output is dropped).
-        window_mask = torch.zeros(hi - lo, context, dtype=torch.bool, device=slots.device)
-        window_mask[:, 0] = True
-        window_mask[rows] = visible
-        return cls(
-            slots, positions, prefill, context, None, (lo, hi), rows, window_mask[:, None, None]
-        )
 
 
 @dataclass
@@ -392,7 +272,7 @@ class PagedStep:
             view = (int(slots[0, 0]), int(slots[0, 0]) + ctx)  # blocks in order: no copy
         else:
             kv_index = torch.where(span[None, :] < lengths[:, None], slots, pad_slot)
-        if tq > 1 or len(set(contexts)) > 1 or (view is None and b > 1):
+        if tq > 1 or len(set(contexts)) > 1:  # else every query sees its whole context
             visible = span[None, None, :] <= query_pos[:, :, None]  # [B, Tq, ctx]
             # Padded query rows see one finite key (their output is dropped).
             visible[:, :, 0] |= ~q_valid
@@ -456,43 +336,18 @@ class Decoder(nn.Module):
                 f"unexpected {unexpected[:5]}"
             )
 
-    @torch.inference_mode()
-    def forward(
-        self,
-        tokens: torch.Tensor,  # [B, T]
-        positions: torch.Tensor,  # [B, T]
-        cache: KVCache,
-        slots: torch.Tensor,  # [B]
-        prefill: bool,
-        last_only: bool = True,
-    ) -> torch.Tensor:
-        """Logits [B, vocab] of the last token of each row (or [B, T, vocab])."""
-        x = self.embed_tokens(tokens)
-        inv_freq: torch.Tensor = self.inv_freq  # type: ignore[assignment]
-        angles = positions[..., None].float() * inv_freq  # [B, T, D/2]
-        rotary = torch.polar(torch.ones_like(angles), angles)[:, :, None]  # [B, T, 1, D/2]
-        step = Step.plan(slots, positions, prefill)
-        for i, layer in enumerate(self.layers):
-            x = layer(x, rotary, cache.kv[i], step)
-        x = self.norm(x[:, -1] if last_only else x)
-        logits: torch.Tensor = self.lm_head(x).float()
-        return logits
-
     def _rotary(self, positions: torch.Tensor) -> torch.Tensor:
         inv_freq: torch.Tensor = self.inv_freq  # type: ignore[assignment]
         angles = positions[..., None].float() * inv_freq
         return torch.polar(torch.ones_like(angles), angles)
 
     @torch.inference_mode()
-    def forward_paged(
-        self, tokens: torch.Tensor, cache: PagedKVCache, step: PagedStep
-    ) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, cache: PagedKVCache, step: PagedStep) -> torch.Tensor:
         """Logits [B, vocab] of each sequence's last new token. ``tokens`` [N] are every
         sequence's new tokens in order (a prompt chunk, or one token when decoding)."""
         x = self.embed_tokens(tokens)
         rotary = self._rotary(step.positions)[:, None]  # [N, 1, D/2]
         for i, layer in enumerate(self.layers):
-            assert isinstance(layer, Layer)
-            x = layer.forward_paged(x, rotary, cache.kv[i], step)
+            x = layer(x, rotary, cache.kv[i], step)
         logits: torch.Tensor = self.lm_head(self.norm(x[step.last])).float()
         return logits

@@ -199,7 +199,8 @@ class DecoderRunner:
         ids = torch.tensor(
             [t for i in items for t in i.tokens], dtype=torch.long, device=self._device
         )
-        return self.model.forward_paged(ids, self.cache, step)
+        logits: torch.Tensor = self.model(ids, self.cache, step)
+        return logits
 
     def release(self, seq_id: int) -> None:
         pass  # blocks are the block manager's; their contents are overwritten on reuse

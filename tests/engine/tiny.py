@@ -1,0 +1,76 @@
+"""A tiny random Llama for the engine tests: the Bosun decoder and transformers'
+LlamaForCausalLM holding the same weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bosun.engine.model import Decoder, DecoderConfig
+
+HF_CONFIG: dict[str, Any] = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "max_position_embeddings": 64,
+    "tie_word_embeddings": True,
+}
+CFG = DecoderConfig.from_hf(HF_CONFIG)
+
+
+def _weights() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    h, d, c = CFG.hidden_size, CFG.head_dim, CFG
+    names = {
+        "model.embed_tokens.weight": (c.vocab_size, h),
+        "model.norm.weight": (h,),
+    }
+    for i in range(c.layers):
+        p = f"model.layers.{i}."
+        names |= {
+            p + "self_attn.q_proj.weight": (c.heads * d, h),
+            p + "self_attn.k_proj.weight": (c.kv_heads * d, h),
+            p + "self_attn.v_proj.weight": (c.kv_heads * d, h),
+            p + "self_attn.o_proj.weight": (h, c.heads * d),
+            p + "mlp.gate_proj.weight": (c.intermediate_size, h),
+            p + "mlp.up_proj.weight": (c.intermediate_size, h),
+            p + "mlp.down_proj.weight": (h, c.intermediate_size),
+            p + "input_layernorm.weight": (h,),
+            p + "post_attention_layernorm.weight": (h,),
+        }
+    return {n: torch.randn(shape) * 0.3 for n, shape in names.items()}
+
+
+WEIGHTS = _weights()
+
+
+def tiny_decoder() -> Decoder:
+    """A 2-layer Llama with random weights (seed 0), Hugging Face-named on load."""
+    with torch.device("meta"):
+        decoder = Decoder(CFG)
+    decoder.load_hf_state_dict({k: v.clone() for k, v in WEIGHTS.items()})
+    return decoder.eval()
+
+
+def hf_reference() -> Any:
+    """transformers' LlamaForCausalLM holding the same weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf = LlamaForCausalLM(LlamaConfig(**HF_CONFIG))
+    hf.load_state_dict({**WEIGHTS, "lm_head.weight": WEIGHTS["model.embed_tokens.weight"]})
+    return hf.eval()
+
+
+def expected(reference: Any, tokens: list[int]) -> torch.Tensor:
+    """transformers' logits after the last of ``tokens``."""
+    with torch.inference_mode():
+        return reference(torch.tensor([tokens])).logits[0, -1].float()
