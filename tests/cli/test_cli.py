@@ -203,6 +203,7 @@ def test_the_installed_script_runs() -> None:
         (["--quantization", "fp4"], "--quantization: 'fp4' is not one of"),
         (["--log-level", "loud"], "--log-level: 'loud' is not one of"),
         (["--engine", "vllm"], "--engine: 'vllm' is not one of"),
+        (["--max-batched-tokens", "0"], "--max-batched-tokens"),
     ],
 )
 def test_serve_refuses_bad_flags(args: list[str], message: str) -> None:

@@ -431,6 +431,13 @@ def serve(
     max_waiting: Annotated[
         int, typer.Option(min=0, help="Requests queued beyond that; more get 429.")
     ] = 256,
+    max_batched_tokens: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Tokens one step computes at most; longer prompts are prefilled in chunks.",
+        ),
+    ] = 2048,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     quantization: Annotated[str, typer.Option(help="auto (int8 on CPU), int8 or none.")] = "auto",
@@ -474,6 +481,7 @@ def serve(
             max_model_len=max_model_len,
             max_num_seqs=max_concurrency,
             max_waiting=max_waiting,
+            max_batched_tokens=max_batched_tokens,
             dtype=dtype,
             device=device,
             quantization=quantization,
