@@ -7,10 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 
-from bosun.engine.model import Decoder, PagedKVCache, PagedSeq, PagedStep
-from tests.engine.tiny import CFG, expected
+from bosun.engine.model import (
+    Decoder,
+    DecoderConfig,
+    PagedKVCache,
+    PagedSeq,
+    PagedStep,
+    unsupported,
+)
+from tests.engine.tiny import CFG, HF_CONFIG, expected
 
 CPU = torch.device("cpu")
 BLOCK = 4
@@ -61,3 +69,48 @@ def test_a_decode_batch_of_equal_contexts(model: Decoder, reference: Any) -> Non
     logits = step(model, cache, [([20], 7, [0, 1]), ([21], 7, [4, 2])])
     torch.testing.assert_close(logits[0], expected(reference, [*B, 20]), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(logits[1], expected(reference, [*c, 21]), atol=1e-4, rtol=1e-4)
+
+
+# The tiny Llama's shape as a Phi-3 checkpoint (fused q/k/v and gate/up projections).
+PHI3: dict[str, Any] = {
+    **{k: v for k, v in HF_CONFIG.items() if k != "head_dim"},
+    "architectures": ["Phi3ForCausalLM"],
+    "model_type": "phi3",
+    "original_max_position_embeddings": 64,
+    "tie_word_embeddings": False,
+    "pad_token_id": 0,
+}
+
+
+def test_phi3_checkpoints_with_fused_projections_decode_as_transformers() -> None:
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    torch.manual_seed(1)
+    hf = Phi3ForCausalLM(Phi3Config(**PHI3)).eval()
+    with torch.no_grad():
+        for param in hf.parameters():
+            param.normal_(0, 0.3)
+    assert "model.layers.0.self_attn.qkv_proj.weight" in hf.state_dict()
+    with torch.device("meta"):
+        decoder = Decoder(DecoderConfig.from_hf(PHI3))
+    decoder.load_hf_state_dict({k: v.clone() for k, v in hf.state_dict().items()})
+    decoder.eval()
+    cache = PagedKVCache.allocate(decoder.cfg, 8, BLOCK, torch.float32, CPU)
+    logits = step(decoder, cache, [(A, 0, [2, 0, 5])])
+    torch.testing.assert_close(logits[0], expected(hf, A), atol=1e-4, rtol=1e-4)
+    logits = step(decoder, cache, [([7], len(A), [2, 0, 5])])
+    torch.testing.assert_close(logits[0], expected(hf, [*A, 7]), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({}, None),
+        ({"architectures": ["GemmaForCausalLM"]}, "does not run GemmaForCausalLM"),
+        ({"rope_scaling": {"type": "longrope"}}, "longrope rotary scaling"),
+        ({"partial_rotary_factor": 0.75}, "partial rotary"),
+    ],
+)
+def test_what_the_decoder_cannot_run_is_named(change: dict[str, Any], reason: str | None) -> None:
+    why = unsupported({**PHI3, **change})
+    assert why == reason if reason is None else (why is not None and reason in why)

@@ -445,7 +445,7 @@ def serve(
         str,
         typer.Option(
             "--engine",
-            help="auto, bosun (the Bosun engine: Llama, Mistral, Qwen2) or transformers "
+            help="auto, bosun (the Bosun engine: Llama, Mistral, Qwen2, Phi-3) or transformers "
             "(any Hugging Face causal LM, one sequence at a time); auto: bosun where it can.",
         ),
     ] = "auto",

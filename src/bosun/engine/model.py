@@ -1,4 +1,4 @@
-"""One generic decoder for the Llama family (Llama, Mistral, Qwen2, SmolLM2) over a paged
+"""One generic decoder for the Llama family (Llama, Mistral, Qwen2, Phi-3, SmolLM2) over a paged
 KV cache: every forward pass computes the new tokens of many sequences at once (prompt
 chunks and single decode tokens), reading each one's context through its block table.
 
@@ -24,9 +24,26 @@ __all__ = [
     "PagedKVCache",
     "PagedSeq",
     "PagedStep",
+    "unsupported",
 ]
 
-SUPPORTED_ARCHITECTURES = frozenset({"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"})
+SUPPORTED_ARCHITECTURES = frozenset(
+    {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Phi3ForCausalLM"}
+)
+
+
+def unsupported(config: dict[str, Any]) -> str | None:
+    """Why the decoder cannot run this Hugging Face config, or None when it can."""
+    names = config.get("architectures") or ["?"]
+    if names[0] not in SUPPORTED_ARCHITECTURES:
+        return f"it does not run {names[0]} yet"
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind not in ("default", "llama3"):
+        return f"it does not implement {kind} rotary scaling yet"
+    if float(config.get("partial_rotary_factor", 1.0)) != 1.0:
+        return "it does not implement partial rotary embeddings yet"
+    return None
 
 
 @dataclass(frozen=True)
@@ -316,6 +333,10 @@ class Decoder(nn.Module):
             p = f"layers.{i}."
             for kind in ("weight", "bias"):
                 q, k, v = (mapped.pop(f"{p}{n}_proj.{kind}", None) for n in ("q", "k", "v"))
+                fused = mapped.get(f"{p}qkv_proj.{kind}")
+                if q is None and fused is not None:  # Phi-3 ships q, k and v in one matrix
+                    sizes = [n * self.cfg.head_dim for n in (self.cfg.heads, self.cfg.kv_heads)]
+                    q, k, v = torch.split(fused, [sizes[0], sizes[1], sizes[1]])
                 if q is not None and k is not None and v is not None:
                     q = _interleave_rotary(q, self.cfg.heads, self.cfg.head_dim)
                     k = _interleave_rotary(k, self.cfg.kv_heads, self.cfg.head_dim)

@@ -25,6 +25,7 @@ from bosun.engine.model import (
     PagedKVCache,
     PagedSeq,
     PagedStep,
+    unsupported,
 )
 from bosun.engine.quant import quantize_int8
 from bosun.engine.scheduler import Batch
@@ -115,12 +116,13 @@ def architecture_of(config: dict[str, Any]) -> str:
 def load_runner(local: LocalModel, options: RunnerOptions) -> ModelRunner:
     """The runner for ``local``: the Bosun decoder where it runs the architecture."""
     architecture = architecture_of(local.config)
+    why = unsupported({**local.config, "architectures": [architecture]})
     backend = options.backend
     if backend == "auto":
-        backend = "bosun" if architecture in SUPPORTED_ARCHITECTURES else "transformers"
-    if backend == "bosun" and architecture not in SUPPORTED_ARCHITECTURES:
+        backend = "transformers" if why else "bosun"
+    if backend == "bosun" and why:
         raise EngineError(
-            f"--engine bosun: the Bosun engine does not run {architecture} yet (supported: "
+            f"--engine bosun: the Bosun engine cannot run this model: {why} (supported: "
             f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))}); --engine transformers runs it"
         )
     dtype_name = options.dtype
