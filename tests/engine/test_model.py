@@ -109,6 +109,9 @@ def test_phi3_checkpoints_with_fused_projections_decode_as_transformers() -> Non
         ({"architectures": ["GemmaForCausalLM"]}, "does not run GemmaForCausalLM"),
         ({"rope_scaling": {"type": "longrope"}}, "longrope rotary scaling"),
         ({"partial_rotary_factor": 0.75}, "partial rotary"),
+        ({"sliding_window": 32}, "sliding-window attention (32 tokens)"),
+        ({"sliding_window": 32, "use_sliding_window": False}, None),  # as Qwen2 ships
+        ({"sliding_window": 64}, None),  # no shorter than the context: no effect
     ],
 )
 def test_what_the_decoder_cannot_run_is_named(change: dict[str, Any], reason: str | None) -> None:

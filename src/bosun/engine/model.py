@@ -43,6 +43,10 @@ def unsupported(config: dict[str, Any]) -> str | None:
         return f"it does not implement {kind} rotary scaling yet"
     if float(config.get("partial_rotary_factor", 1.0)) != 1.0:
         return "it does not implement partial rotary embeddings yet"
+    window = int(config.get("sliding_window") or 0)
+    windowed = window > 0 and config.get("use_sliding_window", True) is not False
+    if windowed and window < int(config.get("max_position_embeddings", 0)):
+        return f"it does not implement sliding-window attention ({window} tokens) yet"
     return None
 
 
