@@ -91,21 +91,14 @@ class BlockManager:
             found.pop()  # recompute the last block: its last token gives the logits
         return found
 
-    def can_allocate(self, tokens: Sequence[int]) -> bool:
-        cached = self._cached_prefix(tokens)
-        reusable = sum(1 for b in cached if self.blocks[b].ref_count == 0)
-        needed = self.blocks_for(len(tokens)) - len(cached)
-        return needed + reusable <= len(self._free)
-
-    # ------------------------------------------------------------------ changes
-
     def allocate(self, tokens: Sequence[int]) -> tuple[list[int], int] | None:
         """Blocks for a new sequence of ``tokens``: (block table, tokens already cached),
         or None when there are not enough free blocks. At least the last token is left
         to compute, so the sequence always yields logits."""
-        if not self.can_allocate(tokens):
-            return None
         cached = self._cached_prefix(tokens)
+        reusable = sum(1 for b in cached if self.blocks[b].ref_count == 0)
+        if self.blocks_for(len(tokens)) - len(cached) + reusable > len(self._free):
+            return None
         table: list[int] = []
         for block_id in cached:
             block = self.blocks[block_id]

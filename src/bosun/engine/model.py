@@ -230,8 +230,7 @@ class PagedKVCache:
 
     @classmethod
     def bytes_per_block(cls, cfg: DecoderConfig, block_size: int, dtype: torch.dtype) -> int:
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        return cfg.layers * block_size * 2 * cfg.kv_heads * cfg.head_dim * itemsize
+        return cfg.layers * block_size * 2 * cfg.kv_heads * cfg.head_dim * dtype.itemsize
 
 
 @dataclass(frozen=True)

@@ -57,15 +57,6 @@ class ClusterView:
         publishes GPUs through it while the device plugin does."""
         return not self.dra or (not self.snapshot.slices and self.gpu is not None)
 
-    def describe(self) -> str:
-        api = "DRA (resource.k8s.io/v1)" if not self.extended_resources else "nvidia.com/gpu"
-        if self.gpu is None:
-            return f"{len(self.nodes)} node(s), no GPUs found; devices through {api}"
-        return (
-            f"{len(self.nodes)} node(s), {self.gpus_per_node} x {self.gpu.name} per GPU node; "
-            f"devices through {api}"
-        )
-
 
 def _from_slices(snapshot: Snapshot) -> tuple[AcceleratorProfile | None, int]:
     per_node: Counter[str] = Counter()

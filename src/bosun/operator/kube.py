@@ -42,12 +42,6 @@ class Kind:
         base += f"/{self.plural}"
         return f"{base}/{name}" if name else base
 
-    @property
-    def resource(self) -> str:
-        """``plural.group`` as RBAC and kubectl name it (core kinds: the plural alone)."""
-        group = self.api_version.rpartition("/")[0]
-        return f"{self.plural}.{group}" if group else self.plural
-
 
 _KINDS = [
     Kind("bosun.dev/v1alpha1", "Workspace", "workspaces", True),
@@ -95,17 +89,11 @@ class KubeError(Exception):
 
 
 class Kube:
-    """An API server connection. Use as ``async with Kube(configuration) as kube``."""
+    """An API server connection; :meth:`close` it when done."""
 
     def __init__(self, configuration: Configuration) -> None:
         self.configuration = configuration
         self._api = ApiClient(configuration)
-
-    async def __aenter__(self) -> Kube:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self._api.close()

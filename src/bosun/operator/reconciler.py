@@ -303,7 +303,7 @@ class Reconciler:
             placed = place_replicas(want.ws, want.plan, view.snapshot)
             placement = "; ".join(f"{n['node']}: {n['reason']}" for n in placed.nodes)
         devices = await self._allocated(want, pods)
-        return Observed(current, pods, claims, None, placement, devices)
+        return Observed(current, pods, claims, placement, devices)
 
     async def _allocated(self, want: Desired, pods: list[dict[str, Any]]) -> list[str]:
         """The devices the DRA claims of the Workspace's pods hold, as driver/pool/device."""

@@ -25,7 +25,6 @@ class Observed:
     workload: dict[str, Any] | None = None  # Deployment, LeaderWorkerSet or Job
     pods: list[dict[str, Any]] = field(default_factory=list)
     node_claims: list[dict[str, Any]] = field(default_factory=list)
-    service: dict[str, Any] | None = None
     placement: str = ""  # per node, why the replicas do not fit (when pods are pending)
     devices: list[str] = field(default_factory=list)  # driver/pool/device the pods' claims hold
 
