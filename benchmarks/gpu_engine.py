@@ -11,17 +11,28 @@ their configs, no download; EOS never ends a sequence), side by side:
   Bosun offline, and transformers' ``generate_batch`` (continuous batching) where the
   installed transformers has it.
 
-    python3 benchmarks/gpu_engine.py --json benchmarks/results/gpu_engine.json
-    python3 benchmarks/gpu_engine.py --tiny --device cpu   # checks the script itself
+- the same 64-request load through `bosun serve` over HTTP (``--http``): the model is
+  written as a checkpoint (config, safetensors, a word-level tokenizer: one word, one
+  token) and served by a `bosun serve` process; the load is `serve_bench.py`'s, streaming
+  ``/v1/completions`` with ``ignore_eos``; reported as output tok/s and as a share of the
+  offline figure at the same concurrency. `bosun serve` needs its extra's packages
+  (fastapi, uvicorn, typer, pydantic, rich, prometheus-client) and the load httpx: a
+  machine without them gets the reason in the JSON instead.
 
-Not measured here yet: the same load through `bosun serve` over HTTP.
+    python3 benchmarks/gpu_engine.py --http --json benchmarks/results/gpu_engine.json
+    python3 benchmarks/gpu_engine.py --tiny --device cpu --http  # checks the script itself
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +41,13 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # serve_bench, for --http
 
 from bosun.engine.model import Decoder, DecoderConfig
 from bosun.engine.offline import generate_greedy
 from bosun.engine.runner import DecoderRunner, RunnerOptions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LLAMA3_ROPE = {
     "rope_type": "llama3",
@@ -191,6 +205,117 @@ def hf_side(hf: Any, device: torch.device, args: argparse.Namespace) -> dict[str
     return out
 
 
+def write_checkpoint(hf: Any, config: dict[str, Any], path: Path) -> None:
+    """``hf``'s weights, its config and a word-level tokenizer (serve_bench's words, one
+    token each): a model directory `bosun serve --model` loads."""
+    from safetensors.torch import save_file
+    from serve_bench import WORDS
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<eos>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>"
+    )
+    tokenizer.save_pretrained(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in hf.state_dict().items()}
+    if config.get("tie_word_embeddings"):
+        state.pop("lm_head.weight", None)
+    save_file(state, str(path / "model.safetensors"))
+    hf_config = {**COMMON, **config, "eos_token_id": 1, "torch_dtype": "bfloat16"}
+    (path / "config.json").write_text(json.dumps(hf_config))
+
+
+def http_side(
+    hf: Any, config: dict[str, Any], device: torch.device, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The 64-request load through a `bosun serve` process, in output tok/s."""
+    try:
+        from serve_bench import level
+    except ImportError as exc:
+        return {"http": f"not run: {exc}"}
+    n = args.http_concurrency
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "model"
+        write_checkpoint(hf, config, model)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [
+            sys.executable,
+            "-c",
+            "from bosun.cli.main import main; main()",
+            "serve",
+            "--model",
+            str(model),
+            "--served-model-name",
+            "bench",
+            "--device",
+            device.type,
+            "--port",
+            str(port),
+            "--max-concurrency",
+            str(n),
+            "--max-model-len",
+            str(args.prompt + args.output + 16),
+            "--engine",
+            "bosun",
+        ]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        log = Path(tmp) / "serve.log"
+        with log.open("w") as out:
+            server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            if not wait_healthy(url, server, 900):
+                return {"http": "bosun serve did not start: " + log.read_text()[-800:]}
+            warm = asyncio.run(level(url, "bench", n, n, 20, 4, None, 1, True, 1e9, 1e9))
+            if warm["completed"] < n:
+                return {"http": f"warm-up failed: {warm['errors']}"}
+            row = asyncio.run(
+                level(
+                    url,
+                    "bench",
+                    n,
+                    n,
+                    round(args.prompt * 1.3),  # serve_bench makes input_len / 1.3 words
+                    args.output,
+                    None,
+                    0,
+                    True,
+                    1e9,
+                    1e9,
+                )
+            )
+        finally:
+            server.terminate()
+            server.wait(60)
+    return {
+        f"http_c{n}_output_tok_s": row["output_tok_s"],
+        f"http_c{n}_completed": row["completed"],
+        f"http_c{n}_mean_prompt_tokens": row["mean_prompt_tokens"],
+        f"http_c{n}_ttft_p50_ms": row["ttft_p50_ms"],
+        f"http_c{n}_tpot_p50_ms": row["tpot_p50_ms"],
+        f"http_c{n}_errors": row["errors"],
+    }
+
+
+def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -199,12 +324,15 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=512)
     parser.add_argument("--output", type=int, default=256)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--http", action="store_true", help="also the load over HTTP")
+    parser.add_argument("--http-concurrency", type=int, default=64)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if args.tiny:
         args.prompt, args.output, args.concurrency = 24, 8, [4, 8]
+        args.http_concurrency = 4
     results: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -222,6 +350,13 @@ def main() -> None:
         del decoder
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the Bosun KV cache goes before transformers runs
+        if args.http:
+            config = TINY if args.tiny else CONFIGS[name]
+            row |= http_side(hf, config, device, args)
+            offline = row.get(f"bosun_c{args.http_concurrency}_output_tok_s")
+            over_http = row.get(f"http_c{args.http_concurrency}_output_tok_s")
+            if offline and over_http:
+                row["http_share_of_offline"] = over_http / offline
         row |= {f"hf_{k}": v for k, v in hf_side(hf, device, args).items()}
         del hf
         if device.type == "cuda":

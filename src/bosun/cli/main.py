@@ -438,6 +438,10 @@ def serve(
             help="Tokens one step computes at most; longer prompts are prefilled in chunks.",
         ),
     ] = 2048,
+    enforce_eager: Annotated[
+        bool,
+        typer.Option(help="On CUDA, launch decode steps kernel by kernel, not from CUDA graphs."),
+    ] = False,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     quantization: Annotated[str, typer.Option(help="auto (int8 on CPU), int8 or none.")] = "auto",
@@ -482,6 +486,7 @@ def serve(
             max_num_seqs=max_concurrency,
             max_waiting=max_waiting,
             max_batched_tokens=max_batched_tokens,
+            cuda_graphs=not enforce_eager,
             dtype=dtype,
             device=device,
             quantization=quantization,

@@ -68,6 +68,8 @@ class EngineOptions:
     # Tokens one step computes at most: a longer prompt is prefilled in chunks of this,
     # beside the other requests' decoding (chunked prefill).
     max_batched_tokens: int = 2048
+    # On CUDA, decode steps replay CUDA graphs captured per batch size at load.
+    cuda_graphs: bool = True
 
 
 @dataclass(eq=False)
@@ -161,6 +163,7 @@ class BosunEngine:
                 quantization=options.quantization,
                 slots=options.max_num_seqs,
                 max_model_len=options.max_model_len,
+                cuda_graphs=options.cuda_graphs,
             ),
         )
         self.quantization = runner.quantization
@@ -183,7 +186,8 @@ class BosunEngine:
         self._runner = runner
         engine = "the Bosun engine" if runner.backend == "bosun" else "transformers"
         log.info(
-            "%s is served by %s on %s (%s weights); KV cache: %d tokens in blocks of %d%s",
+            "%s is served by %s on %s (%s weights); KV cache: %d tokens in blocks of %d%s;"
+            " attention: %s",
             name,
             engine,
             options.device,
@@ -191,6 +195,7 @@ class BosunEngine:
             runner.num_blocks * runner.block_size,
             runner.block_size,
             ", prefix caching" if runner.prefix_caching else "",
+            runner.attention,
         )
 
     # ------------------------------------------------------------------ EngineClient

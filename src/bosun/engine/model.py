@@ -171,6 +171,19 @@ class Layer(nn.Module):
         heads, kv_heads = self.cfg.heads, self.cfg.kv_heads
         qkv = self._qkv(x, rotary)
         flat = cache_kv.view(-1, *cache_kv.shape[2:])  # [blocks * block_size, 2K, D]
+        if step.block_tables is not None:  # one token each: the paged decode kernel
+            from bosun.engine.paged_attention import paged_decode  # imports Triton
+
+            assert step.lengths is not None
+            flat[step.slot_mapping] = qkv[:, heads:]
+            out = paged_decode(
+                qkv[:, :heads],
+                cache_kv,
+                step.block_tables,
+                step.lengths,
+                scale=self.cfg.head_dim**-0.5,
+            )
+            return self._finish(x, out.view(x.shape[0], -1))
         if step.view is not None:  # one sequence, its blocks in order: slices, no indexing
             lo, hi = step.view
             flat[hi - x.shape[0] : hi].copy_(qkv[:, heads:])
@@ -211,10 +224,11 @@ class PagedKVCache:
         dtype: torch.dtype,
         device: torch.device,
     ) -> PagedKVCache:
-        # One more block than asked, zeroed: the null block that padded reads point at
-        # (their attention weight is 0, but 0 x NaN is NaN). The others need no init: a
-        # position is always written before it is read.
-        shape = (cfg.layers, blocks + 1, block_size, 2 * cfg.kv_heads, cfg.head_dim)
+        # Two more blocks than asked. The null block, zeroed, is what padded reads point
+        # at (their attention weight is 0, but 0 x NaN is NaN); the scratch block takes
+        # the writes of padding rows (a CUDA graph's batch is padded to its captured
+        # size). The others need no init: a position is always written before it is read.
+        shape = (cfg.layers, blocks + 2, block_size, 2 * cfg.kv_heads, cfg.head_dim)
         kv = torch.empty(shape, dtype=dtype, device=device)
         kv[:, blocks].zero_()
         return cls(kv)
@@ -226,6 +240,11 @@ class PagedKVCache:
     @property
     def null_slot(self) -> int:
         """A cache slot that always holds zeros (in the block after the usable ones)."""
+        return (self.kv.shape[1] - 2) * self.kv.shape[2]
+
+    @property
+    def scratch_slot(self) -> int:
+        """A cache slot no sequence reads: where padding rows write (the last block)."""
         return (self.kv.shape[1] - 1) * self.kv.shape[2]
 
     @classmethod
@@ -258,11 +277,23 @@ class PagedStep:
     mask: torch.Tensor | None  # [B, 1, Tq, context] bool; None: every query sees all
     last: torch.Tensor  # [B]: each sequence's last new token in the flat batch
     view: tuple[int, int] | None = None  # one sequence's context as flat[lo:hi]
+    # Set when every sequence decodes one token and the paged decode kernel reads the
+    # contexts in place (paged_attention.py): [B, blocks] int32 and [B] int32.
+    block_tables: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
 
     @classmethod
     def plan(
-        cls, seqs: list[PagedSeq], block_size: int, device: torch.device, pad_slot: int = 0
+        cls,
+        seqs: list[PagedSeq],
+        block_size: int,
+        device: torch.device,
+        pad_slot: int = 0,
+        paged_decode: bool = False,
     ) -> PagedStep:
+        """Where the step's tokens go and what each one attends to. ``paged_decode``: a
+        step in which every sequence decodes one token reads its context through the block
+        tables (the Triton kernel) instead of a gathered copy."""
         b = len(seqs)
         counts = [s.count for s in seqs]
         contexts = [s.start + s.count for s in seqs]
@@ -288,6 +319,18 @@ class PagedStep:
         view = None
         mask: torch.Tensor | None = None
         kv_index: torch.Tensor | None = None
+        if paged_decode and tq == 1:
+            return cls(
+                positions.to(device),
+                slot_mapping.to(device),
+                q_index.to(device),
+                q_valid.to(device),
+                None,
+                None,
+                last.to(device),
+                block_tables=tables.to(device, torch.int32),
+                lengths=lengths.to(device, torch.int32),
+            )
         if b == 1 and bool((slots[0, 1:] - slots[0, :-1] == 1).all()):
             view = (int(slots[0, 0]), int(slots[0, 0]) + ctx)  # blocks in order: no copy
         else:

@@ -11,12 +11,14 @@ decode tokens of many sequences at once) and returns the logits after each one's
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 from bosun.engine.client import EngineError
+from bosun.engine.cuda_graphs import DecodeGraphs
 from bosun.engine.loader import LocalModel
 from bosun.engine.model import (
     SUPPORTED_ARCHITECTURES,
@@ -67,6 +69,7 @@ class ModelRunner(Protocol):
     num_blocks: int  # KV-cache blocks of BLOCK_SIZE tokens
     block_size: int
     prefix_caching: bool  # sequences may share the blocks of a common prefix
+    attention: str  # how attention is computed, for the log
 
     def run(self, items: list[RunItem]) -> torch.Tensor:
         """Compute the items' tokens; the logits [len(items), vocab] after each one's last."""
@@ -106,6 +109,7 @@ class RunnerOptions:
     quantization: str  # auto, int8 or none
     slots: int  # sequences decoded together; on CPUs the cache holds this many full ones
     max_model_len: int | None
+    cuda_graphs: bool = True  # replay decode steps from CUDA graphs (on CUDA)
 
 
 def architecture_of(config: dict[str, Any]) -> str:
@@ -156,9 +160,18 @@ class DecoderRunner:
         dtype: torch.dtype,
         device: torch.device,
         quantization: str = "none",
+        *,
+        paged_kernel: bool | None = None,
+        static_decode: bool | None = None,
     ) -> None:
         """Serve ``model`` (already on ``device``): a loaded checkpoint, or random weights
-        built from a config (benchmarks)."""
+        built from a config (benchmarks).
+
+        ``paged_kernel``: decode steps attend through the Triton kernel over the blocks in
+        place (default: on CUDA). ``static_decode``: decode steps run over static buffers,
+        replayed from CUDA graphs on CUDA (default: on CUDA with the kernel, unless
+        ``options.cuda_graphs`` is off); the CPU tests turn both on, interpreted.
+        """
         cfg = model.cfg
         self.quantization = quantization
         self.model = model
@@ -168,6 +181,28 @@ class DecoderRunner:
         self.num_blocks = _kv_blocks(options, self.max_len, device, cfg, dtype)
         self.cache = PagedKVCache.allocate(cfg, self.num_blocks, BLOCK_SIZE, dtype, device)
         self._device = device
+        cuda = device.type == "cuda"
+        if paged_kernel is None:  # CUDA builds of PyTorch ship Triton; others may not
+            paged_kernel = cuda and importlib.util.find_spec("triton") is not None
+        self.paged_kernel = paged_kernel
+        if static_decode is None:
+            static_decode = cuda and self.paged_kernel and options.cuda_graphs
+        self.graphs: DecodeGraphs | None = None
+        if static_decode:
+            if not self.paged_kernel:
+                raise ValueError("static decode steps need the paged decode kernel")
+            self.graphs = DecodeGraphs(
+                model,
+                self.cache,
+                max_batch=max(1, options.slots),
+                max_blocks=-(-self.max_len // BLOCK_SIZE),
+                capture=cuda,
+            )
+        self.attention = "fused SDPA"
+        if self.paged_kernel:
+            self.attention += " for prompts, the paged Triton kernel for decoding"
+        if self.graphs and cuda:
+            self.attention += f", decode steps from CUDA graphs ({len(self.graphs.sizes)} sizes)"
 
     @classmethod
     def load(
@@ -196,8 +231,17 @@ class DecoderRunner:
         return cls(model, options, dtype, device, quantization)
 
     def run(self, items: list[RunItem]) -> torch.Tensor:
+        graphs = self.graphs
+        if graphs and len(items) <= graphs.max_batch and all(len(i.tokens) == 1 for i in items):
+            return graphs.run(
+                [i.tokens[0] for i in items],
+                [i.start for i in items],
+                [i.block_table for i in items],
+            )
         seqs = [PagedSeq(i.start, len(i.tokens), i.block_table) for i in items]
-        step = PagedStep.plan(seqs, self.block_size, self._device, self.cache.null_slot)
+        step = PagedStep.plan(
+            seqs, self.block_size, self._device, self.cache.null_slot, self.paged_kernel
+        )
         ids = torch.tensor(
             [t for i in items for t in i.tokens], dtype=torch.long, device=self._device
         )
@@ -224,7 +268,7 @@ def _kv_blocks(
     torch.cuda.synchronize(device)
     free, _ = torch.cuda.mem_get_info(device)
     per_block = PagedKVCache.bytes_per_block(cfg, BLOCK_SIZE, dtype)
-    blocks = int(free * GPU_MEMORY_UTILIZATION) // per_block - 1  # one null block
+    blocks = int(free * GPU_MEMORY_UTILIZATION) // per_block - 2  # null and scratch
     if blocks < -(-max_len // BLOCK_SIZE):
         raise EngineError(
             f"the KV cache does not fit: {free / 2**30:.1f} GiB free after the weights holds "
@@ -257,6 +301,7 @@ class TransformersRunner:
         self._device = device
         self.block_size = BLOCK_SIZE
         self.prefix_caching = False  # each sequence has a cache of its own
+        self.attention = "transformers"
         self.num_blocks = options.slots * -(-self.max_len // BLOCK_SIZE)
 
     @torch.inference_mode()
