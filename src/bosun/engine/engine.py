@@ -38,7 +38,7 @@ from bosun.engine.client import (
 from bosun.engine.detokenize import IncrementalDetokenizer
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
 from bosun.engine.runner import ModelRunner, RunnerOptions, load_runner, run_batch
-from bosun.engine.sampling import Sampler, is_plain_greedy
+from bosun.engine.sampling import Sampler, choose, is_plain_greedy
 from bosun.engine.scheduler import Batch, Scheduler, SequenceState
 from bosun.engine.scheduler import Sequence as CacheSequence
 from bosun.engine.stops import StopMatcher
@@ -345,13 +345,20 @@ class BosunEngine:
         rows = [(row, self._seqs[i.seq.id]) for row, i in enumerate(batch.items) if i.samples]
         greedy = [row for row, seq in rows if is_plain_greedy(seq.params)]
         chosen: dict[int, int] = {}
-        if greedy:
+        if greedy:  # plain argmax, nothing to apply first: one op for all of them
             picks = torch.argmax(logits[greedy], dim=-1).tolist()
             chosen = dict(zip(greedy, picks, strict=True))
+        others = [(row, seq) for row, seq in rows if row not in chosen]
+        if others:  # penalties and masks row by row, then one draw for all, on the device
+            processed = torch.stack(
+                [seq.sampler.process(logits[row], len(seq.generated)) for row, seq in others]
+            )
+            picks = choose(processed, [seq.sampler for _, seq in others])
+            chosen |= {row: pick for (row, _), pick in zip(others, picks, strict=True)}
         sampled: dict[int, int] = {}
         done = []
         for row, seq in rows:
-            token, finished = self._accept(seq, logits[row], chosen.get(row))
+            token, finished = self._accept(seq, logits[row], chosen[row])
             sampled[seq.cache.id] = token
             if finished:
                 done.append(seq)
@@ -359,15 +366,10 @@ class BosunEngine:
         for seq in done:
             self._finish(seq)
 
-    def _accept(
-        self, seq: _Seq, logits: torch.Tensor, token: int | None = None
-    ) -> tuple[int, bool]:
-        """Sample (unless decided), detokenize, check stops, emit: (the token, finished)."""
+    def _accept(self, seq: _Seq, logits: torch.Tensor, token: int) -> tuple[int, bool]:
+        """Record the chosen token, detokenize, check stops, emit: (the token, finished)."""
         params = seq.params
         logprob_info: tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...] = ()
-        if token is None:
-            processed = seq.sampler.process(logits, len(seq.generated))
-            token = seq.sampler.choose(processed)
         if params.logprobs is not None:
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             top: tuple[tuple[str, float], ...] = ()
