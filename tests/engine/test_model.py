@@ -5,31 +5,36 @@ transformers gives for the same text."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from bosun.engine.loader import LocalModel
 from bosun.engine.model import (
     Decoder,
-    DecoderConfig,
     PagedKVCache,
     PagedSeq,
     PagedStep,
     unsupported,
 )
-from tests.engine.tiny import CFG, HF_CONFIG, expected
+from bosun.engine.runner import RunItem, RunnerOptions, load_runner
+from tests.engine.tiny import CFG, GEMMA2, MISTRAL, expected, hf_twin, variant
 
 CPU = torch.device("cpu")
 BLOCK = 4
 
 
 def step(
-    model: Decoder, cache: PagedKVCache, parts: list[tuple[list[int], int, list[int]]]
+    model: Decoder,
+    cache: PagedKVCache,
+    parts: list[tuple[list[int], int, list[int]]],
+    window: int = 0,
 ) -> torch.Tensor:
     """One forward pass: (new tokens, start position, block table) per sequence."""
     seqs = [PagedSeq(start, len(tokens), table) for tokens, start, table in parts]
-    plan = PagedStep.plan(seqs, BLOCK, CPU, cache.null_slot)
+    plan = PagedStep.plan(seqs, BLOCK, CPU, cache.null_slot, window=window)
     ids = torch.tensor([t for tokens, _, _ in parts for t in tokens])
     logits: torch.Tensor = model(ids, cache, plan)
     return logits
@@ -72,34 +77,38 @@ def test_a_decode_batch_of_equal_contexts(model: Decoder, reference: Any) -> Non
 
 
 # The tiny Llama's shape as a Phi-3 checkpoint (fused q/k/v and gate/up projections).
-PHI3: dict[str, Any] = {
-    **{k: v for k, v in HF_CONFIG.items() if k != "head_dim"},
-    "architectures": ["Phi3ForCausalLM"],
-    "model_type": "phi3",
-    "original_max_position_embeddings": 64,
-    "tie_word_embeddings": False,
-    "pad_token_id": 0,
-}
+PHI3 = variant(
+    architectures=["Phi3ForCausalLM"],
+    model_type="phi3",
+    original_max_position_embeddings=64,
+    tie_word_embeddings=False,
+    pad_token_id=0,
+    drop=["head_dim"],
+)
 
 
-def test_phi3_checkpoints_with_fused_projections_decode_as_transformers() -> None:
-    from transformers import Phi3Config, Phi3ForCausalLM
-
-    torch.manual_seed(1)
-    hf = Phi3ForCausalLM(Phi3Config(**PHI3)).eval()
-    with torch.no_grad():
-        for param in hf.parameters():
-            param.normal_(0, 0.3)
-    assert "model.layers.0.self_attn.qkv_proj.weight" in hf.state_dict()
-    with torch.device("meta"):
-        decoder = Decoder(DecoderConfig.from_hf(PHI3))
-    decoder.load_hf_state_dict({k: v.clone() for k, v in hf.state_dict().items()})
-    decoder.eval()
+@pytest.mark.parametrize(
+    "config", [PHI3, GEMMA2, MISTRAL], ids=["phi3", "gemma2", "mistral-sliding"]
+)
+def test_other_architectures_decode_as_transformers(config: dict[str, Any]) -> None:
+    """A prompt longer than the sliding windows, in two chunks on blocks out of order,
+    then decode steps: the logits transformers gives for the same text."""
+    hf, decoder = hf_twin(config)
+    if config is PHI3:
+        assert "model.layers.0.self_attn.qkv_proj.weight" in hf.state_dict()
+    if config is GEMMA2:
+        assert [layer.window for layer in decoder.layers] == [4, 0]  # local, global
+    window = decoder.cfg.sliding_window
     cache = PagedKVCache.allocate(decoder.cfg, 8, BLOCK, torch.float32, CPU)
-    logits = step(decoder, cache, [(A, 0, [2, 0, 5])])
+    table = [2, 0, 5, 7]
+    step(decoder, cache, [(A[:3], 0, table)], window)
+    logits = step(decoder, cache, [(A[3:], 3, table)], window)
     torch.testing.assert_close(logits[0], expected(hf, A), atol=1e-4, rtol=1e-4)
-    logits = step(decoder, cache, [([7], len(A), [2, 0, 5])])
-    torch.testing.assert_close(logits[0], expected(hf, [*A, 7]), atol=1e-4, rtol=1e-4)
+    text = list(A)
+    for token in (7, 30, 2):
+        logits = step(decoder, cache, [([token], len(text), table)], window)
+        text.append(token)
+        torch.testing.assert_close(logits[0], expected(hf, text), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -109,11 +118,22 @@ def test_phi3_checkpoints_with_fused_projections_decode_as_transformers() -> Non
         ({"architectures": ["GemmaForCausalLM"]}, "does not run GemmaForCausalLM"),
         ({"rope_scaling": {"type": "longrope"}}, "longrope rotary scaling"),
         ({"partial_rotary_factor": 0.75}, "partial rotary"),
-        ({"sliding_window": 32}, "sliding-window attention (32 tokens)"),
-        ({"sliding_window": 32, "use_sliding_window": False}, None),  # as Qwen2 ships
-        ({"sliding_window": 64}, None),  # no shorter than the context: no effect
+        ({"hidden_act": "relu2"}, "relu2 activation"),
+        ({"sliding_window": 32}, None),
     ],
 )
 def test_what_the_decoder_cannot_run_is_named(change: dict[str, Any], reason: str | None) -> None:
     why = unsupported({**PHI3, **change})
     assert why == reason if reason is None else (why is not None and reason in why)
+
+
+def test_a_saved_gemma2_checkpoint_is_served_by_the_bosun_decoder(tmp_path: Path) -> None:
+    """From a directory as transformers saves it: auto picks the Bosun decoder, whose
+    logits are transformers'."""
+    hf, _ = hf_twin(GEMMA2)
+    hf.save_pretrained(tmp_path)
+    options = RunnerOptions("auto", "float32", "cpu", "none", 2, 32)
+    runner = load_runner(LocalModel("gemma2-tiny", tmp_path), options)
+    assert runner.backend == "bosun"
+    logits = runner.run([RunItem(0, A, 0, [0, 1, 2])])
+    torch.testing.assert_close(logits[0], expected(hf, A), atol=1e-4, rtol=1e-4)

@@ -18,6 +18,7 @@ from bosun.engine.model import Decoder
 from bosun.engine.offline import generate_greedy
 from bosun.engine.runner import DecoderRunner, RunItem, RunnerOptions
 from tests.engine.test_paged import PROMPTS, greedy_alone
+from tests.engine.tiny import GEMMA2, MISTRAL, hf_twin
 
 triton = pytest.importorskip("triton", reason="the paged decode kernel needs Triton")
 CPU = torch.device("cpu")
@@ -112,11 +113,20 @@ def test_kernel_decoding_matches_decoding_alone(
         assert result.preemptions > 0
 
 
-@pytest.mark.parametrize("static", [False, True], ids=["kernel", "static-padded"])
-def test_decode_step_logits_match_the_sdpa_path(model: Decoder, static: bool) -> None:
+@pytest.mark.parametrize(
+    ("architecture", "static"),
+    [("llama", False), ("llama", True), ("gemma2", True), ("mistral-sliding", False)],
+    ids=["kernel", "static-padded", "gemma2-static", "mistral-sliding-window"],
+)
+def test_decode_step_logits_match_the_sdpa_path(
+    model: Decoder, architecture: str, static: bool
+) -> None:
     """The same decode step (three sequences, contexts of 19, 18 and 2 tokens, blocks out
     of order) gives the same logits through the kernel as through SDPA over gathered
-    contexts."""
+    contexts; with Gemma-2's soft-capped scores and 4-token local layers, and Mistral's
+    sliding window."""
+    if architecture != "llama":
+        model = hf_twin(GEMMA2 if architecture == "gemma2" else MISTRAL)[1]
     options = RunnerOptions("bosun", "float32", "cpu", "none", 4, 32)
     plain = DecoderRunner(model, options, torch.float32, CPU)
     kernel = DecoderRunner(

@@ -74,3 +74,44 @@ def expected(reference: Any, tokens: list[int]) -> torch.Tensor:
     """transformers' logits after the last of ``tokens``."""
     with torch.inference_mode():
         return reference(torch.tensor([tokens])).logits[0, -1].float()
+
+
+def hf_twin(config: dict[str, Any], seed: int = 1) -> tuple[Any, Decoder]:
+    """transformers' model for ``config`` (AutoModelForCausalLM, eager attention) with
+    random weights, and the Bosun decoder loaded from its state dict."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    hf_config = AutoConfig.for_model(**config)
+    hf = AutoModelForCausalLM.from_config(hf_config, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for param in hf.parameters():
+            param.normal_(0, 0.3)
+    with torch.device("meta"):
+        decoder = Decoder(DecoderConfig.from_hf(config))
+    decoder.load_hf_state_dict({k: v.clone() for k, v in hf.state_dict().items()})
+    return hf, decoder.eval()
+
+
+def variant(**changes: Any) -> dict[str, Any]:
+    """The tiny Llama's shape under another architecture's config keys."""
+    return {**{k: v for k, v in HF_CONFIG.items() if k not in changes.pop("drop", ())}, **changes}
+
+
+# Gemma-2: sandwich norms, GELU, soft-capped scores and logits, and local (sliding, 4
+# tokens) and global attention alternating; caps small enough to matter here.
+GEMMA2 = variant(
+    architectures=["Gemma2ForCausalLM"],
+    model_type="gemma2",
+    head_dim=16,
+    hidden_activation="gelu_pytorch_tanh",
+    query_pre_attn_scalar=12,
+    sliding_window=4,
+    attn_logit_softcapping=2.0,
+    final_logit_softcapping=3.0,
+    pad_token_id=0,
+)
+# Mistral with a 4-token sliding window on every layer.
+MISTRAL = variant(
+    architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=4, drop=["head_dim"]
+)

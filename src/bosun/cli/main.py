@@ -449,8 +449,9 @@ def serve(
         str,
         typer.Option(
             "--engine",
-            help="auto, bosun (the Bosun engine: Llama, Mistral, Qwen2, Phi-3) or transformers "
-            "(any Hugging Face causal LM, one sequence at a time); auto: bosun where it can.",
+            help="auto, bosun (the Bosun engine: Llama, Mistral, Qwen2, Phi-3, Gemma-2) or "
+            "transformers (any Hugging Face causal LM, one sequence at a time); auto: bosun "
+            "where it can.",
         ),
     ] = "auto",
     log_level: Annotated[

@@ -1,5 +1,5 @@
-"""One generic decoder for the Llama family (Llama, Mistral, Qwen2, Phi-3, SmolLM2) over a paged
-KV cache: every forward pass computes the new tokens of many sequences at once (prompt
+"""One generic decoder for the Llama family (Llama, Mistral, Qwen2, Phi-3, SmolLM2) and Gemma-2
+over a paged KV cache: every forward pass computes the new tokens of many sequences at once (prompt
 chunks and single decode tokens), reading each one's context through its block table.
 
 Shapes in comments: N new tokens in the step (all sequences, one after another), B
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +29,24 @@ __all__ = [
 ]
 
 SUPPORTED_ARCHITECTURES = frozenset(
-    {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Phi3ForCausalLM"}
+    {
+        "LlamaForCausalLM",
+        "MistralForCausalLM",
+        "Qwen2ForCausalLM",
+        "Phi3ForCausalLM",
+        "Gemma2ForCausalLM",
+    }
 )
+
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": F.silu,
+    "gelu_pytorch_tanh": _gelu_tanh,
+}
 
 
 def unsupported(config: dict[str, Any]) -> str | None:
@@ -43,11 +60,24 @@ def unsupported(config: dict[str, Any]) -> str | None:
         return f"it does not implement {kind} rotary scaling yet"
     if float(config.get("partial_rotary_factor", 1.0)) != 1.0:
         return "it does not implement partial rotary embeddings yet"
-    window = int(config.get("sliding_window") or 0)
-    windowed = window > 0 and config.get("use_sliding_window", True) is not False
-    if windowed and window < int(config.get("max_position_embeddings", 0)):
-        return f"it does not implement sliding-window attention ({window} tokens) yet"
+    activation = config.get("hidden_activation") or config.get("hidden_act") or "silu"
+    if activation not in ACTIVATIONS:
+        return f"it does not implement the {activation} activation yet"
     return None
+
+
+def _sliding_layers(c: dict[str, Any]) -> tuple[bool, ...]:
+    """Which layers attend through the sliding window, as transformers decides it."""
+    n = int(c["num_hidden_layers"])
+    if not c.get("sliding_window") or c.get("use_sliding_window", True) is False:
+        return (False,) * n
+    if c.get("layer_types"):
+        return tuple(t == "sliding_attention" for t in c["layer_types"])
+    if c.get("model_type") == "gemma2":  # local and global attention alternate
+        return tuple(i % 2 == 0 for i in range(n))
+    if c.get("model_type") == "qwen2":
+        return tuple(i >= int(c.get("max_window_layers", n)) for i in range(n))
+    return (True,) * n  # Mistral, Phi-3
 
 
 @dataclass(frozen=True)
@@ -65,6 +95,21 @@ class DecoderConfig:
     tie_embeddings: bool
     attention_bias: bool
     rope_scaling: dict[str, Any] | None = None
+    activation: str = "silu"
+    attn_scale: float = 0.0  # 0: head_dim ** -0.5
+    # Gemma-2: the embeddings are scaled by sqrt(hidden); norms around attention and MLP
+    # on both sides ("sandwich"); attention scores and final logits soft-capped.
+    embed_scale: float = 1.0
+    norm_offset: float = 0.0
+    sandwich_norms: bool = False
+    attn_softcap: float = 0.0
+    final_softcap: float = 0.0
+    sliding_window: int = 0
+    sliding_layers: tuple[bool, ...] = ()
+
+    @property
+    def scale(self) -> float:
+        return self.attn_scale or self.head_dim**-0.5
 
     @classmethod
     def from_hf(cls, c: dict[str, Any]) -> DecoderConfig:
@@ -72,6 +117,8 @@ class DecoderConfig:
         rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
         theta = c.get("rope_theta") or rope.get("rope_theta") or 10000.0
         scaling = rope if rope.get("rope_type", rope.get("type")) == "llama3" else None
+        gemma2 = c.get("model_type") == "gemma2"
+        sliding = _sliding_layers(c)
         return cls(
             vocab_size=c["vocab_size"],
             hidden_size=c["hidden_size"],
@@ -86,6 +133,15 @@ class DecoderConfig:
             tie_embeddings=bool(c.get("tie_word_embeddings", False)),
             attention_bias=bool(c.get("attention_bias", False)) or c.get("model_type") == "qwen2",
             rope_scaling=scaling,
+            activation=c.get("hidden_activation") or c.get("hidden_act") or "silu",
+            attn_scale=float(c["query_pre_attn_scalar"]) ** -0.5 if gemma2 else 0.0,
+            embed_scale=float(c["hidden_size"]) ** 0.5 if gemma2 else 1.0,
+            norm_offset=1.0 if gemma2 else 0.0,
+            sandwich_norms=gemma2,
+            attn_softcap=float(c.get("attn_logit_softcapping") or 0.0),
+            final_softcap=float(c.get("final_logit_softcapping") or 0.0),
+            sliding_window=int(c.get("sliding_window") or 0) if any(sliding) else 0,
+            sliding_layers=sliding,
         )
 
 
@@ -109,13 +165,17 @@ def _inv_freq(cfg: DecoderConfig) -> torch.Tensor:
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, offset: float = 0.0) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
+        self.offset = offset  # Gemma stores the scale minus one and norms in float32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        if not self.offset:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        scale = self.weight.float() + self.offset
+        return F.rms_norm(x.float(), self.weight.shape, scale, self.eps).to(x.dtype)
 
 
 def _interleave_rotary(weight: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
@@ -127,16 +187,44 @@ def _interleave_rotary(weight: torch.Tensor, heads: int, head_dim: int) -> torch
     return w.transpose(1, 2).reshape(shape)
 
 
+def _attend(
+    q: torch.Tensor,  # [B, H, Tq, D]
+    k: torch.Tensor,  # [B, K, ctx, D]
+    v: torch.Tensor,
+    mask: torch.Tensor | None,  # [B, 1, Tq, ctx] bool
+    scale: float,
+    softcap: float,
+) -> torch.Tensor:
+    """Attention through PyTorch's fused SDPA; written out when scores are soft-capped
+    (Gemma-2), which SDPA cannot do."""
+    if not softcap:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    scores = (q @ k.transpose(-1, -2)).float() * scale
+    scores = softcap * torch.tanh(scores / softcap)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1).to(v.dtype) @ v
+
+
 class Layer(nn.Module):
-    def __init__(self, cfg: DecoderConfig) -> None:
+    def __init__(self, cfg: DecoderConfig, index: int) -> None:
         super().__init__()
         h, d = cfg.hidden_size, cfg.head_dim
         self.cfg = cfg
-        self.input_layernorm = RMSNorm(h, cfg.rms_eps)
+        sliding = index < len(cfg.sliding_layers) and cfg.sliding_layers[index]
+        self.window = cfg.sliding_window if sliding else 0  # 0: the whole context
+        self.act = ACTIVATIONS[cfg.activation]
+        self.input_layernorm = RMSNorm(h, cfg.rms_eps, cfg.norm_offset)
         # q, k and v in one matmul, gate and up in another: fewer, larger kernels.
         self.qkv_proj = nn.Linear(h, (cfg.heads + 2 * cfg.kv_heads) * d, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(cfg.heads * d, h, bias=False)
-        self.post_attention_layernorm = RMSNorm(h, cfg.rms_eps)
+        # Llama's is the MLP's input norm; Gemma-2's normalizes the attention's output.
+        self.post_attention_layernorm = RMSNorm(h, cfg.rms_eps, cfg.norm_offset)
+        if cfg.sandwich_norms:
+            self.pre_feedforward_layernorm = RMSNorm(h, cfg.rms_eps, cfg.norm_offset)
+            self.post_feedforward_layernorm = RMSNorm(h, cfg.rms_eps, cfg.norm_offset)
         self.gate_up_proj = nn.Linear(h, 2 * cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, h, bias=False)
 
@@ -156,9 +244,18 @@ class Layer(nn.Module):
 
     def _finish(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         """The output projection, the residual and the MLP."""
-        x = x + self.o_proj(attn)
-        gate, up = self.gate_up_proj(self.post_attention_layernorm(x)).chunk(2, dim=-1)
-        out: torch.Tensor = x + self.down_proj(F.silu(gate) * up)
+        attn = self.o_proj(attn)
+        if self.cfg.sandwich_norms:
+            x = x + self.post_attention_layernorm(attn)
+            h = self.pre_feedforward_layernorm(x)
+        else:
+            x = x + attn
+            h = self.post_attention_layernorm(x)
+        gate, up = self.gate_up_proj(h).chunk(2, dim=-1)
+        mlp = self.down_proj(self.act(gate) * up)
+        if self.cfg.sandwich_norms:
+            mlp = self.post_feedforward_layernorm(mlp)
+        out: torch.Tensor = x + mlp
         return out
 
     def forward(
@@ -168,7 +265,8 @@ class Layer(nn.Module):
         cache_kv: torch.Tensor,  # [blocks, block_size, 2K, D] of this layer
         step: PagedStep,
     ) -> torch.Tensor:
-        heads, kv_heads = self.cfg.heads, self.cfg.kv_heads
+        cfg = self.cfg
+        heads, kv_heads = cfg.heads, cfg.kv_heads
         qkv = self._qkv(x, rotary)
         flat = cache_kv.view(-1, *cache_kv.shape[2:])  # [blocks * block_size, 2K, D]
         if step.block_tables is not None:  # one token each: the paged decode kernel
@@ -181,29 +279,25 @@ class Layer(nn.Module):
                 cache_kv,
                 step.block_tables,
                 step.lengths,
-                scale=self.cfg.head_dim**-0.5,
+                scale=cfg.scale,
+                softcap=cfg.attn_softcap,
+                window=self.window,
             )
             return self._finish(x, out.view(x.shape[0], -1))
+        mask = step.window_mask if self.window and step.window_mask is not None else step.mask
         if step.view is not None:  # one sequence, its blocks in order: slices, no indexing
             lo, hi = step.view
             flat[hi - x.shape[0] : hi].copy_(qkv[:, heads:])
             kv = flat[lo:hi][None].transpose(1, 2)  # [1, 2K, ctx, D]
-            attn = F.scaled_dot_product_attention(
-                qkv[None, :, :heads].transpose(1, 2),
-                kv[:, :kv_heads],
-                kv[:, kv_heads:],
-                attn_mask=step.mask,
-                enable_gqa=True,
-            )
+            q = qkv[None, :, :heads].transpose(1, 2)
+            attn = _attend(q, kv[:, :kv_heads], kv[:, kv_heads:], mask, cfg.scale, cfg.attn_softcap)
             return self._finish(x, attn[0].transpose(0, 1).reshape(x.shape[0], -1))
         flat[step.slot_mapping] = qkv[:, heads:]
         # Each sequence's queries and its whole context (cached and new), padded.
         q = qkv[step.q_index, :heads].transpose(1, 2)  # [B, H, Tq, D]
         assert step.kv_index is not None
         kv = flat[step.kv_index].transpose(1, 2)  # [B, 2K, context, D]
-        attn = F.scaled_dot_product_attention(
-            q, kv[:, :kv_heads], kv[:, kv_heads:], attn_mask=step.mask, enable_gqa=True
-        )
+        attn = _attend(q, kv[:, :kv_heads], kv[:, kv_heads:], mask, cfg.scale, cfg.attn_softcap)
         out = attn.transpose(1, 2)[step.q_valid]  # [N, H, D], in token order
         return self._finish(x, out.reshape(out.shape[0], -1))
 
@@ -281,6 +375,8 @@ class PagedStep:
     # contexts in place (paged_attention.py): [B, blocks] int32 and [B] int32.
     block_tables: torch.Tensor | None = None
     lengths: torch.Tensor | None = None
+    # The mask of sliding-window layers, where the window hides part of some context.
+    window_mask: torch.Tensor | None = None
 
     @classmethod
     def plan(
@@ -290,6 +386,7 @@ class PagedStep:
         device: torch.device,
         pad_slot: int = 0,
         paged_decode: bool = False,
+        window: int = 0,
     ) -> PagedStep:
         """Where the step's tokens go and what each one attends to. ``paged_decode``: a
         step in which every sequence decodes one token reads its context through the block
@@ -335,11 +432,17 @@ class PagedStep:
             view = (int(slots[0, 0]), int(slots[0, 0]) + ctx)  # blocks in order: no copy
         else:
             kv_index = torch.where(span[None, :] < lengths[:, None], slots, pad_slot)
+        causal = span[None, None, :] <= query_pos[:, :, None]  # [B, Tq, ctx]
         if tq > 1 or len(set(contexts)) > 1:  # else every query sees its whole context
-            visible = span[None, None, :] <= query_pos[:, :, None]  # [B, Tq, ctx]
+            visible = causal.clone()
             # Padded query rows see one finite key (their output is dropped).
             visible[:, :, 0] |= ~q_valid
             mask = visible[:, None]
+        window_mask = None
+        if window and ctx > window:  # and only the last `window` tokens
+            visible = causal & (span[None, None, :] > query_pos[:, :, None] - window)
+            visible[:, :, 0] |= ~q_valid
+            window_mask = visible[:, None].to(device)
         return cls(
             positions.to(device),
             slot_mapping.to(device),
@@ -349,6 +452,7 @@ class PagedStep:
             mask.to(device) if mask is not None else None,
             last.to(device),
             view,
+            window_mask=window_mask,
         )
 
 
@@ -361,8 +465,8 @@ class Decoder(nn.Module):
         self.embed_tokens = nn.Embedding(
             cfg.vocab_size, cfg.hidden_size, _weight=torch.empty(cfg.vocab_size, cfg.hidden_size)
         )
-        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
+        self.layers = nn.ModuleList(Layer(cfg, i) for i in range(cfg.layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps, cfg.norm_offset)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.register_buffer("inv_freq", _inv_freq(cfg), persistent=False)
 
@@ -413,8 +517,13 @@ class Decoder(nn.Module):
         """Logits [B, vocab] of each sequence's last new token. ``tokens`` [N] are every
         sequence's new tokens in order (a prompt chunk, or one token when decoding)."""
         x = self.embed_tokens(tokens)
+        if self.cfg.embed_scale != 1.0:
+            x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
         rotary = self._rotary(step.positions)[:, None]  # [N, 1, D/2]
         for i, layer in enumerate(self.layers):
             x = layer(x, rotary, cache.kv[i], step)
         logits: torch.Tensor = self.lm_head(self.norm(x[step.last])).float()
+        if self.cfg.final_softcap:
+            cap = self.cfg.final_softcap
+            logits = cap * torch.tanh(logits / cap)
         return logits

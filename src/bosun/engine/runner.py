@@ -49,7 +49,12 @@ BLOCK_SIZE = 16  # tokens per KV-cache block
 GPU_MEMORY_UTILIZATION = 0.9  # of the memory free after weights and a warm-up
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_KNOWN = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+_KNOWN = {
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
+}
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,12 @@ class DecoderRunner:
             )
         seqs = [PagedSeq(i.start, len(i.tokens), i.block_table) for i in items]
         step = PagedStep.plan(
-            seqs, self.block_size, self._device, self.cache.null_slot, self.paged_kernel
+            seqs,
+            self.block_size,
+            self._device,
+            self.cache.null_slot,
+            self.paged_kernel,
+            self.model.cfg.sliding_window,
         )
         ids = torch.tensor(
             [t for i in items for t in i.tokens], dtype=torch.long, device=self._device
