@@ -146,7 +146,16 @@ def bosun_side(
     decoder: Decoder, device: torch.device, dtype: torch.dtype, args: argparse.Namespace
 ) -> dict[str, float]:
     max_len = args.prompt + args.output + 16
-    options = RunnerOptions("bosun", str(dtype).split(".")[-1], device.type, "none", 8, max_len)
+    slots = max(args.concurrency)  # decode graphs are captured up to this batch
+    options = RunnerOptions(
+        "bosun",
+        str(dtype).split(".")[-1],
+        device.type,
+        "none",
+        slots,
+        max_len,
+        max_batched_tokens=args.batched_tokens,
+    )
     runner = DecoderRunner(decoder, options, dtype, device)
     vocab = decoder.cfg.vocab_size
     one = prompts(1, args.prompt, vocab)
@@ -157,7 +166,10 @@ def bosun_side(
     for n in args.concurrency:
         batch = prompts(n, args.prompt, vocab)
         seconds = timed(
-            lambda b=batch, n=n: generate_greedy(runner, b, args.output, max_num_seqs=n), device
+            lambda b=batch, n=n: generate_greedy(
+                runner, b, args.output, max_num_seqs=n, max_batched_tokens=args.batched_tokens
+            ),
+            device,
         )
         out[f"c{n}_output_tok_s"] = n * args.output / seconds
     return out
@@ -262,6 +274,8 @@ def http_side(
             str(args.prompt + args.output + 16),
             "--engine",
             "bosun",
+            "--max-batched-tokens",
+            str(args.batched_tokens),
         ]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         log = Path(tmp) / "serve.log"
@@ -324,6 +338,7 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=512)
     parser.add_argument("--output", type=int, default=256)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--batched-tokens", type=int, default=8192, help="the step budget")
     parser.add_argument("--http", action="store_true", help="also the load over HTTP")
     parser.add_argument("--http-concurrency", type=int, default=64)
     parser.add_argument("--json", type=Path)

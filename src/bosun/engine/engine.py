@@ -164,6 +164,7 @@ class BosunEngine:
                 slots=options.max_num_seqs,
                 max_model_len=options.max_model_len,
                 cuda_graphs=options.cuda_graphs,
+                max_batched_tokens=options.max_batched_tokens,
             ),
         )
         self.quantization = runner.quantization

@@ -115,6 +115,7 @@ class RunnerOptions:
     slots: int  # sequences decoded together; on CPUs the cache holds this many full ones
     max_model_len: int | None
     cuda_graphs: bool = True  # replay decode steps from CUDA graphs (on CUDA)
+    max_batched_tokens: int = 2048  # the largest step: what the warm-up measures (on CUDA)
 
 
 def architecture_of(config: dict[str, Any]) -> str:
@@ -183,7 +184,7 @@ class DecoderRunner:
         self.max_len = _context(options, cfg.max_position, device)
         self.block_size = BLOCK_SIZE
         self.prefix_caching = True
-        self.num_blocks = _kv_blocks(options, self.max_len, device, cfg, dtype)
+        self.num_blocks = _kv_blocks(options, self.max_len, device, model, dtype)
         self.cache = PagedKVCache.allocate(cfg, self.num_blocks, BLOCK_SIZE, dtype, device)
         self._device = device
         cuda = device.type == "cuda"
@@ -266,26 +267,71 @@ def _kv_blocks(
     options: RunnerOptions,
     max_len: int,
     device: torch.device,
-    cfg: DecoderConfig,
+    model: Decoder,
     dtype: torch.dtype,
 ) -> int:
     """How many KV blocks to allocate. On a GPU: what fits in the memory left after the
-    weights and a warm-up; on CPUs: room for ``slots`` sequences of ``max_len`` tokens
-    (the memory is only touched as blocks are used)."""
+    weights and a warm-up step; on CPUs: room for ``slots`` sequences of ``max_len``
+    tokens (the memory is only touched as blocks are used)."""
     full = options.slots * -(-max_len // BLOCK_SIZE)
     if device.type != "cuda":
         return full
-    torch.cuda.synchronize(device)
+    cfg = model.cfg
+    activations = _warm_up(model, options, max_len, device, dtype)
+    # A decode step's logits and the sampler's copies of them (probs, sorted, noise).
+    sampling = 4 * options.slots * cfg.vocab_size * 4
     free, _ = torch.cuda.mem_get_info(device)
     per_block = PagedKVCache.bytes_per_block(cfg, BLOCK_SIZE, dtype)
-    blocks = int(free * GPU_MEMORY_UTILIZATION) // per_block - 2  # null and scratch
+    budget = int(free * GPU_MEMORY_UTILIZATION) - activations - sampling
+    blocks = budget // per_block - 2  # null and scratch
     if blocks < -(-max_len // BLOCK_SIZE):
         raise EngineError(
-            f"the KV cache does not fit: {free / 2**30:.1f} GiB free after the weights holds "
+            f"the KV cache does not fit: {free / 2**30:.1f} GiB free after the weights, "
+            f"{activations / 2**30:.1f} GiB of it for a step's activations, holds "
             f"{max(blocks, 0) * BLOCK_SIZE} tokens, fewer than one {max_len}-token sequence; "
-            "lower --max-model-len"
+            "lower --max-model-len or --max-batched-tokens"
         )
     return blocks
+
+
+def _warm_up(
+    model: Decoder,
+    options: RunnerOptions,
+    max_len: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> int:
+    """Bytes a step of ``max_batched_tokens`` prompt tokens needs beyond the weights:
+    one such step is run over a cache just large enough, and its peak is measured."""
+    tokens = max(1, min(options.max_batched_tokens, options.slots * max_len))
+    seqs, left = [], tokens
+    while left:
+        count = min(left, max_len)
+        seqs.append(count)
+        left -= count
+    tables, start = [], 0
+    for count in seqs:
+        used = -(-count // BLOCK_SIZE)
+        tables.append(list(range(start, start + used)))
+        start += used
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    cache = PagedKVCache.allocate(model.cfg, start, BLOCK_SIZE, dtype, device)
+    step = PagedStep.plan(
+        [PagedSeq(0, count, table) for count, table in zip(seqs, tables, strict=True)],
+        BLOCK_SIZE,
+        device,
+        cache.null_slot,
+        window=model.cfg.sliding_window,
+    )
+    model(torch.zeros(tokens, dtype=torch.long, device=device), cache, step)
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del cache, step
+    torch.cuda.empty_cache()
+    return int(peak)
 
 
 class TransformersRunner:
