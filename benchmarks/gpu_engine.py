@@ -330,6 +330,40 @@ def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float) -> b
     return False
 
 
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Output tok/s per model and load, Bosun beside transformers, with the batch-1
+    roofline marked (a log scale: the figures span two orders of magnitude)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = results["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for ax, (name, row) in zip(axes[0], models.items(), strict=True):
+        loads = ["batch1"] + [k.split("_")[1] for k in row if k.startswith("bosun_c")]
+        bosun = [row["bosun_batch1_decode_tok_s"]]
+        bosun += [row[f"bosun_{c}_output_tok_s"] for c in loads[1:]]
+        hf = [row.get("hf_static_batch1_decode_tok_s", 0)]
+        hf += [row.get(f"hf_generate_batch_{c}_output_tok_s", 0) for c in loads[1:]]
+        x = range(len(loads))
+        ax.bar([i - 0.2 for i in x], bosun, 0.4, label="Bosun")
+        ax.bar([i + 0.2 for i in x], hf, 0.4, label="transformers")
+        http = [k for k in row if k.startswith("http_c") and k.endswith("_output_tok_s")]
+        for key in http:
+            load = key.split("_")[1]
+            if load in loads:
+                ax.plot(loads.index(load), row[key], "k*", markersize=12, label="Bosun over HTTP")
+        ax.axhline(row["roofline_batch1_tok_s"], color="grey", ls="--", label="batch-1 roofline")
+        ax.set_xticks(list(x), loads)
+        ax.set_yscale("log")
+        ax.set_title(f"{name} ({results['device']})")
+        ax.set_ylabel("output tok/s")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -342,7 +376,12 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="also the load over HTTP")
     parser.add_argument("--http-concurrency", type=int, default=64)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--chart", type=Path, help="a PNG of the results (needs matplotlib)")
+    parser.add_argument("--chart-from", type=Path, help="only draw --chart from this JSON")
     args = parser.parse_args()
+    if args.chart_from:
+        chart(json.loads(args.chart_from.read_text()), args.chart)
+        return
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if args.tiny:
@@ -380,6 +419,11 @@ def main() -> None:
         print(name, json.dumps(row, indent=1), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.chart:
+        try:
+            chart(results, args.chart)
+        except ImportError:
+            print("no matplotlib here: draw it later with --chart-from", file=sys.stderr)
 
 
 if __name__ == "__main__":
