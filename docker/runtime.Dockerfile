@@ -1,5 +1,5 @@
 # The runtime image: `bosun serve` (and, for tuning Workspaces, the tuning job) with the
-# serve extra. The vllm runtime uses vLLM's own image instead (vllm/vllm-openai).
+# serve and tune extras. The vllm runtime uses vLLM's own image instead (vllm/vllm-openai).
 #   docker build -f docker/runtime.Dockerfile -t ghcr.io/bosun-dev/bosun:0.1.0 .
 # PyPI's torch wheels for Linux bundle CUDA, so one image serves GPUs (with the NVIDIA
 # container runtime) and CPUs. For a smaller CPU-only image:
@@ -9,12 +9,12 @@ ARG TORCH_INDEX=https://pypi.org/simple
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels --extra-index-url "$TORCH_INDEX" '.[serve]'
+RUN pip wheel --no-cache-dir --wheel-dir /wheels --extra-index-url "$TORCH_INDEX" '.[serve,tune]'
 
 FROM python:3.11-slim
 RUN useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin bosun
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels 'bosun[serve]'
+    pip install --no-cache-dir --no-index --find-links /wheels 'bosun[serve,tune]'
 # Model files and converted caches go to /cache (an emptyDir or a volume in the pod).
 ENV PYTHONUNBUFFERED=1 \
     HF_HOME=/cache/huggingface \

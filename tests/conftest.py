@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+# Triton kernels (the GPU decode path) run under Triton's interpreter on this CPU. Set
+# before anything imports triton.language: peft and transformers import it at collection.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

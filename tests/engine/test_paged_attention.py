@@ -5,9 +5,6 @@ eagerly here). On a GPU the same code is compiled and captured."""
 from __future__ import annotations
 
 import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton compiles anything
-
 from typing import Any
 
 import pytest
@@ -21,6 +18,8 @@ from tests.engine.test_paged import PROMPTS, greedy_alone
 from tests.engine.tiny import GEMMA2, MISTRAL, hf_twin
 
 triton = pytest.importorskip("triton", reason="the paged decode kernel needs Triton")
+# tests/conftest.py sets it for the whole session, before anything imports Triton.
+assert os.environ.get("TRITON_INTERPRET") == "1", "the kernel would be compiled for a GPU"
 CPU = torch.device("cpu")
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from bosun.api import Workspace
     from bosun.catalog import Plan
     from bosun.local.devices import Machine
+    from bosun.local.runtime import Shown
     from bosun.local.state import Store
 
 __all__ = ["register"]
@@ -87,6 +88,9 @@ def up(
     except LocalError as exc:
         fail(str(exc))
     record = shown.record
+    if record.kind == "job":
+        _job_started(store, shown, foreground)
+        return
     if shown.state != "Ready":
         fail(f"{record.name} did not start: {record.message or shown.note}", code=1)
     model = record.model
@@ -106,6 +110,28 @@ def up(
         try:
             _attach(store, record.name)
         except KeyboardInterrupt:  # Ctrl-C before the log was being followed
+            _detach(store, record.name)
+
+
+def _job_started(store: Store, shown: Shown, foreground: bool) -> None:
+    """A fine-tuning job is up once it runs: say where it writes and how to follow it."""
+    record = shown.record
+    if shown.state == "Failed":
+        fail(f"{record.name} failed: {record.message or shown.note}", code=1)
+    output = (record.workspace.get("spec", {}).get("tuning", {}).get("output", {})).get("uri", "")
+    console.print(
+        f"[green]{record.name} is {shown.state}[/green]: fine-tuning {record.model}; the "
+        f"adapter goes to {output.removeprefix('file://')}\n\n"
+        f"  bosun logs {record.name} -f    loss and time left, step by step\n"
+        f"  bosun ps                   Running, then Succeeded or Failed\n\n"
+        f"Stopped (bosun down {record.name}) or killed, `bosun up` again resumes it from its "
+        "last checkpoint.",
+        soft_wrap=True,
+    )
+    if foreground:
+        try:
+            _attach(store, record.name)
+        except KeyboardInterrupt:
             _detach(store, record.name)
 
 
@@ -167,7 +193,7 @@ def _follow(store: Store, name: str) -> Iterator[str]:
             if time.monotonic() - checked > 1.0:
                 checked = time.monotonic()
                 record = store.get(name)
-                if record is None or show(record).state in ("Stopped", "Failed"):
+                if record is None or show(record).state in ("Stopped", "Failed", "Succeeded"):
                     return
             time.sleep(0.2)
 
@@ -187,7 +213,7 @@ def ps(
     table = Table(title_justify="left")
     for column in ("name", "model", "state", "endpoint", "devices", "restarts", "pid", "uptime"):
         table.add_column(column)
-    colours = {"Ready": "green", "Failed": "red", "Stopped": "dim"}
+    colours = {"Ready": "green", "Succeeded": "green", "Failed": "red", "Stopped": "dim"}
     for s in shown:
         r = s.record
         state = f"[{colours.get(s.state, 'yellow')}]{s.state}[/]"
@@ -198,7 +224,7 @@ def ps(
             r.name,
             r.model,
             state,
-            r.endpoint,
+            r.endpoint or "-",
             ",".join(r.devices),
             str(r.restarts),
             str(r.pid or "-"),

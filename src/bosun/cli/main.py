@@ -11,6 +11,7 @@ from bosun import __version__
 from bosun.cli.cluster import register as _register_cluster
 from bosun.cli.local import register as _register_local
 from bosun.cli.output import Format, console, dump, fail, progress_bar, warn
+from bosun.cli.tune import register as _register_tune
 
 if TYPE_CHECKING:
     from bosun.api import Workspace
@@ -438,6 +439,13 @@ def serve(
             help="Tokens one step computes at most; longer prompts are prefilled in chunks.",
         ),
     ] = 2048,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A LoRA adapter served as its own model: NAME=PATH[:STRENGTH] (a PEFT "
+            "directory; strength 0-1, default 1). Repeatable.",
+        ),
+    ] = None,
     enforce_eager: Annotated[
         bool,
         typer.Option(help="On CUDA, launch decode steps kernel by kernel, not from CUDA graphs."),
@@ -469,6 +477,7 @@ def serve(
         fail(f"--quantization: {quantization!r} is not one of auto, int8, none")
     if backend not in ("auto", "bosun", "transformers"):
         fail(f"--engine: {backend!r} is not one of auto, bosun, transformers")
+    adapters = tuple(_parse_adapter(a) for a in adapter or [])
     try:
         import uvicorn
 
@@ -488,6 +497,7 @@ def serve(
             max_waiting=max_waiting,
             max_batched_tokens=max_batched_tokens,
             cuda_graphs=not enforce_eager,
+            adapters=adapters,
             dtype=dtype,
             device=device,
             quantization=quantization,
@@ -501,6 +511,28 @@ def serve(
     _log_to_stderr("bosun", log_level)
     app_ = build_app(ServeSettings(api_key=api_key), engine)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+
+
+def _parse_adapter(value: str) -> tuple[str, str, float]:
+    """NAME=PATH[:STRENGTH] as (name, path, strength); a bad one fails naming --adapter."""
+    name, sep, rest = value.partition("=")
+    if not sep or not name or not rest:
+        fail(f"--adapter {value!r}: write NAME=PATH or NAME=PATH:STRENGTH")
+    path, strength = rest, 1.0
+    head, colon, tail = rest.rpartition(":")
+    if colon and head:
+        try:
+            strength = float(tail)
+        except ValueError:
+            pass  # a colon in the path itself
+        else:
+            path = head
+    if not 0 <= strength <= 1:
+        fail(f"--adapter {name}: strength {strength:g} is not between 0 and 1")
+    folder = Path(path).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        fail(f"--adapter {name}: {folder} is not a PEFT adapter directory (adapter_config.json)")
+    return name, str(folder), strength
 
 
 def _log_to_stderr(logger: str, level: str) -> None:
@@ -538,6 +570,7 @@ def main() -> None:
 
 _register_local(app)
 _register_cluster(app)
+_register_tune(app)
 
 if __name__ == "__main__":
     main()

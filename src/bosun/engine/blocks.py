@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Block", "BlockManager", "BlockStats"]
+__all__ = ["NO_HASH", "Block", "BlockManager", "BlockStats"]
 
 NO_HASH = -1
 
@@ -72,13 +72,13 @@ class BlockManager:
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
-    def _cached_prefix(self, tokens: Sequence[int]) -> list[int]:
+    def _cached_prefix(self, tokens: Sequence[int], salt: int) -> list[int]:
         """The blocks that already hold this prefix, in order (full blocks only, and never
         the whole sequence)."""
         found: list[int] = []
         if not self.prefix_caching:
             return found
-        previous = NO_HASH
+        previous = salt
         for start in range(0, len(tokens) - self.block_size + 1, self.block_size):
             chunk = tuple(tokens[start : start + self.block_size])
             h = _chain(previous, chunk)
@@ -91,11 +91,13 @@ class BlockManager:
             found.pop()  # recompute the last block: its last token gives the logits
         return found
 
-    def allocate(self, tokens: Sequence[int]) -> tuple[list[int], int] | None:
+    def allocate(self, tokens: Sequence[int], salt: int = NO_HASH) -> tuple[list[int], int] | None:
         """Blocks for a new sequence of ``tokens``: (block table, tokens already cached),
         or None when there are not enough free blocks. At least the last token is left
-        to compute, so the sequence always yields logits."""
-        cached = self._cached_prefix(tokens)
+        to compute, so the sequence always yields logits. ``salt`` starts the hash chain:
+        sequences whose keys and values differ for the same tokens (another LoRA adapter)
+        share no blocks."""
+        cached = self._cached_prefix(tokens, salt)
         reusable = sum(1 for b in cached if self.blocks[b].ref_count == 0)
         if self.blocks_for(len(tokens)) - len(cached) + reusable > len(self._free):
             return None
@@ -137,12 +139,12 @@ class BlockManager:
             table.append(self._take(table[-1] if table else None))
         return True
 
-    def commit(self, table: list[int], tokens: Sequence[int]) -> None:
+    def commit(self, table: list[int], tokens: Sequence[int], salt: int = NO_HASH) -> None:
         """Record the hashes of the full blocks of ``tokens`` (now computed), so later
-        sequences with the same prefix can share them."""
+        sequences with the same prefix (and salt) can share them."""
         if not self.prefix_caching:
             return
-        previous = NO_HASH
+        previous = salt
         for i, block_id in enumerate(table):
             start = i * self.block_size
             if start + self.block_size > len(tokens):

@@ -21,6 +21,7 @@ __all__ = [
     "ModelInfo",
     "SamplingParams",
     "TokenEvent",
+    "UnknownAdapterError",
 ]
 
 FinishReason = Literal["stop", "length", "abort"]
@@ -39,6 +40,10 @@ class InvalidRequestError(EngineError):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+class UnknownAdapterError(InvalidRequestError):
+    """No LoRA adapter of that name is loaded (404 on the wire)."""
 
 
 class EngineOverloadedError(EngineError):
@@ -133,6 +138,14 @@ class EngineClient(Protocol):
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
 
     def stats(self) -> EngineStats: ...
+
+    async def load_adapter(self, name: str, path: str, strength: float = 1.0) -> None:
+        """Load a PEFT LoRA adapter, served as model ``name`` (its parent: the base)."""
+        ...
+
+    async def unload_adapter(self, name: str) -> None:
+        """Stop serving the adapter; requests already using it finish with it."""
+        ...
 
     async def start(self) -> None:
         """Load and warm up; ``/health`` turns ready only after this returns."""

@@ -16,9 +16,11 @@ import os
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +36,7 @@ from bosun.engine.client import (
     ModelInfo,
     SamplingParams,
     TokenEvent,
+    UnknownAdapterError,
 )
 from bosun.engine.detokenize import IncrementalDetokenizer
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
@@ -70,6 +73,17 @@ class EngineOptions:
     max_batched_tokens: int = 2048
     # On CUDA, decode steps replay CUDA graphs captured per batch size at load.
     cuda_graphs: bool = True
+    # LoRA adapters served beside the base model: (name, PEFT directory, strength).
+    adapters: tuple[tuple[str, str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Adapter:
+    name: str
+    path: str
+    strength: float
+    slot: int  # the runner's
+    salt: int  # the prefix cache's hash seed: its blocks are its own
 
 
 @dataclass(eq=False)
@@ -119,6 +133,12 @@ class BosunEngine:
         self.quantization = "none"
         self.backend = "none"
         self._grammar: Future[TokenizerGrammar | None] | None = None
+        self._adapters: dict[str, _Adapter] = {}  # served, by name
+        self._slots = itertools.count(1)
+        self._retired: set[int] = set()  # unloaded slots still used by running requests
+        self._calls: queue.SimpleQueue[tuple[Callable[[], None], Future[None]]] = (
+            queue.SimpleQueue()
+        )
 
     # ------------------------------------------------------------------ loading
 
@@ -127,7 +147,80 @@ class BosunEngine:
         if not self._info:
             name = self.options.served_name or self.options.model
             return [ModelInfo(name, self.options.max_model_len or 0, int(time.time()))]
-        return self._info
+        base = self._info[0]
+        return [
+            base,
+            *(
+                ModelInfo(a.name, base.max_model_len, base.created, parent=base.name)
+                for a in self._adapters.values()
+            ),
+        ]
+
+    # ------------------------------------------------------------------ adapters
+
+    def _add_adapter(self, name: str, path: str, strength: float) -> None:
+        """In the worker thread (or before it loops): load into a new runner slot."""
+        assert self._runner is not None
+        if not 0 <= strength <= 1:
+            raise InvalidRequestError(
+                f"adapter {name}: strength {strength} is not in [0, 1]", "strength"
+            )
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise InvalidRequestError(f"adapter {name}: {folder} is not a directory", "lora_path")
+        slot = next(self._slots)
+        self._runner.load_adapter(slot, folder, strength)
+        salt = zlib.crc32(f"{slot}:{name}".encode())
+        self._adapters[name] = _Adapter(name, str(folder), strength, slot, salt)
+
+    def _check_adapter_name(self, name: str) -> None:
+        if not name or name == self.models[0].name or name in self._adapters:
+            raise InvalidRequestError(
+                f"the model name {name!r} is already served (or empty): choose another",
+                "lora_name",
+            )
+
+    async def load_adapter(self, name: str, path: str, strength: float = 1.0) -> None:
+        self._check_adapter_name(name)
+        await self._in_worker(lambda: self._add_adapter(name, path, strength))
+        log.info("LoRA adapter %s loaded from %s (strength %g)", name, path, strength)
+
+    async def unload_adapter(self, name: str) -> None:
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            raise UnknownAdapterError(f"no LoRA adapter named {name!r} is loaded", "lora_name")
+
+        def retire() -> None:
+            self._adapters.pop(name, None)
+            self._retired.add(adapter.slot)  # freed once no running request uses it
+
+        await self._in_worker(retire)
+        log.info("LoRA adapter %s unloaded", name)
+
+    async def _in_worker(self, call: Callable[[], None]) -> None:
+        """Run ``call`` in the worker thread between two steps (it owns the model)."""
+        done: Future[None] = Future()
+        self._calls.put((call, done))
+        self._wake.set()
+        await asyncio.wrap_future(done)
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                call, done = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                call()
+            except BaseException as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+        if self._retired and self._runner is not None:
+            in_use = {s.cache.adapter for s in self._seqs.values()}
+            for slot in self._retired - in_use:
+                self._runner.unload_adapter(slot)
+            self._retired &= in_use
 
     async def start(self) -> None:
         """Load in the worker thread itself: one thread does all torch work, so OpenMP
@@ -185,6 +278,12 @@ class BosunEngine:
         name = options.served_name or local.name
         self._info = [ModelInfo(name, runner.max_len, int(time.time()))]
         self._runner = runner
+        for name, path, strength in options.adapters:
+            self._check_adapter_name(name)
+            try:
+                self._add_adapter(name, path, strength)
+            except InvalidRequestError as exc:
+                raise EngineError(f"--adapter {name}: {exc}") from None
         engine = "the Bosun engine" if runner.backend == "bosun" else "transformers"
         log.info(
             "%s is served by %s on %s (%s weights); KV cache: %d tokens in blocks of %d%s;"
@@ -245,6 +344,13 @@ class BosunEngine:
             raise EngineOverloadedError(
                 f"{self.options.max_waiting} requests are already waiting", retry_after=1.0
             )
+        adapter = None
+        if request.adapter is not None:
+            adapter = self._adapters.get(request.adapter)
+            if adapter is None:
+                raise UnknownAdapterError(
+                    f"no LoRA adapter named {request.adapter!r} is loaded", "model"
+                )
         prompt = list(request.prompt_token_ids)
         needed = len(prompt) + request.params.max_tokens
         limit = min(runner.max_len, runner.num_blocks * runner.block_size)
@@ -273,6 +379,8 @@ class BosunEngine:
             prompt=prompt,
             cache=CacheSequence(next(self._ids), list(prompt), request.params.max_tokens),
         )
+        if adapter is not None:
+            seq.cache.adapter, seq.cache.salt = adapter.slot, adapter.salt
         self._pending += 1
         self._incoming.put(seq)
         self._wake.set()
@@ -307,6 +415,7 @@ class BosunEngine:
         scheduler = self._scheduler
         assert scheduler is not None
         while not self._stop:
+            self._run_calls()
             while True:
                 try:
                     seq = self._incoming.get_nowait()

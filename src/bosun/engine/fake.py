@@ -20,6 +20,7 @@ from bosun.engine.client import (
     InvalidRequestError,
     ModelInfo,
     TokenEvent,
+    UnknownAdapterError,
 )
 from bosun.engine.stops import StopMatcher
 
@@ -55,6 +56,19 @@ class FakeEngine:
     @property
     def models(self) -> Sequence[ModelInfo]:
         return self._models
+
+    async def load_adapter(self, name: str, path: str, strength: float = 1.0) -> None:
+        """Bookkeeping only (the fake has no weights): the name is listed with its parent."""
+        if any(m.name == name for m in self._models):
+            raise InvalidRequestError(f"the model name {name!r} is already served", "lora_name")
+        base = self._models[0]
+        self._models.append(ModelInfo(name, base.max_model_len, base.created, parent=base.name))
+
+    async def unload_adapter(self, name: str) -> None:
+        kept = [m for m in self._models if not (m.name == name and m.parent)]
+        if len(kept) == len(self._models):
+            raise UnknownAdapterError(f"no LoRA adapter named {name!r} is loaded", "lora_name")
+        self._models = kept
 
     def _id(self, word: str) -> int:
         return self.vocab.setdefault(word, len(self.vocab) + 3)

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from bosun.engine.client import EngineError
+from bosun.engine.client import EngineError, InvalidRequestError
 from bosun.engine.cuda_graphs import DecodeGraphs
 from bosun.engine.loader import LocalModel
+from bosun.engine.lora import LoraSet
 from bosun.engine.model import (
     SUPPORTED_ARCHITECTURES,
     Decoder,
@@ -65,6 +67,7 @@ class RunItem:
     tokens: list[int]
     start: int
     block_table: list[int]
+    adapter: int = 0  # the LoRA adapter's slot (0: the base model)
 
 
 class ModelRunner(Protocol):
@@ -84,6 +87,12 @@ class ModelRunner(Protocol):
         """The sequence is done or preempted: drop whatever the runner keeps for it."""
         ...
 
+    def load_adapter(self, slot: int, path: Path, strength: float) -> None:
+        """Load the PEFT LoRA adapter at ``path`` into ``slot`` (1, 2, ...)."""
+        ...
+
+    def unload_adapter(self, slot: int) -> None: ...
+
 
 def run_batch(runner: ModelRunner, batch: Batch) -> torch.Tensor | None:
     """Run one scheduled step: forget what preempted sequences kept (they are recomputed
@@ -100,6 +109,7 @@ def run_batch(runner: ModelRunner, batch: Batch) -> torch.Tensor | None:
                 i.seq.tokens[i.start : i.start + i.count],
                 i.start,
                 list(i.seq.block_table),
+                i.seq.adapter,
             )
             for i in batch.items
         ]
@@ -187,6 +197,7 @@ class DecoderRunner:
         self.num_blocks = _kv_blocks(options, self.max_len, device, model, dtype)
         self.cache = PagedKVCache.allocate(cfg, self.num_blocks, BLOCK_SIZE, dtype, device)
         self._device = device
+        self.lora = LoraSet(model)
         cuda = device.type == "cuda"
         if paged_kernel is None:  # CUDA builds of PyTorch ship Triton; others may not
             paged_kernel = cuda and importlib.util.find_spec("triton") is not None
@@ -236,8 +247,20 @@ class DecoderRunner:
             quantize_int8(model, threads=min(2, torch.get_num_threads()))
         return cls(model, options, dtype, device, quantization)
 
+    def load_adapter(self, slot: int, path: Path, strength: float) -> None:
+        self.lora.add(slot, path, strength)
+
+    def unload_adapter(self, slot: int) -> None:
+        self.lora.remove(slot)
+
     def run(self, items: list[RunItem]) -> torch.Tensor:
-        graphs = self.graphs
+        adapted = any(i.adapter for i in items)
+        self.lora.route(
+            [i.adapter for i in items] if adapted else [],
+            [len(i.tokens) for i in items] if adapted else [],
+            self._device,
+        )
+        graphs = None if adapted else self.graphs  # graphs hold no per-step adapter routing
         if graphs and len(items) <= graphs.max_batch and all(len(i.tokens) == 1 for i in items):
             return graphs.run(
                 [i.tokens[0] for i in items],
@@ -358,7 +381,36 @@ class TransformersRunner:
         self.block_size = BLOCK_SIZE
         self.prefix_caching = False  # each sequence has a cache of its own
         self.attention = "transformers"
+        self._adapters: dict[int, str] = {}  # slot -> peft adapter name
         self.num_blocks = options.slots * -(-self.max_len // BLOCK_SIZE)
+
+    def load_adapter(self, slot: int, path: Path, strength: float) -> None:
+        """Through peft: the adapter is switched per sequence (they run one by one)."""
+        try:
+            from peft import PeftModel
+        except ImportError:
+            raise EngineError("adapters with --engine transformers need peft") from None
+        name = f"adapter-{slot}"
+        try:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(path), adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+        except (OSError, ValueError, KeyError) as exc:
+            raise InvalidRequestError(
+                f"{path}: not a LoRA adapter for this model: {exc}", "lora_path"
+            ) from None
+        for module in self.model.modules():
+            scaling = getattr(module, "scaling", None)
+            if isinstance(scaling, dict) and name in scaling:
+                scaling[name] *= strength
+        self.model.eval()
+        self._adapters[slot] = name
+
+    def unload_adapter(self, slot: int) -> None:
+        name = self._adapters.pop(slot, None)
+        if name is not None:
+            self.model.delete_adapter(name)
 
     @torch.inference_mode()
     def _forward(self, item: RunItem) -> torch.Tensor:
@@ -366,6 +418,16 @@ class TransformersRunner:
             self._caches.pop(item.seq_id, None)  # a new or a preempted sequence
         ids = torch.tensor([item.tokens], dtype=torch.long, device=self._device)
         cache = self._caches.get(item.seq_id)
+        if self._adapters:
+            if item.adapter:
+                self.model.set_adapter(self._adapters[item.adapter])
+                out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+            else:
+                with self.model.disable_adapter():
+                    out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+            self._caches[item.seq_id] = out.past_key_values
+            adapted: torch.Tensor = out.logits[0, -1].float()
+            return adapted
         out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
         self._caches[item.seq_id] = out.past_key_values
         logits: torch.Tensor = out.logits[0, -1].float()

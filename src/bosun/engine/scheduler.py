@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
-from bosun.engine.blocks import BlockManager
+from bosun.engine.blocks import NO_HASH, BlockManager
 
 __all__ = ["Batch", "Scheduled", "Scheduler", "Sequence", "SequenceState"]
 
@@ -39,6 +39,8 @@ class Sequence:
     block_table: list[int] = field(default_factory=list)
     state: SequenceState = SequenceState.WAITING
     preemptions: int = 0
+    adapter: int = 0  # the LoRA adapter's slot in the runner (0: the base model)
+    salt: int = NO_HASH  # the prefix cache's hash seed: one per adapter
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -122,7 +124,7 @@ class Scheduler:
         if not preempted:  # no room was freed by preemption: admit new work
             while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
                 seq = self.waiting[0]
-                allocated = self.blocks.allocate(seq.tokens)
+                allocated = self.blocks.allocate(seq.tokens, seq.salt)
                 if allocated is None:
                     break
                 self.waiting.popleft()
@@ -152,7 +154,7 @@ class Scheduler:
             seq = item.seq
             seq.computed = item.start + item.count
             # Full blocks are shareable as soon as they are computed (even mid-prompt).
-            self.blocks.commit(seq.block_table, seq.tokens[: seq.computed])
+            self.blocks.commit(seq.block_table, seq.tokens[: seq.computed], seq.salt)
             if item.samples and seq.id in sampled:
                 seq.tokens.append(sampled[seq.id])
                 if seq.output_len >= seq.max_tokens:

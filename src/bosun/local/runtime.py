@@ -115,12 +115,16 @@ def show(record: Record) -> Shown:
     """Check a stored record against the processes and the port: a workspace whose server
     is gone or whose port is closed is never shown as Ready."""
     state, note = record.state, ""
-    if record.state in ("Failed", "Stopped"):
+    if record.state in ("Failed", "Stopped", "Succeeded"):
         return Shown(record, state, _alive(record.supervisor_pid), note)
     if record.boot and record.boot != boot_id():
         return Shown(record, "Stopped", False, "the machine restarted since (stale entry)")
     supervised = _alive(record.supervisor_pid)
     server = _alive(record.pid)
+    if record.kind == "job":
+        if not supervised and not server:
+            state, note = "Failed", "its supervisor and the job are gone: bosun up resumes it"
+        return Shown(record, state, supervised, note)
     if not supervised:
         if server and _port_open(record.port):
             note = "its supervisor is gone: a crash will not be restarted (bosun down, up)"
@@ -135,8 +139,8 @@ def show(record: Record) -> Shown:
 def serve_model(ws: Workspace, plan: Plan) -> str:
     """What `bosun serve --model` gets: a preset by its name (its weights may ship in a
     package), any other model by what the plan loads (a path, a Hugging Face id)."""
-    inference = ws.spec.inference
-    return plan.model if inference is not None and inference.preset else plan.model_ref
+    workload = ws.spec.inference or ws.spec.tuning
+    return plan.model if workload is not None and workload.preset else plan.model_ref
 
 
 def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
@@ -147,6 +151,45 @@ def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
     command += ["--max-model-len", str(plan.max_model_len)]
     command += ["--max-concurrency", str(max(plan.concurrency, 1))]
     if plan.accelerator.is_gpu:
+        command += ["--device", "cuda"]
+    return command
+
+
+def _check_local_tuning(ws: Workspace, file: str) -> None:
+    """Volumes are a cluster's; here the data and the adapter are paths or URLs."""
+    tuning = ws.spec.tuning
+    assert tuning is not None
+    if tuning.input.volume is not None:
+        raise LocalError(
+            f"{file}: spec.tuning.input.volume is a cluster volume; on one machine give "
+            "input.uris (file:///path/data.jsonl, https://...)"
+        )
+    if tuning.output.uri is None or not tuning.output.uri.startswith("file://"):
+        raise LocalError(
+            f"{file}: spec.tuning.output: on one machine the adapter goes to a local "
+            "directory: output.uri: file:///path/to/adapter"
+        )
+    for uri in tuning.input.uris:
+        if uri.startswith(("pvc://", "hf://")):
+            raise LocalError(
+                f"{file}: spec.tuning.input.uris: {uri} cannot be read on one machine; "
+                "give file:// paths or http(s) URLs"
+            )
+
+
+def tune_command(store: Store, ws: Workspace, plan: Plan, name: str) -> list[str]:
+    """The `bosun tune` command line for a fine-tuning Workspace, its settings written to
+    ``jobs/NAME/tuning.yaml`` in the state directory (the file a cluster's Job mounts)."""
+    import yaml
+
+    from bosun.render.tuning import tuning_config
+
+    settings = {**tuning_config(ws, plan), "model": serve_model(ws, plan)}
+    path = store.root / "jobs" / name / "tuning.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    command = [sys.executable, "-m", "bosun.cli.main", "tune", "--config", str(path)]
+    if plan.accelerator.name != "cpu":
         command += ["--device", "cuda"]
     return command
 
@@ -182,27 +225,27 @@ def reserve(
     """Check that ``ws`` can run here, choose its port and devices, and store it as
     Starting; nothing is started yet."""
     name = name or ws.metadata.name
-    if plan.workload == "tuning":
-        raise LocalError(
-            f"{file}: fine-tuning Workspaces do not run locally yet (spec.tuning); "
-            "bosun render gives the Job for a cluster"
-        )
+    job = plan.workload == "tuning"
+    if job:
+        _check_local_tuning(ws, file)
     if not plan.fits:
         raise LocalError(f"{name}: the model does not fit this machine: {plan.reason}")
     existing = store.get(name)
     if existing is not None:
         shown = show(existing)
-        if shown.state in ("Stopped", "Failed"):
+        if shown.state in ("Stopped", "Failed", "Succeeded"):
             store.delete(name)  # a finished or stale entry: replace it
         else:
             raise LocalError(
                 f"{name} is already {shown.state.lower()} at {existing.endpoint} "
                 f"(bosun down {name} first, or --name for a second one)"
             )
+    if job and port is not None:
+        raise LocalError("--port: a fine-tuning Workspace serves nothing; leave it out")
     if port is not None and not _port_free(port):
         raise LocalError(f"--port {port} is taken on 127.0.0.1: choose another, or leave it out")
     here = here or Machine(None, plan.accelerator)
-    chosen = port or free_port()
+    chosen = 0 if job else port or free_port()
 
     # A Workspace that asks to share (time-slicing, MPS) may get GPUs that other sharing
     # workspaces hold; an exclusive one only GPUs that nobody holds.
@@ -212,7 +255,8 @@ def reserve(
         held = {
             device
             for other in others
-            if show(other).state not in ("Stopped", "Failed") and not (shared and other.shared)
+            if show(other).state not in ("Stopped", "Failed", "Succeeded")
+            and not (shared and other.shared)
             for device in other.devices
             if device != "cpu"
         }
@@ -230,7 +274,8 @@ def reserve(
             model=plan.model,
             file=file,
             port=chosen,
-            command=serve_command(ws, plan, chosen),
+            command=tune_command(store, ws, plan, name) if job else serve_command(ws, plan, chosen),
+            kind="job" if job else "server",
             devices=devices,
             env=env,
             workspace=ws.model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -264,8 +309,8 @@ def _launch(store: Store, name: str, wait: float, on_wait: Callable[[str], None]
         current = store.get(name)
         if current is None:
             raise LocalError(f"{name} was removed while starting (bosun down from elsewhere?)")
-        if current.state in ("Ready", "Failed"):
-            return show(current)
+        if current.state in ("Ready", "Failed", "Running", "Succeeded"):
+            return show(current)  # a job is up once it runs: bosun ps follows it
         if supervisor.poll() is not None and current.state != "Ready":
             lines = "\n".join(tail(log, 20))
             store.update(name, state="Failed", message=f"the supervisor exited:\n{lines}")
@@ -310,6 +355,8 @@ def logs(store: Store, name: str, lines: int) -> list[str]:
 
 _REASONS: dict[str, tuple[Literal["True", "False"], str, str]] = {
     "Ready": ("True", "Serving", "the server answers on {endpoint}"),
+    "Running": ("False", "Running", "the fine-tuning job runs (bosun logs shows its loss)"),
+    "Succeeded": ("True", "Succeeded", "the adapter is written"),
     "Starting": ("False", "Starting", "the server is loading the model"),
     "Restarting": ("False", "Restarting", "the server exited; its supervisor restarts it"),
     "Failed": ("False", "Failed", "{message}"),
@@ -336,7 +383,16 @@ def status(shown: Shown) -> dict[str, Any]:
     message = text.format(endpoint=r.endpoint, message=r.message, note=shown.note)
     if shown.note and shown.state == "Ready":
         message += f" ({shown.note})"
-    for kind in (ConditionType.INFERENCE_READY, ConditionType.WORKSPACE_SUCCEEDED):
+    kinds = [ConditionType.INFERENCE_READY, ConditionType.WORKSPACE_SUCCEEDED]
+    if r.kind == "job":  # as the operator reports a tuning Job
+        started: Literal["True", "False"] = (
+            "True" if shown.state in ("Running", "Succeeded") else "False"
+        )
+        conditions = set_condition(
+            conditions, ConditionType.JOB_STARTED, started, reason, message[-32000:], at=when
+        )
+        kinds = [ConditionType.JOB_SUCCEEDED, ConditionType.WORKSPACE_SUCCEEDED]
+    for kind in kinds:
         conditions = set_condition(conditions, kind, flag, reason, message[-32000:], at=when)
     document = dict(r.workspace) or {
         "apiVersion": "bosun.dev/v1alpha1",

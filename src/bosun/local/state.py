@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 __all__ = ["Record", "State", "Store", "boot_id", "home"]
 
-State = Literal["Starting", "Ready", "Restarting", "Failed", "Stopped"]
+# Servers: Starting, Ready, Restarting. Jobs (fine-tuning): Starting, Running, Succeeded.
+State = Literal["Starting", "Ready", "Restarting", "Running", "Succeeded", "Failed", "Stopped"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
@@ -64,10 +65,11 @@ class Record:
     env: dict[str, str] = field(default_factory=dict)  # for the server (CUDA_VISIBLE_DEVICES)
     shared: bool = False  # its GPUs may be shared with other sharing workspaces
     boot: str = field(default_factory=boot_id)  # the machine's boot it started in
+    kind: str = "server"  # server (restarted when it exits) or job (runs to completion)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://127.0.0.1:{self.port}/v1" if self.kind == "server" else ""
 
     @classmethod
     def from_json(cls, text: str) -> Record:

@@ -1,6 +1,7 @@
 """The supervisor of one local workspace: ``python -m bosun.local.supervisor NAME``.
 
-Starts the workspace's server (its command is in the state store), appends its output to
+A job (a fine-tuning Workspace) runs once: Running, then Succeeded or Failed. For a
+server, it starts the workspace's server (its command is in the state store), appends its output to
 the workspace's log, marks it Ready once ``/health`` answers 200, and restarts it when it
 exits with exponential backoff (1, 2, 4, ... 30 s), counting restarts. After
 ``MAX_CRASHES`` crashes in a row without reaching Ready it marks the workspace Failed with
@@ -21,7 +22,7 @@ from types import FrameType
 
 from bosun.local.state import Store
 
-__all__ = ["MAX_CRASHES", "backoff", "main", "tail"]
+__all__ = ["MAX_CRASHES", "backoff", "main", "run_job", "tail"]
 
 MAX_CRASHES = 5
 _STOP_GRACE = 30.0  # seconds a server gets to drain on SIGTERM
@@ -72,10 +73,49 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
+def run_job(store: Store, name: str) -> int:
+    """Run a job once: Running, then Succeeded or Failed (with its last log lines). Run
+    again (``bosun up``), a tuning job resumes from its last checkpoint."""
+    record = store.get(name)
+    if record is None:
+        return 1
+    log_path = store.log_path(name)
+    server: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
+    store.update(name, supervisor_pid=os.getpid())
+    try:
+        with log_path.open("ab") as log:
+            server = subprocess.Popen(
+                record.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **record.env},
+            )
+        store.update(name, pid=server.pid, started=time.time(), state="Running")
+        code = server.wait()
+    except _StopRequestedError:
+        if server is not None:
+            _stop(server)
+        store.update(name, state="Stopped", pid=None)
+        return 0
+    if code == 0:
+        store.update(name, state="Succeeded", pid=None, message="")
+        return 0
+    last = "\n".join(tail(log_path, 20))
+    store.update(
+        name, state="Failed", pid=None, message=f"the job exited with {code}; last lines:\n{last}"
+    )
+    return 1
+
+
 def supervise(store: Store, name: str) -> int:
     record = store.get(name)
     if record is None:
         return 1
+    if record.kind == "job":
+        return run_job(store, name)
     log_path = store.log_path(name)
     crashes, restarts = 0, record.restarts
     server: subprocess.Popen[bytes] | None = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bosun.engine.client import EngineClient, GenerationRequest, ModelInfo, TokenEvent
@@ -22,6 +22,8 @@ from bosun.serving.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    LoadLoraAdapterRequest,
+    UnloadLoraAdapterRequest,
     sampling_params,
 )
 
@@ -252,6 +254,21 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
             ],
         }
 
+    @app.post("/v1/load_lora_adapter", response_class=PlainTextResponse)
+    async def load_lora_adapter(body: LoadLoraAdapterRequest, request: Request) -> str:
+        """Serve a PEFT LoRA adapter under ``lora_name`` from now on (no restart)."""
+        server.authorize(request)
+        server.model(server.engine.models[0].name)  # 503 while the model loads
+        await engine.load_adapter(body.lora_name, body.lora_path, body.strength)
+        return f"Success: LoRA adapter '{body.lora_name}' added successfully."
+
+    @app.post("/v1/unload_lora_adapter", response_class=PlainTextResponse)
+    async def unload_lora_adapter(body: UnloadLoraAdapterRequest, request: Request) -> str:
+        server.authorize(request)
+        server.model(server.engine.models[0].name)
+        await engine.unload_adapter(body.lora_name)
+        return f"Success: LoRA adapter '{body.lora_name}' removed successfully."
+
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatCompletionRequest, request: Request) -> Response | dict[str, Any]:
         server.authorize(request)
@@ -267,7 +284,9 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
         max_tokens = server.budget(info, len(prompt), body.requested_max_tokens, "messages")
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         requests = [
-            GenerationRequest(f"{rid}-{i}", prompt, sampling_params(body, max_tokens, i))
+            GenerationRequest(
+                f"{rid}-{i}", prompt, sampling_params(body, max_tokens, i), _adapter(info)
+            )
             for i in range(body.n)
         ]
         if body.stream:
@@ -311,7 +330,9 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
         ]
         rid = f"cmpl-{uuid.uuid4().hex}"
         requests = [
-            GenerationRequest(f"{rid}-{p}-{i}", ids, sampling_params(body, budget, i))
+            GenerationRequest(
+                f"{rid}-{p}-{i}", ids, sampling_params(body, budget, i), _adapter(info)
+            )
             for p, (ids, budget) in enumerate(zip(encoded, budgets, strict=True))
             for i in range(body.n)
         ]
@@ -377,6 +398,11 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
         }
 
     return app
+
+
+def _adapter(info: ModelInfo) -> str | None:
+    """A model with a parent is a LoRA adapter over it."""
+    return info.name if info.parent else None
 
 
 def _prompts(prompt: Any) -> list[str | list[int]]:

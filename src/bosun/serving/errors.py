@@ -10,7 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bosun.engine.client import EngineError, EngineOverloadedError, InvalidRequestError
+from bosun.engine.client import (
+    EngineError,
+    EngineOverloadedError,
+    InvalidRequestError,
+    UnknownAdapterError,
+)
 
 __all__ = ["APIError", "error_body", "install_error_handlers"]
 
@@ -80,6 +85,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequestError)
     async def _engine_invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:
+        if isinstance(exc, UnknownAdapterError):
+            return _response(APIError(404, str(exc), type="not_found_error", param=exc.param))
         return _response(APIError(400, str(exc), param=exc.param))
 
     @app.exception_handler(EngineOverloadedError)

@@ -14,8 +14,10 @@ __all__ = [
     "ChatMessage",
     "CompletionRequest",
     "EmbeddingRequest",
+    "LoadLoraAdapterRequest",
     "ResponseFormat",
     "StreamOptions",
+    "UnloadLoraAdapterRequest",
     "sampling_params",
 ]
 
@@ -165,6 +167,18 @@ class EmbeddingRequest(_Wire):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
+
+
+class LoadLoraAdapterRequest(_Wire):
+    """vLLM's ``/v1/load_lora_adapter`` body, plus Bosun's ``strength``."""
+
+    lora_name: str = Field(min_length=1, max_length=253)
+    lora_path: str = Field(min_length=1)
+    strength: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+class UnloadLoraAdapterRequest(_Wire):
+    lora_name: str = Field(min_length=1)
 
 
 def sampling_params(

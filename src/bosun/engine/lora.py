@@ -1,0 +1,183 @@
+"""LoRA adapters in the Bosun decoder: several loaded at once, mixed in one batch.
+
+A PEFT adapter's low-rank pairs (A [r, in], B [out, r] per projection) are mapped onto the
+decoder's fused projections: q, k and v share ``qkv_proj`` (the A matrices stacked, the B
+matrices placed block-diagonally, q and k rows reordered as the decoder reorders them for
+rotary embedding), gate and up share ``gate_up_proj``. The scale (alpha / r, or alpha /
+sqrt(r) with rsLoRA) times the adapter's strength is folded into B.
+
+Each step, every token belongs to one sequence and each sequence to one adapter (or the
+base model): a forward hook on each projection adds, for each adapter present in the
+step, ``(x[rows] @ A.T) @ B.T`` to its tokens' rows. Tokens of the base model cost
+nothing; the same weights serve every request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bosun.engine.client import InvalidRequestError
+from bosun.engine.model import Decoder, _interleave_rotary
+
+__all__ = ["LoraSet", "load_adapter"]
+
+Pair = tuple[torch.Tensor, torch.Tensor]  # (A [R, in], B [out, R]), scale folded into B
+_KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+?)_proj\.lora_([AB])\.weight$")
+_FUSED = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    config_file, weights_file = path / "adapter_config.json", path / "adapter_model.safetensors"
+    if not config_file.is_file() or not weights_file.is_file():
+        raise InvalidRequestError(
+            f"{path} is not a PEFT LoRA adapter (adapter_config.json and "
+            "adapter_model.safetensors)",
+            "lora_path",
+        )
+    config: dict[str, Any] = json.loads(config_file.read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise InvalidRequestError(f"{path}: a {config['peft_type']} adapter, not LoRA", "lora_path")
+    return config, load_file(str(weights_file))
+
+
+def load_adapter(model: Decoder, path: Path, strength: float) -> dict[str, Pair]:
+    """The adapter at ``path`` as low-rank pairs per decoder projection, keyed by module
+    name (``layers.3.qkv_proj``), on the model's device and in its dtype."""
+    config, state = _read(path)
+    cfg = model.cfg
+    rank = int(config["r"])
+    alpha = float(config.get("lora_alpha", rank))
+    scale = alpha / (math.sqrt(rank) if config.get("use_rslora") else rank) * strength
+    parts: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        match = _KEY.search(key)
+        if match is None:
+            raise InvalidRequestError(
+                f"{path}: the adapter changes {key}, which the Bosun engine does not adapt "
+                "(it adapts the attention and MLP projections)",
+                "lora_path",
+            )
+        layer, part, which = int(match[1]), match[2], match[3]
+        if layer >= cfg.layers:
+            raise InvalidRequestError(f"{path}: layer {layer} is not in the model", "lora_path")
+        parts.setdefault((layer, part), {})[which] = tensor
+    heads, kv_heads, d = cfg.heads, cfg.kv_heads, cfg.head_dim
+    sizes = {
+        "q": heads * d,
+        "k": kv_heads * d,
+        "v": kv_heads * d,
+        "gate": cfg.intermediate_size,
+        "up": cfg.intermediate_size,
+    }
+    # Split fused checkpoints' pairs (Phi-3) into their parts, sharing A.
+    for (layer, part), pair in list(parts.items()):
+        if part in ("qkv", "gate_up"):
+            del parts[(layer, part)]
+            names = ["q", "k", "v"] if part == "qkv" else ["gate", "up"]
+            bs = torch.split(pair["B"], [sizes[n] for n in names])
+            for name, b in zip(names, bs, strict=True):
+                parts[(layer, name)] = {"A": pair["A"], "B": b}
+    device, dtype = model.embed_tokens.weight.device, model.embed_tokens.weight.dtype
+    out: dict[str, Pair] = {}
+    grouped: dict[tuple[int, str], list[tuple[str, torch.Tensor, torch.Tensor]]] = {}
+    for (layer, part), pair in sorted(parts.items()):
+        if "A" not in pair or "B" not in pair:
+            raise InvalidRequestError(f"{path}: {part}_proj lacks lora_A or lora_B", "lora_path")
+        a, b = pair["A"].float(), pair["B"].float() * scale
+        target = _FUSED.get(part, part)
+        module = model.layers[layer].get_submodule(f"{target}_proj")
+        out_features, in_features = _shape(module)
+        rows = sizes.get(part, out_features)
+        if a.shape[1] != in_features or b.shape != (rows, a.shape[0]):
+            raise InvalidRequestError(
+                f"{path}: {part}_proj of layer {layer} does not match the model's shape "
+                f"(A {tuple(a.shape)}, B {tuple(b.shape)}; an adapter for another base model?)",
+                "lora_path",
+            )
+        if part in ("q", "k"):
+            b = _interleave_rotary(b, heads if part == "q" else kv_heads, d)
+        grouped.setdefault((layer, target), []).append((part, a, b))
+    for (layer, target), members in grouped.items():
+        names = (
+            ["q", "k", "v"] if target == "qkv" else ["gate", "up"] if target == "gate_up" else []
+        )
+        out_features = _shape(model.layers[layer].get_submodule(f"{target}_proj"))[0]
+        a = torch.cat([m[1] for m in members])
+        b = torch.zeros(out_features, a.shape[0])
+        column = 0
+        for part, pa, pb in members:
+            row = sum(sizes[n] for n in names[: names.index(part)]) if names else 0
+            b[row : row + pb.shape[0], column : column + pa.shape[0]] = pb
+            column += pa.shape[0]
+        out[f"layers.{layer}.{target}_proj"] = (
+            a.to(device=device, dtype=dtype),
+            b.to(device=device, dtype=dtype),
+        )
+    if not out:
+        raise InvalidRequestError(f"{path}: the adapter has no LoRA weights", "lora_path")
+    return out
+
+
+def _shape(module: nn.Module) -> tuple[int, int]:
+    """(out, in) features of a linear layer, int8 or not."""
+    out_features: int = getattr(module, "out_features")  # noqa: B009 - typed as Module attrs
+    in_features: int = getattr(module, "in_features")  # noqa: B009
+    return out_features, in_features
+
+
+class LoraSet:
+    """The adapters loaded into one decoder, by slot (1, 2, ...; 0 is the base model),
+    and which tokens of the current step use which."""
+
+    def __init__(self, model: Decoder) -> None:
+        self.model = model
+        self.adapters: dict[int, dict[str, Pair]] = {}
+        self.rows: dict[int, torch.Tensor] = {}  # this step: slot -> token indices
+        self._hooked = False
+
+    def add(self, slot: int, path: Path, strength: float) -> None:
+        weights = load_adapter(self.model, path, strength)
+        if not self._hooked:
+            for name, module in self.model.named_modules():
+                if name.endswith(("qkv_proj", "o_proj", "gate_up_proj", "down_proj")):
+                    module.register_forward_hook(partial(self._hook, name))
+            self._hooked = True
+        self.adapters[slot] = weights
+
+    def remove(self, slot: int) -> None:
+        self.adapters.pop(slot, None)
+
+    def route(self, slots: list[int], counts: list[int], device: torch.device) -> None:
+        """This step's tokens: ``counts[i]`` tokens, one after another, of a sequence
+        using adapter ``slots[i]``."""
+        rows: dict[int, list[int]] = {}
+        offset = 0
+        for slot, count in zip(slots, counts, strict=True):
+            if slot:
+                rows.setdefault(slot, []).extend(range(offset, offset + count))
+            offset += count
+        self.rows = {s: torch.tensor(r, device=device) for s, r in rows.items()}
+
+    def _hook(
+        self, name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> torch.Tensor | None:
+        if not self.rows:
+            return None
+        x = inputs[0]
+        for slot, rows in self.rows.items():
+            pair = self.adapters.get(slot, {}).get(name)
+            if pair is None:
+                continue
+            a, b = pair
+            output.index_add_(0, rows, (x[rows].to(a.dtype) @ a.T) @ b.T)
+        return output

@@ -1,0 +1,1 @@
+"""Fine-tuning: ``bosun tune`` trains a LoRA adapter on chat or prompt/completion data."""
