@@ -5,6 +5,7 @@ strength applied, and in the transformers engine too."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,11 +15,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 
 from bosun.engine.client import GenerationRequest, SamplingParams
 from bosun.engine.engine import BosunEngine, EngineOptions
 from tests.serving.server import running_server
-from tests.tuning.conftest import PRESET, UNSEEN
+from tests.tuning.conftest import PRESET, UNSEEN, bosun
 
 
 def ask(client: openai.OpenAI, model: str, question: str) -> str:
@@ -150,3 +152,37 @@ def test_a_bad_adapter_flag_is_refused(tmp_path: Path) -> None:
         )
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_workspace_serves_its_adapters_under_bosun_up(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    ws = {
+        "apiVersion": "bosun.dev/v1alpha1",
+        "kind": "Workspace",
+        "metadata": {"name": "robot-serve"},
+        "spec": {
+            "inference": {
+                "preset": {"name": PRESET},
+                "adapters": [
+                    {"name": "robot", "source": {"uri": f"file://{trained['adapter']}"}},
+                ],
+            }
+        },
+    }
+    file = tmp_path / "serve.yaml"
+    file.write_text(yaml.safe_dump(ws))
+    home = tmp_path / "home"
+    try:
+        up = bosun(home, "up", str(file))
+        assert up.returncode == 0, up.stderr
+        port = json.loads(bosun(home, "ps", "-o", "json").stdout)[0]["port"]
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
+        assert ask(client, "robot", UNSEEN[2]).startswith("BEEP BOOP")
+    finally:
+        bosun(home, "down", "--all")
+    elsewhere = file.read_text().replace(f"file://{trained['adapter']}", "hf://org/robot")
+    file.write_text(elsewhere)
+    refused = bosun(home, "up", str(file))
+    assert refused.returncode == 2
+    assert "spec.inference.adapters[0].source.uri: hf://org/robot cannot be read" in refused.stderr

@@ -253,7 +253,13 @@ class BosunEngine:
                 backend=options.backend,
                 dtype=options.dtype,
                 device=options.device,
-                quantization=options.quantization,
+                # LoRA adapters learned their update against the unquantized weights; on
+                # int8 ones a lightly trained adapter loses its effect (measured: an
+                # 8-step adapter's habit shown on 3 of 3 unseen prompts in float32, 1 of
+                # 3 in int8). auto keeps them exact; --quantization int8 still applies.
+                quantization="none"
+                if options.adapters and options.quantization == "auto"
+                else options.quantization,
                 slots=options.max_num_seqs,
                 max_model_len=options.max_model_len,
                 cuda_graphs=options.cuda_graphs,

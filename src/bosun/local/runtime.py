@@ -152,7 +152,20 @@ def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
     command += ["--max-concurrency", str(max(plan.concurrency, 1))]
     if plan.accelerator.is_gpu:
         command += ["--device", "cuda"]
+    for adapter in ws.spec.inference.adapters if ws.spec.inference else []:
+        path = adapter.source.uri.removeprefix("file://")
+        command += ["--adapter", f"{adapter.name}={path}:{adapter.strength}"]
     return command
+
+
+def _check_local_adapters(ws: Workspace, file: str) -> None:
+    """Adapters on one machine are local directories (a trained one: its output.uri)."""
+    for i, adapter in enumerate(ws.spec.inference.adapters if ws.spec.inference else []):
+        if not adapter.source.uri.startswith("file://"):
+            raise LocalError(
+                f"{file}: spec.inference.adapters[{i}].source.uri: {adapter.source.uri} cannot "
+                "be read on one machine; give file:///path/to/adapter"
+            )
 
 
 def _check_local_tuning(ws: Workspace, file: str) -> None:
@@ -228,6 +241,7 @@ def reserve(
     job = plan.workload == "tuning"
     if job:
         _check_local_tuning(ws, file)
+    _check_local_adapters(ws, file)
     if not plan.fits:
         raise LocalError(f"{name}: the model does not fit this machine: {plan.reason}")
     existing = store.get(name)
