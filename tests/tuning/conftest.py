@@ -70,23 +70,21 @@ def bosun(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedP
     )
 
 
-def tuning_workspace(path: Path, data: Path, output: Path, **config: Any) -> Path:
-    ws = {
-        "apiVersion": "bosun.dev/v1alpha1",
-        "kind": "Workspace",
-        "metadata": {"name": "robot-tune"},
-        "spec": {
-            "tuning": {
-                "preset": {"name": PRESET},
-                "method": "lora",
-                "config": {**FAST, **config},
-                "input": {"uris": [f"file://{data}"]},
-                "output": {"uri": f"file://{output}"},
-            }
-        },
-    }
-    path.write_text(yaml.safe_dump(ws))
+def write_workspace(path: Path, name: str, **spec: Any) -> Path:
+    ws = {"apiVersion": "bosun.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": name}}
+    path.write_text(yaml.safe_dump({**ws, "spec": spec}))
     return path
+
+
+def tuning_workspace(path: Path, data: Path, output: Path, **config: Any) -> Path:
+    tuning = {
+        "preset": {"name": PRESET},
+        "method": "lora",
+        "config": {**FAST, **config},
+        "input": {"uris": [f"file://{data}"]},
+        "output": {"uri": f"file://{output}"},
+    }
+    return write_workspace(path, "robot-tune", tuning=tuning)
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import yaml
 
 from bosun.engine.client import GenerationRequest, SamplingParams
 from bosun.engine.engine import BosunEngine, EngineOptions
 from tests.serving.server import running_server
-from tests.tuning.conftest import PRESET, UNSEEN, bosun
+from tests.tuning.conftest import PRESET, UNSEEN, bosun, write_workspace
 
 
 def ask(client: openai.OpenAI, model: str, question: str) -> str:
@@ -157,21 +156,9 @@ def test_a_bad_adapter_flag_is_refused(tmp_path: Path) -> None:
 def test_a_workspace_serves_its_adapters_under_bosun_up(
     trained: dict[str, Any], tmp_path: Path
 ) -> None:
-    ws = {
-        "apiVersion": "bosun.dev/v1alpha1",
-        "kind": "Workspace",
-        "metadata": {"name": "robot-serve"},
-        "spec": {
-            "inference": {
-                "preset": {"name": PRESET},
-                "adapters": [
-                    {"name": "robot", "source": {"uri": f"file://{trained['adapter']}"}},
-                ],
-            }
-        },
-    }
-    file = tmp_path / "serve.yaml"
-    file.write_text(yaml.safe_dump(ws))
+    adapter = {"name": "robot", "source": {"uri": f"file://{trained['adapter']}"}}
+    inference = {"preset": {"name": PRESET}, "adapters": [adapter]}
+    file = write_workspace(tmp_path / "serve.yaml", "robot-serve", inference=inference)
     home = tmp_path / "home"
     try:
         up = bosun(home, "up", str(file))
