@@ -137,12 +137,21 @@ def _shape(module: nn.Module) -> tuple[int, int]:
 
 class LoraSet:
     """The adapters loaded into one decoder, by slot (1, 2, ...; 0 is the base model),
-    and which tokens of the current step use which."""
+    and which tokens of the current step use which.
+
+    All adapters are stacked: per projection one A [C, in] and one B [out, C], where each
+    adapter owns a range of the C columns (its largest rank over the projections; smaller
+    ones padded with zeros). A step computes ``x @ A.T`` for all tokens at once, keeps each
+    token's own adapter's columns (a 0/1 mask, zero for base-model tokens) and adds
+    ``(that) @ B.T``: two small matmuls per projection, whatever the number of adapters.
+    """
 
     def __init__(self, model: Decoder) -> None:
         self.model = model
         self.adapters: dict[int, dict[str, Pair]] = {}
-        self.rows: dict[int, torch.Tensor] = {}  # this step: slot -> token indices
+        self._stacked: dict[str, Pair] = {}
+        self._columns: dict[int, tuple[int, int]] = {}  # slot -> its range of columns
+        self.mask: torch.Tensor | None = None  # this step: [tokens, C], None: no adapter
         self._hooked = False
 
     def add(self, slot: int, path: Path, strength: float) -> None:
@@ -153,31 +162,58 @@ class LoraSet:
                     module.register_forward_hook(partial(self._hook, name))
             self._hooked = True
         self.adapters[slot] = weights
+        self._stack()
 
     def remove(self, slot: int) -> None:
-        self.adapters.pop(slot, None)
+        if self.adapters.pop(slot, None) is not None:
+            self._stack()
+
+    def _stack(self) -> None:
+        """Rebuild the stacked A and B of every projection from the loaded adapters."""
+        self._columns, width = {}, 0
+        for slot, weights in sorted(self.adapters.items()):
+            rank = max(a.shape[0] for a, _ in weights.values())
+            self._columns[slot] = (width, width + rank)
+            width += rank
+        stacked: dict[str, Pair] = {}
+        for name in {n for weights in self.adapters.values() for n in weights}:
+            module = self.model.get_submodule(name)
+            out_features, in_features = _shape(module)
+            like = next(w[name][0] for w in self.adapters.values() if name in w)
+            a = like.new_zeros(width, in_features)
+            b = like.new_zeros(out_features, width)
+            for slot, (lo, _) in self._columns.items():
+                pair = self.adapters[slot].get(name)
+                if pair is not None:
+                    rank = pair[0].shape[0]
+                    a[lo : lo + rank], b[:, lo : lo + rank] = pair
+            stacked[name] = (a, b)
+        self._stacked = stacked
 
     def route(self, slots: list[int], counts: list[int], device: torch.device) -> None:
         """This step's tokens: ``counts[i]`` tokens, one after another, of a sequence
-        using adapter ``slots[i]``."""
-        rows: dict[int, list[int]] = {}
+        using adapter ``slots[i]`` (an empty list: no adapter in this step)."""
+        if not any(slots) or not self._stacked:
+            self.mask = None
+            return
+        width = max(hi for _, hi in self._columns.values())
+        mask = torch.zeros(sum(counts), width)
         offset = 0
         for slot, count in zip(slots, counts, strict=True):
-            if slot:
-                rows.setdefault(slot, []).extend(range(offset, offset + count))
+            if slot in self._columns:
+                lo, hi = self._columns[slot]
+                mask[offset : offset + count, lo:hi] = 1.0
             offset += count
-        self.rows = {s: torch.tensor(r, device=device) for s, r in rows.items()}
+        dtype = next(iter(self._stacked.values()))[0].dtype
+        self.mask = mask.to(device=device, dtype=dtype)
 
     def _hook(
         self, name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
     ) -> torch.Tensor | None:
-        if not self.rows:
+        mask, pair = self.mask, self._stacked.get(name)
+        if mask is None or pair is None:
             return None
-        x = inputs[0]
-        for slot, rows in self.rows.items():
-            pair = self.adapters.get(slot, {}).get(name)
-            if pair is None:
-                continue
-            a, b = pair
-            output.index_add_(0, rows, (x[rows].to(a.dtype) @ a.T) @ b.T)
+        a, b = pair
+        x = inputs[0].to(a.dtype)
+        output.add_(((x @ a.T) * mask) @ b.T)
         return output

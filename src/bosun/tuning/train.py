@@ -154,10 +154,15 @@ class _Rows:
         return {"input_ids": self.rows[i].input_ids, "labels": self.rows[i].labels}
 
 
-def _collate(pad_id: int) -> Any:
+class _Counter:
+    tokens = 0  # real (unpadded) tokens the model was trained on
+
+
+def _collate(pad_id: int, counter: _Counter) -> Any:
     import torch
 
     def collate(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
+        counter.tokens += sum(len(b["input_ids"]) for b in batch)
         width = max(len(b["input_ids"]) for b in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
@@ -308,11 +313,12 @@ def _train(
         save_only_model=False,
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    counter = _Counter()
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=_Rows(rows),
-        data_collator=_collate(pad),
+        data_collator=_collate(pad, counter),
         callbacks=[_progress_callback(sum(len(r.input_ids) for r in rows))],
     )
     trainer.remove_callback(PrinterCallback)  # its dicts repeat the progress lines
@@ -327,8 +333,9 @@ def _train(
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.monotonic() - started
     history = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    _save(model, output, job, rank, history, result.global_step, seconds, rows)
-    _log(f"adapter written to {output}")
+    speed = counter.tokens / seconds if seconds > 0 else 0.0
+    _save(model, output, job, rank, history, result.global_step, seconds, rows, speed)
+    _log(f"adapter written to {output} ({speed:.0f} training tokens/s)")
     return output
 
 
@@ -341,6 +348,7 @@ def _save(
     steps: int,
     seconds: float,
     rows: list[Encoded],
+    tokens_per_second: float,
 ) -> None:
     """The adapter into ``output`` through a temporary directory beside it."""
     staging = output / ".adapter-staging"
@@ -355,6 +363,7 @@ def _save(
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "train_seconds": round(seconds, 1),
+        "train_tokens_per_second": round(tokens_per_second, 1),
     }
     (staging / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     for item in staging.iterdir():
