@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/allocator_bench.py --json benchmarks/results/allocator.json
 	$(BIN)/python benchmarks/operator_bench.py --json benchmarks/results/operator.json
+	$(BIN)/python benchmarks/tuning_bench.py --json benchmarks/results/tuning.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
