@@ -517,8 +517,8 @@ class Decoder(nn.Module):
         """Logits [B, vocab] of each sequence's last new token. ``tokens`` [N] are every
         sequence's new tokens in order (a prompt chunk, or one token when decoding)."""
         x = self.embed_tokens(tokens)
-        if self.cfg.embed_scale != 1.0:
-            x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
+        if self.cfg.embed_scale != 1.0:  # rounded to the dtype first, as transformers does
+            x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype).item()
         rotary = self._rotary(step.positions)[:, None]  # [N, 1, D/2]
         for i, layer in enumerate(self.layers):
             x = layer(x, rotary, cache.kv[i], step)
