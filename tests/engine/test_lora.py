@@ -102,3 +102,26 @@ def test_adapters_that_do_not_fit_are_refused(tmp_path: Path, adapters: tuple[Pa
     other.save_pretrained(tmp_path / "other")
     with pytest.raises(InvalidRequestError, match="does not match the model's shape"):
         r.load_adapter(1, tmp_path / "other", 1.0)
+
+
+def test_an_adapter_over_fused_projections(tmp_path: Path) -> None:
+    """Phi-3 ships q/k/v and gate/up fused, and so do its adapters: split into their
+    parts, they give peft's logits."""
+    from tests.engine.test_model import PHI3
+    from tests.engine.tiny import hf_twin
+
+    hf, decoder = hf_twin(PHI3)
+    torch.manual_seed(3)
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["qkv_proj", "gate_up_proj"])
+    tuned = peft.get_peft_model(hf, config)
+    with torch.no_grad():
+        for name, param in tuned.named_parameters():
+            if "lora_" in name:
+                param.normal_(0, 0.2)
+    tuned.save_pretrained(tmp_path)
+    r = runner(decoder)
+    r.load_adapter(1, tmp_path, 1.0)
+    logits = r.run([RunItem(0, A, 0, [0], adapter=1), RunItem(1, A, 0, [4], adapter=0)])
+    torch.testing.assert_close(logits[0], expected(tuned.eval(), A), atol=1e-4, rtol=1e-4)
+    with tuned.disable_adapter():
+        torch.testing.assert_close(logits[1], expected(tuned, A), atol=1e-4, rtol=1e-4)

@@ -184,6 +184,13 @@ class BosunEngine:
         self._check_adapter_name(name)
         await self._in_worker(lambda: self._add_adapter(name, path, strength))
         log.info("LoRA adapter %s loaded from %s (strength %g)", name, path, strength)
+        if self.quantization == "int8":
+            log.warning(
+                "LoRA adapter %s runs over int8 weights, not the ones it was trained against: "
+                "its effect may be weaker (serve with --quantization none, or give it with "
+                "--adapter at start, for exact adapters)",
+                name,
+            )
 
     async def unload_adapter(self, name: str) -> None:
         adapter = self._adapters.get(name)

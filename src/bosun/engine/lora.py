@@ -31,7 +31,9 @@ __all__ = ["LoraSet", "load_adapter"]
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # (A [R, in], B [out, R]), scale folded into B
 _KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+?)_proj\.lora_([AB])\.weight$")
-_FUSED = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}
+# The decoder's fused projections and their parts, in the order of their output rows.
+_TARGETS = {"qkv": ("q", "k", "v"), "gate_up": ("gate", "up")}
+_TARGET_OF = {part: target for target, parts in _TARGETS.items() for part in parts}
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -50,15 +52,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return config, load_file(str(weights_file))
 
 
-def load_adapter(model: Decoder, path: Path, strength: float) -> dict[str, Pair]:
-    """The adapter at ``path`` as low-rank pairs per decoder projection, keyed by module
-    name (``layers.3.qkv_proj``), on the model's device and in its dtype."""
-    config, state = _read(path)
-    cfg = model.cfg
-    rank = int(config["r"])
-    alpha = float(config.get("lora_alpha", rank))
-    scale = alpha / (math.sqrt(rank) if config.get("use_rslora") else rank) * strength
-    parts: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+def _pairs(path: Path, state: dict[str, torch.Tensor], layers: int) -> dict[tuple[int, str], Any]:
+    """{(layer, part): {"A": ..., "B": ...}} from a PEFT state dict; part as in q_proj."""
+    pairs: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
     for key, tensor in state.items():
         match = _KEY.search(key)
         if match is None:
@@ -68,57 +64,68 @@ def load_adapter(model: Decoder, path: Path, strength: float) -> dict[str, Pair]
                 "lora_path",
             )
         layer, part, which = int(match[1]), match[2], match[3]
-        if layer >= cfg.layers:
+        if layer >= layers:
             raise InvalidRequestError(f"{path}: layer {layer} is not in the model", "lora_path")
-        parts.setdefault((layer, part), {})[which] = tensor
-    heads, kv_heads, d = cfg.heads, cfg.kv_heads, cfg.head_dim
-    sizes = {
-        "q": heads * d,
-        "k": kv_heads * d,
-        "v": kv_heads * d,
+        pairs.setdefault((layer, part), {})[which] = tensor
+    for (_, part), pair in pairs.items():
+        if "A" not in pair or "B" not in pair:
+            raise InvalidRequestError(f"{path}: {part}_proj lacks lora_A or lora_B", "lora_path")
+    return pairs
+
+
+def load_adapter(model: Decoder, path: Path, strength: float) -> dict[str, Pair]:
+    """The adapter at ``path`` as low-rank pairs per decoder projection, keyed by module
+    name (``layers.3.qkv_proj``), on the model's device and in its dtype."""
+    config, state = _read(path)
+    cfg = model.cfg
+    rank = int(config["r"])
+    alpha = float(config.get("lora_alpha", rank))
+    scale = alpha / (math.sqrt(rank) if config.get("use_rslora") else rank) * strength
+    pairs = _pairs(path, state, cfg.layers)
+    rows = {
+        "q": cfg.heads * cfg.head_dim,
+        "k": cfg.kv_heads * cfg.head_dim,
+        "v": cfg.kv_heads * cfg.head_dim,
         "gate": cfg.intermediate_size,
         "up": cfg.intermediate_size,
     }
-    # Split fused checkpoints' pairs (Phi-3) into their parts, sharing A.
-    for (layer, part), pair in list(parts.items()):
-        if part in ("qkv", "gate_up"):
-            del parts[(layer, part)]
-            names = ["q", "k", "v"] if part == "qkv" else ["gate", "up"]
-            bs = torch.split(pair["B"], [sizes[n] for n in names])
-            for name, b in zip(names, bs, strict=True):
-                parts[(layer, name)] = {"A": pair["A"], "B": b}
-    device, dtype = model.embed_tokens.weight.device, model.embed_tokens.weight.dtype
-    out: dict[str, Pair] = {}
-    grouped: dict[tuple[int, str], list[tuple[str, torch.Tensor, torch.Tensor]]] = {}
-    for (layer, part), pair in sorted(parts.items()):
-        if "A" not in pair or "B" not in pair:
-            raise InvalidRequestError(f"{path}: {part}_proj lacks lora_A or lora_B", "lora_path")
+    # A fused checkpoint's pair (Phi-3's qkv_proj, gate_up_proj): one pair per part,
+    # sharing A.
+    for (layer, target), pair in list(pairs.items()):
+        if target in ("qkv", "gate_up"):
+            del pairs[(layer, target)]
+            parts = _TARGETS[target]
+            for part, b in zip(parts, pair["B"].split([rows[p] for p in parts]), strict=True):
+                pairs[(layer, part)] = {"A": pair["A"], "B": b}
+    # Each projection of the decoder: its parts' A stacked, their B placed block-diagonally
+    # at the parts' rows.
+    grouped: dict[tuple[int, str], dict[str, Pair]] = {}
+    for (layer, part), pair in pairs.items():
+        target = _TARGET_OF.get(part, part)
+        out_features, in_features = _shape(model.layers[layer].get_submodule(f"{target}_proj"))
         a, b = pair["A"].float(), pair["B"].float() * scale
-        target = _FUSED.get(part, part)
-        module = model.layers[layer].get_submodule(f"{target}_proj")
-        out_features, in_features = _shape(module)
-        rows = sizes.get(part, out_features)
-        if a.shape[1] != in_features or b.shape != (rows, a.shape[0]):
+        if a.shape[1] != in_features or b.shape != (rows.get(part, out_features), a.shape[0]):
             raise InvalidRequestError(
                 f"{path}: {part}_proj of layer {layer} does not match the model's shape "
                 f"(A {tuple(a.shape)}, B {tuple(b.shape)}; an adapter for another base model?)",
                 "lora_path",
             )
-        if part in ("q", "k"):
-            b = _interleave_rotary(b, heads if part == "q" else kv_heads, d)
-        grouped.setdefault((layer, target), []).append((part, a, b))
-    for (layer, target), members in grouped.items():
-        names = (
-            ["q", "k", "v"] if target == "qkv" else ["gate", "up"] if target == "gate_up" else []
-        )
-        out_features = _shape(model.layers[layer].get_submodule(f"{target}_proj"))[0]
-        a = torch.cat([m[1] for m in members])
-        b = torch.zeros(out_features, a.shape[0])
-        column = 0
-        for part, pa, pb in members:
-            row = sum(sizes[n] for n in names[: names.index(part)]) if names else 0
-            b[row : row + pb.shape[0], column : column + pa.shape[0]] = pb
-            column += pa.shape[0]
+        if part in ("q", "k"):  # the decoder's rotary row order (model._interleave_rotary)
+            b = _interleave_rotary(b, cfg.heads if part == "q" else cfg.kv_heads, cfg.head_dim)
+        grouped.setdefault((layer, target), {})[part] = (a, b)
+    device, dtype = model.embed_tokens.weight.device, model.embed_tokens.weight.dtype
+    out: dict[str, Pair] = {}
+    for (layer, target), members in sorted(grouped.items()):
+        order = [p for p in _TARGETS.get(target, (target,)) if p in members]
+        a = torch.cat([members[p][0] for p in order])
+        b = torch.zeros(_shape(model.layers[layer].get_submodule(f"{target}_proj"))[0], len(a))
+        row = column = 0
+        for part in _TARGETS.get(target, (target,)):
+            if part in members:
+                pa, pb = members[part]
+                b[row : row + pb.shape[0], column : column + pa.shape[0]] = pb
+                column += pa.shape[0]
+            row += rows.get(part, 0)
         out[f"layers.{layer}.{target}_proj"] = (
             a.to(device=device, dtype=dtype),
             b.to(device=device, dtype=dtype),
