@@ -21,6 +21,9 @@ their configs, no download; EOS never ends a sequence), side by side:
 
     python3 benchmarks/gpu_engine.py --http --json benchmarks/results/gpu_engine.json
     python3 benchmarks/gpu_engine.py --tiny --device cpu --http  # checks the script itself
+
+``--variants graphs kernel sdpa`` measures the Bosun side three times in the same run:
+what the paged kernel and the CUDA graphs each bring.
 """
 
 from __future__ import annotations
@@ -142,8 +145,16 @@ def prompts(n: int, length: int, vocab: int) -> list[list[int]]:
     return torch.randint(10, vocab, (n, length), generator=g).tolist()
 
 
+# What each variant turns on: the paged decode kernel, CUDA graphs.
+VARIANTS = {"graphs": (True, True), "kernel": (True, False), "sdpa": (False, False)}
+
+
 def bosun_side(
-    decoder: Decoder, device: torch.device, dtype: torch.dtype, args: argparse.Namespace
+    decoder: Decoder,
+    device: torch.device,
+    dtype: torch.dtype,
+    args: argparse.Namespace,
+    variant: str = "graphs",
 ) -> dict[str, float]:
     max_len = args.prompt + args.output + 16
     slots = max(args.concurrency)  # decode graphs are captured up to this batch
@@ -156,7 +167,10 @@ def bosun_side(
         max_len,
         max_batched_tokens=args.batched_tokens,
     )
-    runner = DecoderRunner(decoder, options, dtype, device)
+    kernel, graphs = VARIANTS[variant]
+    runner = DecoderRunner(
+        decoder, options, dtype, device, paged_kernel=kernel, static_decode=graphs
+    )
     vocab = decoder.cfg.vocab_size
     one = prompts(1, args.prompt, vocab)
     generate_greedy(runner, one, 4)  # warm-up
@@ -373,6 +387,14 @@ def main() -> None:
     parser.add_argument("--output", type=int, default=256)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--batched-tokens", type=int, default=8192, help="the step budget")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=["graphs"],
+        help="Bosun decode paths to measure: graphs (kernel and CUDA graphs, the default "
+        "path), kernel (no graphs), sdpa (gathered contexts); the first is the headline",
+    )
     parser.add_argument("--http", action="store_true", help="also the load over HTTP")
     parser.add_argument("--http-concurrency", type=int, default=64)
     parser.add_argument("--json", type=Path)
@@ -400,7 +422,17 @@ def main() -> None:
             "weight_gb": weights / 1e9,
             "roofline_batch1_tok_s": results["copy_gb_s"] * 1e9 / weights,
         }
-        row |= {f"bosun_{k}": v for k, v in bosun_side(decoder, device, dtype, args).items()}
+        for variant in args.variants:
+            # The first variant's figures are the Bosun figures; others are prefixed.
+            prefix = "bosun_" if variant == args.variants[0] else f"bosun_{variant}_"
+            side: dict[str, Any]
+            try:
+                side = bosun_side(decoder, device, dtype, args, variant)
+            except Exception as exc:  # keep the other legs' figures; say what failed
+                side = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            row |= {f"{prefix}{k}": v for k, v in side.items()}
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         del decoder
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the Bosun KV cache goes before transformers runs
