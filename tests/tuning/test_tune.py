@@ -57,6 +57,12 @@ def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     summary = json.loads((output / "bosun-tuning.json").read_text())
     assert summary["steps"] == 6
     assert "step 1/6" not in second.stdout  # the first steps were not run again
+    # Another training into the same output is refused before it touches the checkpoints.
+    other = [*command[:-1], "learning_rate=0.001"]  # another learning rate
+    refused = subprocess.run(other, capture_output=True, text=True, timeout=300, check=False)
+    assert refused.returncode == 2
+    assert "holds the checkpoints of another training (its settings differ)" in refused.stderr
+    assert (output / "checkpoints" / "checkpoint-6").is_dir()
 
 
 def test_bad_input_is_refused_before_training(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ leaves the previous adapter whole.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -203,6 +204,42 @@ def _progress_callback(total_tokens: int) -> Any:
     return Progress()
 
 
+# Settings that may change between a run and its resumption (train longer, save more often).
+_RESUMABLE = {"epochs", "max_steps", "save_steps"}
+
+
+def _fingerprint(job: TuneJob, settings: TuneSettings, files: list[Path]) -> dict[str, Any]:
+    """What a checkpoint was trained on: resuming it under anything else would mix two
+    trainings."""
+    data = []
+    for path in files:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        data.append(digest.hexdigest())
+    kept = settings.model_dump(mode="json", exclude=_RESUMABLE)
+    return {"model": job.model, "method": job.method, "settings": kept, "data": data}
+
+
+def _claim_checkpoints(checkpoints: Path, fingerprint: dict[str, Any]) -> None:
+    """Checkpoints are resumed only by the job that wrote them; another is refused before
+    it touches them (nothing is deleted)."""
+    marker = checkpoints / "bosun-job.json"
+    if marker.is_file():
+        previous = json.loads(marker.read_text())
+        changed = [key for key in fingerprint if previous.get(key) != fingerprint[key]]
+        if changed:
+            raise TuneError(
+                f"{checkpoints} holds the checkpoints of another training (its "
+                f"{', '.join(changed)} differ): run that job unchanged to resume it, or "
+                f"delete {checkpoints} (or choose another output) to start over"
+            )
+        return
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(fingerprint, indent=2) + "\n")
+
+
 def run(job: TuneJob, device: str = "auto") -> Path:
     """Train the adapter; its directory. TuneError or DataError before any training when
     the job cannot run."""
@@ -227,6 +264,7 @@ def run(job: TuneJob, device: str = "auto") -> Path:
     files = resolve_inputs(job.inputs, output / "downloads")
     examples = load_examples(files)
     _log(f"{len(examples)} examples from {len(files)} file(s)")
+    _claim_checkpoints(output / "checkpoints", _fingerprint(job, settings, files))
 
     from bosun.engine.loader import load_tokenizer, resolve_model
 
