@@ -103,3 +103,19 @@ def test_a_tuning_workspace_on_cluster_volumes_is_refused_locally(tmp_path: Path
     refused = bosun(tmp_path / "home", "up", str(ws))
     assert refused.returncode == 2
     assert "pvc://data/chats.jsonl cannot be read on one machine" in refused.stderr
+
+
+def test_bosun_up_refuses_bad_data_before_starting_the_job(tmp_path: Path) -> None:
+    data = write_data(tmp_path / "train.jsonl")
+    with data.open("a") as f:
+        f.write('{"prompt": "no answer"}\n')
+    ws = tuning_workspace(tmp_path / "tune.yaml", data, tmp_path / "out", loraR=0)
+    home = tmp_path / "home"
+    refused = bosun(home, "up", str(ws))
+    assert refused.returncode == 2
+    assert "config.loraR: Input should be greater than or equal to 1" in refused.stderr
+    ws = tuning_workspace(tmp_path / "tune.yaml", data, tmp_path / "out")
+    refused = bosun(home, "up", str(ws))
+    assert refused.returncode == 2
+    assert f"{data}:17: 'completion' must be a non-empty string" in refused.stderr
+    assert json.loads(bosun(home, "ps", "-o", "json").stdout) == []  # nothing was started

@@ -72,6 +72,8 @@ def up(
     store = _store()
     if plan.workload == "inference":  # a model that cannot load fails here, not in a loop
         prepare_model(serve_model(ws, plan))
+    else:  # bad data or settings fail here, not minutes later in the job's log
+        _check_tuning(ws, file)
     began = time.monotonic()
     try:
         with console.status("starting") as status:
@@ -111,6 +113,20 @@ def up(
             _attach(store, record.name)
         except KeyboardInterrupt:  # Ctrl-C before the log was being followed
             _detach(store, record.name)
+
+
+def _check_tuning(ws: Workspace, file: Path) -> None:
+    from bosun.tuning.data import DataError
+    from bosun.tuning.train import TuneError, TuneJob, check
+
+    tuning = ws.spec.tuning
+    assert tuning is not None
+    inputs = [u.removeprefix("file://") for u in tuning.input.uris if u.startswith("file://")]
+    job = TuneJob("", inputs, "", tuning.method.value, config=dict(tuning.config))
+    try:
+        check(job)
+    except (DataError, TuneError) as exc:
+        fail(f"{file}: spec.tuning: {exc}")
 
 
 def _job_started(store: Store, shown: Shown, foreground: bool) -> None:

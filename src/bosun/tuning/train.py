@@ -27,7 +27,7 @@ from pydantic.alias_generators import to_camel
 
 from bosun.tuning.data import IGNORE, DataError, Encoded, encode, load_examples, resolve_inputs
 
-__all__ = ["TuneError", "TuneJob", "TuneSettings", "run", "settings_for"]
+__all__ = ["TuneError", "TuneJob", "TuneSettings", "check", "run", "settings_for"]
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SUMMARY = "bosun-tuning.json"
@@ -106,6 +106,7 @@ class TuneJob:
 
 
 def _settings(config: dict[str, Any]) -> TuneSettings:
+    """The settings, or a TuneError naming each bad key as ``config.KEY``."""
     try:
         return TuneSettings.model_validate(config)
     except ValidationError as exc:
@@ -115,6 +116,17 @@ def _settings(config: dict[str, Any]) -> TuneSettings:
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             problems.append(f"config.{path}: {message}")
         raise TuneError("; ".join(problems)) from None
+
+
+def check(job: TuneJob) -> None:
+    """What can be checked in a second, before a job is started: the settings, the
+    method, and every row of the local data (URLs are read by the job itself)."""
+    _settings(job.config)
+    if job.method not in ("lora", "qlora"):
+        raise TuneError(f"method {job.method!r}: use lora or qlora")
+    local = [i for i in job.inputs if not i.startswith(("http://", "https://"))]
+    if local:
+        load_examples(resolve_inputs(local, Path()))
 
 
 def _output_dir(output: str) -> Path:
