@@ -65,6 +65,25 @@ def test_chunks_on_cached_positions_and_a_mixed_batch(model: Decoder, reference:
     torch.testing.assert_close(logits[1], expected(reference, [*B, 21]), atol=1e-4, rtol=1e-4)
 
 
+def test_decoding_and_prompts_in_one_step_are_attended_apart(
+    model: Decoder, reference: Any
+) -> None:
+    """Decoding sequences first, then prompt chunks: planned as two groups, so a decode
+    token is not padded to a chunk's length; the logits are transformers'."""
+    cache = PagedKVCache.allocate(CFG, 16, BLOCK, torch.float32, CPU)
+    step(model, cache, [(A, 0, [3, 1, 9]), (B, 0, [0, 6])])
+    c = [30, 31, 32, 33, 34, 35]
+    parts = [([20], len(A), [3, 1, 9]), ([21], len(B), [0, 6]), (c, 0, [7, 8])]
+    seqs = [PagedSeq(start, len(tokens), table) for tokens, start, table in parts]
+    plan = PagedStep.plan(seqs, BLOCK, CPU, cache.null_slot)
+    assert plan.parts is not None and [(lo, hi) for lo, hi, _ in plan.parts] == [(0, 2), (2, 8)]
+    assert plan.parts[0][2].q_index.shape == (2, 1)  # one query each, not padded to 6
+    logits = step(model, cache, parts)
+    torch.testing.assert_close(logits[0], expected(reference, [*A, 20]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits[1], expected(reference, [*B, 21]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits[2], expected(reference, c), atol=1e-4, rtol=1e-4)
+
+
 def test_a_decode_batch_of_equal_contexts(model: Decoder, reference: Any) -> None:
     cache = PagedKVCache.allocate(CFG, 8, BLOCK, torch.float32, CPU)
     c = [30, 31, 32, 33, 34, 35, 36]

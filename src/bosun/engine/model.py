@@ -265,15 +265,43 @@ class Layer(nn.Module):
         cache_kv: torch.Tensor,  # [blocks, block_size, 2K, D] of this layer
         step: PagedStep,
     ) -> torch.Tensor:
-        cfg = self.cfg
-        heads, kv_heads = cfg.heads, cfg.kv_heads
+        heads = self.cfg.heads
         qkv = self._qkv(x, rotary)
         flat = cache_kv.view(-1, *cache_kv.shape[2:])  # [blocks * block_size, 2K, D]
+        if step.view is not None:  # one sequence, its blocks in order: slices, no indexing
+            lo, hi = step.view
+            flat[hi - x.shape[0] : hi].copy_(qkv[:, heads:])
+            kv = flat[lo:hi][None].transpose(1, 2)  # [1, 2K, ctx, D]
+            q = qkv[None, :, :heads].transpose(1, 2)
+            mask = self._mask(step)
+            attn = self._sdpa(q, kv, mask)
+            return self._finish(x, attn[0].transpose(0, 1).reshape(x.shape[0], -1))
+        flat[step.slot_mapping] = qkv[:, heads:]
+        if step.parts is None:
+            return self._finish(x, self._attention(qkv, cache_kv, flat, step))
+        # Decoding sequences and prompt chunks in one step: each group attended on its own,
+        # so one token is never padded to a chunk's length.
+        outs = [self._attention(qkv[lo:hi], cache_kv, flat, part) for lo, hi, part in step.parts]
+        return self._finish(x, torch.cat(outs))
+
+    def _mask(self, step: PagedStep) -> torch.Tensor | None:
+        return step.window_mask if self.window and step.window_mask is not None else step.mask
+
+    def _sdpa(self, q: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        kv_heads, cfg = self.cfg.kv_heads, self.cfg
+        return _attend(q, kv[:, :kv_heads], kv[:, kv_heads:], mask, cfg.scale, cfg.attn_softcap)
+
+    def _attention(
+        self, qkv: torch.Tensor, cache_kv: torch.Tensor, flat: torch.Tensor, step: PagedStep
+    ) -> torch.Tensor:
+        """[N, H * D]: the attention of ``step``'s tokens (their keys and values already
+        written) over their sequences' contexts."""
+        cfg = self.cfg
+        n, heads = qkv.shape[0], cfg.heads
         if step.block_tables is not None:  # one token each: the paged decode kernel
             from bosun.engine.paged_attention import paged_decode  # imports Triton
 
             assert step.lengths is not None
-            flat[step.slot_mapping] = qkv[:, heads:]
             out = paged_decode(
                 qkv[:, :heads],
                 cache_kv,
@@ -283,23 +311,14 @@ class Layer(nn.Module):
                 softcap=cfg.attn_softcap,
                 window=self.window,
             )
-            return self._finish(x, out.view(x.shape[0], -1))
-        mask = step.window_mask if self.window and step.window_mask is not None else step.mask
-        if step.view is not None:  # one sequence, its blocks in order: slices, no indexing
-            lo, hi = step.view
-            flat[hi - x.shape[0] : hi].copy_(qkv[:, heads:])
-            kv = flat[lo:hi][None].transpose(1, 2)  # [1, 2K, ctx, D]
-            q = qkv[None, :, :heads].transpose(1, 2)
-            attn = _attend(q, kv[:, :kv_heads], kv[:, kv_heads:], mask, cfg.scale, cfg.attn_softcap)
-            return self._finish(x, attn[0].transpose(0, 1).reshape(x.shape[0], -1))
-        flat[step.slot_mapping] = qkv[:, heads:]
+            return out.view(n, -1)
         # Each sequence's queries and its whole context (cached and new), padded.
         q = qkv[step.q_index, :heads].transpose(1, 2)  # [B, H, Tq, D]
         assert step.kv_index is not None
         kv = flat[step.kv_index].transpose(1, 2)  # [B, 2K, context, D]
-        attn = _attend(q, kv[:, :kv_heads], kv[:, kv_heads:], mask, cfg.scale, cfg.attn_softcap)
+        attn = self._sdpa(q, kv, self._mask(step))
         out = attn.transpose(1, 2)[step.q_valid]  # [N, H, D], in token order
-        return self._finish(x, out.reshape(out.shape[0], -1))
+        return out.reshape(n, -1)
 
 
 @dataclass
@@ -377,6 +396,9 @@ class PagedStep:
     lengths: torch.Tensor | None = None
     # The mask of sliding-window layers, where the window hides part of some context.
     window_mask: torch.Tensor | None = None
+    # A step mixing decoding sequences (first) and prompt chunks: each group's tokens
+    # [lo, hi) and its own plan (the fields above then cover the whole step's tokens).
+    parts: list[tuple[int, int, PagedStep]] | None = None
 
     @classmethod
     def plan(
@@ -387,12 +409,16 @@ class PagedStep:
         pad_slot: int = 0,
         paged_decode: bool = False,
         window: int = 0,
+        allow_view: bool = True,
     ) -> PagedStep:
         """Where the step's tokens go and what each one attends to. ``paged_decode``: a
         step in which every sequence decodes one token reads its context through the block
         tables (the Triton kernel) instead of a gathered copy."""
         b = len(seqs)
         counts = [s.count for s in seqs]
+        decoding = sum(1 for c in counts if c == 1)
+        if 0 < decoding < b and counts[:decoding] == [1] * decoding:
+            return _split(cls, seqs, decoding, block_size, device, pad_slot, paged_decode, window)
         contexts = [s.start + s.count for s in seqs]
         tq, ctx = max(counts), max(contexts)
         blocks = -(-ctx // block_size)
@@ -428,7 +454,7 @@ class PagedStep:
                 block_tables=tables.to(device, torch.int32),
                 lengths=lengths.to(device, torch.int32),
             )
-        if b == 1 and bool((slots[0, 1:] - slots[0, :-1] == 1).all()):
+        if allow_view and b == 1 and bool((slots[0, 1:] - slots[0, :-1] == 1).all()):
             view = (int(slots[0, 0]), int(slots[0, 0]) + ctx)  # blocks in order: no copy
         else:
             kv_index = torch.where(span[None, :] < lengths[:, None], slots, pad_slot)
@@ -454,6 +480,37 @@ class PagedStep:
             view,
             window_mask=window_mask,
         )
+
+
+def _split(
+    cls: type[PagedStep],
+    seqs: list[PagedSeq],
+    decoding: int,
+    block_size: int,
+    device: torch.device,
+    pad_slot: int,
+    paged_decode: bool,
+    window: int,
+) -> PagedStep:
+    """The plan of a step whose first ``decoding`` sequences decode one token each and
+    whose others compute prompt chunks: one plan per group, joined."""
+    first, second = (
+        cls.plan(group, block_size, device, pad_slot, paged_decode, window, allow_view=False)
+        for group in (seqs[:decoding], seqs[decoding:])
+    )
+    split = len(first.positions)
+    total = split + len(second.positions)
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    return cls(
+        positions=torch.cat([first.positions, second.positions]),
+        slot_mapping=torch.cat([first.slot_mapping, second.slot_mapping]),
+        q_index=empty,
+        q_valid=empty.bool(),
+        kv_index=None,
+        mask=None,
+        last=torch.cat([first.last, second.last + split]),
+        parts=[(0, split, first), (split, total, second)],
+    )
 
 
 class Decoder(nn.Module):

@@ -254,6 +254,17 @@ class DecoderRunner:
         self.lora.remove(slot)
 
     def run(self, items: list[RunItem]) -> torch.Tensor:
+        # Decoding sequences first, prompt chunks after: the step plans them as two groups
+        # (PagedStep.parts). The logits come back in the callers' order.
+        order = sorted(range(len(items)), key=lambda k: len(items[k].tokens) > 1)
+        if order == list(range(len(items))):
+            return self._run(items)
+        logits = self._run([items[k] for k in order])
+        restored = torch.empty_like(logits)
+        restored[torch.tensor(order, device=logits.device)] = logits
+        return restored
+
+    def _run(self, items: list[RunItem]) -> torch.Tensor:
         adapted = any(i.adapter for i in items)
         self.lora.route(
             [i.adapter for i in items] if adapted else [],
