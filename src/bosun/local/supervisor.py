@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
-from bosun.local.state import Store
+from bosun.local.state import Record, Store
 
 __all__ = ["MAX_CRASHES", "backoff", "main", "run_job", "tail"]
 
@@ -73,26 +73,25 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-def run_job(store: Store, name: str) -> int:
+def _start(record: Record, log_path: Path) -> subprocess.Popen[bytes]:
+    """The workspace's process, its output appended to its log."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            record.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **record.env},
+        )
+
+
+def run_job(store: Store, record: Record) -> int:
     """Run a job once: Running, then Succeeded or Failed (with its last log lines). Run
     again (``bosun up``), a tuning job resumes from its last checkpoint."""
-    record = store.get(name)
-    if record is None:
-        return 1
-    log_path = store.log_path(name)
+    name, log_path = record.name, store.log_path(record.name)
     server: subprocess.Popen[bytes] | None = None
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, _on_term)
-    store.update(name, supervisor_pid=os.getpid())
     try:
-        with log_path.open("ab") as log:
-            server = subprocess.Popen(
-                record.command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **record.env},
-            )
+        server = _start(record, log_path)
         store.update(name, pid=server.pid, started=time.time(), state="Running")
         code = server.wait()
     except _StopRequestedError:
@@ -114,24 +113,17 @@ def supervise(store: Store, name: str) -> int:
     record = store.get(name)
     if record is None:
         return 1
-    if record.kind == "job":
-        return run_job(store, name)
-    log_path = store.log_path(name)
-    crashes, restarts = 0, record.restarts
-    server: subprocess.Popen[bytes] | None = None
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
     store.update(name, supervisor_pid=os.getpid())
+    if record.kind == "job":
+        return run_job(store, record)
+    log_path = store.log_path(name)
+    crashes, restarts = 0, record.restarts
+    server: subprocess.Popen[bytes] | None = None
     try:
         while True:
-            with log_path.open("ab") as log:
-                server = subprocess.Popen(
-                    record.command,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env={**os.environ, **record.env},
-                )
+            server = _start(record, log_path)
             store.update(name, pid=server.pid, started=time.time())
             ready = False
             while server.poll() is None:

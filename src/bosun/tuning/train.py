@@ -105,10 +105,13 @@ class TuneJob:
         )
 
 
-def _settings(config: dict[str, Any]) -> TuneSettings:
-    """The settings, or a TuneError naming each bad key as ``config.KEY``."""
+def _settings(job: TuneJob) -> TuneSettings:
+    """The job's settings, or a TuneError naming each bad key as ``config.KEY`` (or the
+    method)."""
+    if job.method not in ("lora", "qlora"):
+        raise TuneError(f"method {job.method!r}: use lora or qlora")
     try:
-        return TuneSettings.model_validate(config)
+        return TuneSettings.model_validate(job.config)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -121,9 +124,7 @@ def _settings(config: dict[str, Any]) -> TuneSettings:
 def check(job: TuneJob) -> None:
     """What can be checked in a second, before a job is started: the settings, the
     method, and every row of the local data (URLs are read by the job itself)."""
-    _settings(job.config)
-    if job.method not in ("lora", "qlora"):
-        raise TuneError(f"method {job.method!r}: use lora or qlora")
+    _settings(job)
     local = [i for i in job.inputs if not i.startswith(("http://", "https://"))]
     if local:
         load_examples(resolve_inputs(local, Path()))
@@ -255,9 +256,7 @@ def _claim_checkpoints(checkpoints: Path, fingerprint: dict[str, Any]) -> None:
 def run(job: TuneJob, device: str = "auto") -> Path:
     """Train the adapter; its directory. TuneError or DataError before any training when
     the job cannot run."""
-    settings = _settings(job.config)
-    if job.method not in ("lora", "qlora"):
-        raise TuneError(f"method {job.method!r}: use lora or qlora")
+    settings = _settings(job)
     import torch
 
     if device == "auto":
