@@ -12,6 +12,7 @@ decode tokens of many sequences at once) and returns the logits after each one's
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -384,6 +385,7 @@ class TransformersRunner:
         except (OSError, ValueError) as exc:
             raise EngineError(f"--model: transformers cannot load {local.path}: {exc}") from None
         self.model = model.to(device).eval()
+        self._cache_keyword = _cache_keyword(model)
         config = local.config
         model_max = int(config.get("max_position_embeddings") or 4096)
         self.max_len = _context(options, model_max, device)
@@ -425,22 +427,22 @@ class TransformersRunner:
 
     @torch.inference_mode()
     def _forward(self, item: RunItem) -> torch.Tensor:
+        from transformers import DynamicCache
+
         if item.start == 0:
             self._caches.pop(item.seq_id, None)  # a new or a preempted sequence
         ids = torch.tensor([item.tokens], dtype=torch.long, device=self._device)
-        cache = self._caches.get(item.seq_id)
-        if self._adapters:
-            if item.adapter:
-                self.model.set_adapter(self._adapters[item.adapter])
-                out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
-            else:
-                with self.model.disable_adapter():
-                    out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
-            self._caches[item.seq_id] = out.past_key_values
-            adapted: torch.Tensor = out.logits[0, -1].float()
-            return adapted
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
-        self._caches[item.seq_id] = out.past_key_values
+        # The sequence's cache object is filled in place by each forward pass.
+        cache = self._caches.setdefault(item.seq_id, DynamicCache(config=self.model.config))
+        inputs = {"input_ids": ids, self._cache_keyword: cache, "use_cache": True}
+        if not self._adapters:
+            out = self.model(**inputs)
+        elif item.adapter:
+            self.model.set_adapter(self._adapters[item.adapter])
+            out = self.model(**inputs)
+        else:
+            with self.model.disable_adapter():
+                out = self.model(**inputs)
         logits: torch.Tensor = out.logits[0, -1].float()
         return logits
 
@@ -449,3 +451,12 @@ class TransformersRunner:
 
     def release(self, seq_id: int) -> None:
         self._caches.pop(seq_id, None)
+
+
+def _cache_keyword(model: Any) -> str:
+    """The name a causal LM's ``forward`` takes its KV cache under: ``cache`` from
+    transformers 5.24 on (``past_key_values`` is deprecated there and warns), before that
+    ``past_key_values``."""
+
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
