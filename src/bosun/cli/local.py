@@ -62,7 +62,7 @@ def up(
 ) -> None:
     """Serve a Workspace on this machine: plan it, start a supervised server, wait until
     it answers, and print how to use it."""
-    from bosun.cli.main import prepare_model
+    from bosun.cli.prepare import prepare_model
     from bosun.local.runtime import LocalError, serve_model
     from bosun.local.runtime import up as start
 

@@ -10,7 +10,8 @@ import typer
 from bosun import __version__
 from bosun.cli.cluster import register as _register_cluster
 from bosun.cli.local import register as _register_local
-from bosun.cli.output import Format, console, dump, fail, progress_bar, warn
+from bosun.cli.output import Format, console, dump, fail, warn
+from bosun.cli.prepare import prepare_model
 from bosun.cli.tune import register as _register_tune
 
 if TYPE_CHECKING:
@@ -544,23 +545,6 @@ def _log_to_stderr(logger: str, level: str) -> None:
     target = logging.getLogger(logger)
     target.addHandler(handler)
     target.setLevel(level.upper())
-
-
-def prepare_model(model: str) -> None:
-    """Find the model, and convert a GGUF model into the cache now, with a progress bar,
-    if it is not there yet (tens of seconds, once): a wrong --model fails before the
-    server starts, and the server itself starts in seconds."""
-    from bosun.engine.client import EngineError
-    from bosun.engine.loader import needs_conversion, resolve_model
-
-    try:
-        if not needs_conversion(model):
-            resolve_model(model)  # fast: only finds it, or says why it cannot
-            return
-        with progress_bar("preparing") as update:
-            resolve_model(model, progress=update)
-    except EngineError as exc:
-        fail(str(exc))
 
 
 def main() -> None:
