@@ -1,15 +1,21 @@
-"""Dynamic int8 linear layers for CPUs: int8 weights with one scale per output channel
-(symmetric), activations quantized per call inside the kernel (fbgemm's
-``quantized::linear_dynamic``, the kernel behind ``torch.ao``'s dynamic quantization).
+"""Weight-only int8 linear layers for CPUs: int8 weights with one scale per output channel
+(symmetric); activations are not quantized.
 
 Decode on a CPU reads every weight once per step, so a quarter of the bytes of float32 is
-most of the speed-up (about 3x for SmolLM2 on two cores); answers stay those of the float
-model for small models in our tests, where one scale per tensor did not.
+most of the speed-up. A step of a few rows (decoding) multiplies through ATen's int8
+weight kernel (``_weight_int8pack_mm``, bfloat16 activations, as gpt-fast's int8 mode
+uses it); a larger one (a prompt chunk, a wide batch) is compute-bound, so it dequantizes
+the weight and multiplies in float32.
+
+Measured with ``benchmarks/quality.py`` on SmolLM2-135M-Instruct (docs/serving.md):
+perplexity 1.004x float32's over prompts, 1.005x decoded. The dynamic int8 this replaced
+(fbgemm's ``linear_dynamic``: 7-bit activations with one scale per call, so one outlier
+token of a prompt chunk set every token's scale) was 3.3x over prompts and 1.06x decoded,
+and changed the first greedy token of 4 of 5 prompts.
 """
 
 from __future__ import annotations
 
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -17,28 +23,41 @@ from torch import nn
 
 __all__ = ["Int8Linear", "quantize_int8"]
 
+# Up to this many rows a step multiplies through the int8 kernel; above it, the weight is
+# dequantized (the kernel's cost grows with each row, the float32 matmul's much less: they
+# cross near 48 rows for SmolLM2's layers on a 2-core AVX2 CPU).
+KERNEL_ROWS = 48
+
 
 class Int8Linear(nn.Module):
-    """A drop-in for a float ``nn.Linear`` that has been quantized (no training)."""
+    """A drop-in for a float ``nn.Linear`` whose weight is stored in int8 (no training)."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().float()
-        scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-8)
-        ints = torch.round(weight / scale[:, None]).to(torch.int8)
-        zero = torch.zeros(weight.shape[0], dtype=torch.long)
+        # The kernel takes bfloat16 scales: round them first, then quantize against the
+        # rounded ones, so that dequantizing gives back what was quantized.
+        scale = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-8).to(torch.bfloat16)
+        ints = torch.round(weight / scale.float()[:, None]).clamp(-127, 127)
+        self.register_buffer("weight_int8", ints.to(torch.int8))
+        self.register_buffer("scale", scale)
         bias = None if linear.bias is None else linear.bias.detach().float()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notices about quantized tensor types
-            qweight = torch._make_per_channel_quantized_tensor(ints, scale.double(), zero, 0)
-            self.packed = torch.ops.quantized.linear_prepack(qweight, bias)
+        self.register_buffer("bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # reduce_range: 7-bit activations, as torch.ao does, so that no CPU's int8
-        # multiply-add instructions can saturate.
-        out: torch.Tensor = torch.ops.quantized.linear_dynamic(x, self.packed, True)
-        return out
+        # x: [..., in] -> [..., out]
+        weight: torch.Tensor = self.weight_int8  # type: ignore[assignment]
+        scale: torch.Tensor = self.scale  # type: ignore[assignment]
+        bias: torch.Tensor | None = self.bias  # type: ignore[assignment]
+        rows = x.numel() // self.in_features
+        if rows <= KERNEL_ROWS:
+            flat = x.reshape(rows, self.in_features).to(torch.bfloat16)
+            out = torch._weight_int8pack_mm(flat, weight, scale).to(x.dtype)
+            out = out.reshape(*x.shape[:-1], self.out_features)
+            return out if bias is None else out + bias
+        dense = weight.to(x.dtype) * scale.to(x.dtype)[:, None]
+        return nn.functional.linear(x, dense, bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
@@ -47,9 +66,8 @@ class Int8Linear(nn.Module):
 def quantize_int8(model: nn.Module, threads: int = 1) -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` with an :class:`Int8Linear`, in place.
 
-    With ``threads`` > 1 the layers are quantized in parallel (packing holds the GIL only
-    part of the time: 0.95 s -> 0.65 s for SmolLM2 with 2 threads on 2 cores). The helper
-    threads end before this returns."""
+    With ``threads`` > 1 the layers are quantized in parallel. The helper threads end
+    before this returns."""
     found = [
         (parent, name, child)
         for parent in model.modules()
