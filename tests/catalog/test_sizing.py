@@ -132,6 +132,70 @@ def test_cpu_plan_serves_with_the_bosun_engine() -> None:
     assert plan.memory.per_device_bytes < 4 * GIB
 
 
+CPU_SMOL = {"resource": {"cpu": "2", "memory": "4Gi"}}
+
+
+def test_a_cpu_plan_sizes_the_int8_weights_bosun_serve_loads() -> None:
+    """`bosun serve --quantization auto` loads int8 linear layers on CPUs; the plan says so
+    and sizes them: 1 byte per layer weight, the float32 embedding, and the int8 copy of
+    the tied output head (SmolLM2-135M: 134,515,008 parameters, 28,311,552 embedding)."""
+    plan = plan_for(**CPU_SMOL, **inference("smollm2-135m-instruct"))
+    assert plan.quantization == "int8" and plan.dtype == "float32"
+    layers, embedding = 134_515_008 - 28_311_552, 28_311_552
+    assert plan.memory.weights_bytes == pytest.approx(layers + embedding * 4 + embedding, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"config": {"quantization": "none"}}, "none"),  # asked for: float32 weights
+        ({"config": {"quantization": "int8"}}, "int8"),
+        # Adapters served from the start keep the weights they were trained against.
+        ({"adapters": [{"name": "a", "source": {"uri": "file:///adapters/a"}}]}, "none"),
+    ],
+)
+def test_the_cpu_quantization_follows_the_workspace(extra: dict[str, Any], expected: str) -> None:
+    plan = plan_for(**CPU_SMOL, **inference("smollm2-135m-instruct", **extra))
+    assert plan.quantization == expected
+
+
+def test_float32_weights_take_four_times_the_int8_layers() -> None:
+    int8 = plan_for(**CPU_SMOL, **inference("smollm2-135m-instruct"))
+    exact = plan_for(
+        **CPU_SMOL, **inference("smollm2-135m-instruct", config={"quantization": "none"})
+    )
+    assert exact.memory.weights_bytes == pytest.approx(134_515_008 * 4, rel=1e-6)
+    assert int8.memory.weights_bytes < exact.memory.weights_bytes * 0.5
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "quantization", "message"),
+    [
+        (None, "awq", "the bosun engine serves int8 or none, not awq"),
+        ("nvidia-l4-24gb", "int8", "the bosun engine's int8 weights are for CPUs"),
+    ],
+)
+def test_a_quantization_the_bosun_engine_cannot_load_is_refused(
+    accelerator: str | None, quantization: str, message: str
+) -> None:
+    with pytest.raises(PlanError, match=r"spec\.inference\.model\.quantization") as error:
+        plan_for(
+            accelerator,
+            inference={
+                "model": {"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct", "quantization": quantization},
+                "runtime": "bosun",
+                "maxModelLen": 4096,
+            },
+            **({} if accelerator else CPU_SMOL),
+        )
+    assert message in str(error.value)
+
+
+def test_a_gpu_plan_for_the_bosun_engine_is_unquantized() -> None:
+    plan = plan_for("nvidia-l4-24gb", **inference("smollm2-135m-instruct", runtime="bosun"))
+    assert plan.quantization == "none" and plan.dtype == "bfloat16"
+
+
 def test_cpu_memory_limit_too_small() -> None:
     plan = plan_for(
         resource={"cpu": "4", "memory": "2Gi"},

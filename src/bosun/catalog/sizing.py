@@ -22,6 +22,7 @@ from bosun.api.errors import BosunError
 from bosun.api.quantity import format_bytes, to_bytes
 from bosun.api.validators import parse_uri
 from bosun.api.workspace import (
+    Inference,
     PlanStatus,
     Quantization,
     Runtime,
@@ -336,6 +337,28 @@ def _resolve_runtime(ws: Workspace, spec: ModelSpec | None, cpu: bool, target: T
     return requested.value
 
 
+def _bosun_quantization(
+    quantization: Quantization, explicit: bool, cpu: bool, inference: Inference | None
+) -> Quantization:
+    """What the Bosun engine loads, as ``bosun serve --quantization`` is told: unless the
+    Workspace says, int8 weights on CPUs (none when adapters are served from the start,
+    which were trained against the unquantized weights), none on GPUs."""
+    if not explicit:
+        adapters = inference is not None and bool(inference.adapters)
+        return Quantization.INT8 if cpu and not adapters else Quantization.NONE
+    if quantization not in (Quantization.NONE, Quantization.INT8):
+        raise PlanError(
+            f"spec.inference.model.quantization: the bosun engine serves int8 or none, not "
+            f"{quantization.value}; use runtime: vllm for {quantization.value} checkpoints"
+        )
+    if quantization is Quantization.INT8 and not cpu:
+        raise PlanError(
+            "spec.inference.model.quantization: the bosun engine's int8 weights are for "
+            "CPUs; on GPUs it serves none (or use runtime: vllm)"
+        )
+    return quantization
+
+
 def _element_bytes(dtype: str, quantization: Quantization) -> float:
     if quantization in _QUANT_BYTES:
         return _QUANT_BYTES[quantization]
@@ -376,6 +399,8 @@ def _estimate(x: _Inputs, tp: int, pp: int) -> _Estimate:
     # Quantized checkpoints keep embeddings and the output head in 16 bits.
     embed_bytes = _DTYPE_BYTES[x.dtype] if x.quantization is not Quantization.NONE else wbytes
     weights_dev = (s.layer_parameters * stage_layers * wbytes + embed_on_stage * embed_bytes) / tp
+    if x.runtime == "bosun" and x.quantization is Quantization.INT8 and s.tied_embeddings:
+        weights_dev += s.vocab_size * s.hidden_size * wbytes  # the output head's int8 copy
 
     stage_share = stage_layers / s.layers
     # MLA's latent is replicated on every tensor-parallel rank; KV heads split (or replicate).
@@ -549,6 +574,9 @@ def plan_workspace(
             raise PlanError(
                 f"spec.inference.config.quantization: unknown method; use one of {choices}"
             ) from None
+    explicit = quantization is not Quantization.NONE or _config_value(config, "quantization")
+    if runtime == "bosun" and not tuning:
+        quantization = _bosun_quantization(quantization, bool(explicit), cpu, inference)
     if tuning and ws.spec.tuning is not None and ws.spec.tuning.method.value == "qlora":
         if cpu:
             raise PlanError(

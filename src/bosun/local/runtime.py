@@ -150,6 +150,7 @@ def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
     command += ["--served-model-name", plan.model, "--port", str(port)]
     command += ["--max-model-len", str(plan.max_model_len)]
     command += ["--max-concurrency", str(max(plan.concurrency, 1))]
+    command += ["--quantization", plan.quantization]  # what the plan sized the memory for
     if plan.accelerator.is_gpu:
         command += ["--device", "cuda"]
     for adapter in ws.spec.inference.adapters if ws.spec.inference else []:

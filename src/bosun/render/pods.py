@@ -108,6 +108,7 @@ def server_args(ws: Workspace, plan: Plan) -> list[str]:
     else:
         args = ["bosun", "serve", "--model", plan.model_ref, *common]
         args += ["--device", "cpu" if plan.cpu_only else "cuda"]
+        args += ["--quantization", plan.quantization]  # what the plan sized
         for adapter in inference.adapters:
             args += [
                 "--adapter",
