@@ -27,7 +27,15 @@ from pydantic.alias_generators import to_camel
 
 from bosun.tuning.data import IGNORE, DataError, Encoded, encode, load_examples, resolve_inputs
 
-__all__ = ["TuneError", "TuneJob", "TuneSettings", "check", "run", "settings_for"]
+__all__ = [
+    "TuneError",
+    "TuneJob",
+    "TuneSettings",
+    "check",
+    "run",
+    "schedule_for",
+    "settings_for",
+]
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SUMMARY = "bosun-tuning.json"
@@ -66,14 +74,67 @@ class Defaults:
     batch_size: int
 
 
+# Fewer optimizer steps than this do not teach a LoRA adapter a new habit, however small
+# the data: a default run over a small dataset takes more epochs to reach it (at most
+# MAX_EPOCHS). Measured in benchmarks/tuning_quality.py.
+MIN_STEPS = 60
+DEFAULT_EPOCHS = 3.0
+MAX_EPOCHS = 30.0
+# On small data the default batch shrinks to this before the epochs grow: the same passes
+# over the data make more optimizer steps (and cost half the compute of 8-row steps).
+SMALL_DATA_BATCH = 4
+
+
 def settings_for(parameters: int) -> Defaults:
-    """Defaults by model size: small models take a larger rank-to-size learning rate and
-    batch; large ones a smaller step so the first updates do not wreck them."""
+    """Defaults by model size. LoRA trains a few low-rank matrices, so it takes learning
+    rates well above full fine-tuning's: 1e-3 on models under 1B parameters (2e-4 left
+    SmolLM2-135M without the habit after 24 steps; see docs/tuning.md), 2e-4 under 10B,
+    1e-4 above, where the first updates of a large model are the most fragile."""
     if parameters < 1_000_000_000:
-        return Defaults(lora_r=8, learning_rate=2e-4, batch_size=8)
+        return Defaults(lora_r=8, learning_rate=1e-3, batch_size=8)
     if parameters < 10_000_000_000:
-        return Defaults(lora_r=16, learning_rate=1e-4, batch_size=4)
-    return Defaults(lora_r=16, learning_rate=5e-5, batch_size=2)
+        return Defaults(lora_r=16, learning_rate=2e-4, batch_size=4)
+    return Defaults(lora_r=16, learning_rate=1e-4, batch_size=2)
+
+
+def batch_for(rows: int, default: int) -> tuple[int, str]:
+    """The default batch size for ``rows`` training rows, and why."""
+    if default > SMALL_DATA_BATCH and rows / default * DEFAULT_EPOCHS < MIN_STEPS:
+        return SMALL_DATA_BATCH, (
+            f"small data ({rows} rows): {SMALL_DATA_BATCH} rows a step make more optimizer "
+            f"steps than {default}"
+        )
+    return default, ""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long a job trains, and why (said in the log and in bosun-tuning.json)."""
+
+    max_steps: int
+    epochs: float
+    why: str
+
+
+def schedule_for(settings: TuneSettings, rows: int, batch: int) -> Schedule:
+    """The number of optimizer steps: ``max_steps`` when given, else ``epochs`` over the
+    data; by default 3 epochs, raised to at least MIN_STEPS steps for small datasets."""
+    per_epoch = math.ceil(rows / batch / settings.gradient_accumulation_steps)
+    if settings.max_steps:
+        return Schedule(settings.max_steps, settings.max_steps / per_epoch, "config.maxSteps")
+    if settings.epochs:
+        steps = max(1, math.ceil(per_epoch * settings.epochs))
+        return Schedule(steps, settings.epochs, "config.epochs")
+    if per_epoch * DEFAULT_EPOCHS >= MIN_STEPS:
+        steps = math.ceil(per_epoch * DEFAULT_EPOCHS)
+        return Schedule(steps, DEFAULT_EPOCHS, f"{DEFAULT_EPOCHS:g} epochs")
+    epochs = float(min(MAX_EPOCHS, math.ceil(MIN_STEPS / per_epoch)))
+    return Schedule(
+        per_epoch * int(epochs),
+        epochs,
+        f"{epochs:g} epochs of {per_epoch} steps: small data, raised from {DEFAULT_EPOCHS:g} "
+        f"epochs towards the minimum of {MIN_STEPS} optimizer steps",
+    )
 
 
 @dataclass(frozen=True)
@@ -322,6 +383,12 @@ def _train(
     parameters = sum(p.numel() for p in model.parameters())
     defaults = settings_for(parameters)
     rank = settings.lora_r or defaults.lora_r
+    batch, small = batch_for(len(rows), defaults.batch_size)
+    batch = settings.batch_size or batch
+    schedule = schedule_for(settings, len(rows), batch)
+    chosen = _chosen(settings, defaults, schedule, parameters)
+    if small and not settings.batch_size:
+        chosen["batch_size"] = (batch, small)
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in settings.target_modules if t not in present]
     if missing:
@@ -337,10 +404,7 @@ def _train(
         target_modules=settings.target_modules,
     )
     model = get_peft_model(model, lora)  # type: ignore[assignment]
-    batch = settings.batch_size or defaults.batch_size
-    steps_per_epoch = math.ceil(len(rows) / batch / settings.gradient_accumulation_steps)
-    epochs = settings.epochs or 3.0
-    max_steps = settings.max_steps or max(1, math.ceil(steps_per_epoch * epochs))
+    max_steps = schedule.max_steps
     checkpoints = output / "checkpoints"
     args = TrainingArguments(
         output_dir=str(checkpoints),
@@ -378,42 +442,53 @@ def _train(
         f"{job.method} r={rank} on {device}: {max_steps} steps of {batch} rows "
         f"(x{settings.gradient_accumulation_steps}), learning rate {args.learning_rate:g}"
     )
+    for key, (value, why) in chosen.items():
+        _log(f"  {key} {value:g}: {why}")
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.monotonic() - started
     history = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     speed = counter.tokens / seconds if seconds > 0 else 0.0
-    _save(model, output, job, rank, history, result.global_step, seconds, rows, speed)
-    _log(f"adapter written to {output} ({speed:.0f} training tokens/s)")
-    return output
-
-
-def _save(
-    model: Any,
-    output: Path,
-    job: TuneJob,
-    rank: int,
-    losses: list[float],
-    steps: int,
-    seconds: float,
-    rows: list[Encoded],
-    tokens_per_second: float,
-) -> None:
-    """The adapter into ``output`` through a temporary directory beside it."""
-    staging = output / ".adapter-staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging))
     summary = {
         "base_model": job.model,
         "method": job.method,
         "rank": rank,
-        "steps": steps,
+        "steps": result.global_step,
         "examples": len(rows),
-        "first_loss": losses[0] if losses else None,
-        "final_loss": losses[-1] if losses else None,
+        "first_loss": history[0] if history else None,
+        "final_loss": history[-1] if history else None,
         "train_seconds": round(seconds, 1),
-        "train_tokens_per_second": round(tokens_per_second, 1),
+        "train_tokens_per_second": round(speed, 1),
+        "settings": {key: {"value": v, "why": why} for key, (v, why) in chosen.items()},
     }
+    _save(model, output, summary)
+    _log(f"adapter written to {output} ({speed:.0f} training tokens/s)")
+    return output
+
+
+def _chosen(
+    settings: TuneSettings, defaults: Defaults, schedule: Schedule, parameters: int
+) -> dict[str, tuple[float, str]]:
+    """The settings that shape the training, each with where it came from."""
+    size = f"the default for a model of {parameters / 1e6:,.0f}M parameters"
+    picked = {
+        "learning_rate": (settings.learning_rate, defaults.learning_rate, "config.learningRate"),
+        "lora_r": (settings.lora_r, defaults.lora_r, "config.loraR"),
+        "batch_size": (settings.batch_size, defaults.batch_size, "config.batchSize"),
+    }
+    chosen = {
+        key: (given, key_name) if given is not None else (default, size)
+        for key, (given, default, key_name) in picked.items()
+    }
+    chosen["max_steps"] = (schedule.max_steps, schedule.why)
+    return chosen
+
+
+def _save(model: Any, output: Path, summary: dict[str, Any]) -> None:
+    """The adapter into ``output`` through a temporary directory beside it."""
+    staging = output / ".adapter-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
     (staging / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     for item in staging.iterdir():
         item.replace(output / item.name)
