@@ -7,7 +7,6 @@ works in a namespace of its own. The cluster publishes two GPU nodes through DRA
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -656,11 +655,12 @@ def test_a_killed_operator_converges_after_restart_without_duplicates(
                 )
 
             wait_for(done, "every Workspace applied once", third, timeout=120)
-            time.sleep(1)
-            services = [
-                s["metadata"]["name"] for s in cluster.list(f"/api/v1/namespaces/{ns}/services")
-            ]
-            assert sorted(services) == names
+
+            def services() -> list[str]:
+                listed = cluster.list(f"/api/v1/namespaces/{ns}/services")
+                return sorted(s["metadata"]["name"] for s in listed)
+
+            wait_for(lambda: services() == names, "one Service per Workspace", third)
         finally:
             third.stop()
     finally:

@@ -203,7 +203,9 @@ def test_full_queue_is_429_with_retry_after() -> None:
             target=lambda: client.completions.create(model=MODEL, prompt="x", max_tokens=40)
         )
         holder.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while busy.stats().running < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the first request holds the only slot
         r = httpx.post(
             f"{url}/v1/completions", json={"model": MODEL, "prompt": "y", "max_tokens": 2}
         )
