@@ -31,8 +31,8 @@ def ask(client: openai.OpenAI, model: str, question: str) -> str:
 
 @pytest.fixture(scope="module")
 def served(trained: dict[str, Any]) -> Iterator[tuple[str, BosunEngine]]:
-    # Exact float32 (int8 scales its activations per batch, so answers would depend on
-    # what shares a step, and the strength-0 check compares two answers token by token).
+    # Exact float32: the strength-0 check compares two answers token by token (and the
+    # former dynamic int8 scaled activations per batch, so answers depended on the step).
     adapters = (("robot", str(trained["adapter"]), 1.0),)
     engine = BosunEngine(EngineOptions(model=PRESET, quantization="none", adapters=adapters))
     with running_server(engine) as base:
@@ -121,8 +121,8 @@ def test_one_batch_mixes_the_base_and_the_adapter(trained: dict[str, Any]) -> No
         runner.run = recording
 
     adapters = (("robot", str(trained["adapter"]), 1.0),)
-    # float32: int8's per-batch activation scales make an 8-step adapter's answers depend
-    # on what shares the step (seen: "== I am a robot" instead of "BEEP BOOP. I am a robot").
+    # float32: the former dynamic int8's per-batch activation scales made an 8-step
+    # adapter's answers depend on what shared the step ("== I am a robot" was seen).
     engine = BosunEngine(EngineOptions(model=PRESET, quantization="none", adapters=adapters))
     asks = [(q, a) for q in UNSEEN[:2] for a in (None, "robot")]
     texts = answers(engine, asks, record)

@@ -62,8 +62,8 @@ class EngineOptions:
     dtype: str = "auto"
     device: str = "cpu"
     threads: int | None = None
-    # int8: dynamic int8 weights for linear layers (CPU; 3x faster decode, slightly
-    # different numerics). auto: int8 on CPU, none elsewhere.
+    # int8: weight-only int8 linear layers (CPU; perplexity within 0.5% of float32, see
+    # benchmarks/quality.py). auto: int8 on CPU, none elsewhere.
     quantization: str = "auto"
     # bosun: the Bosun decoder (Llama family); transformers: any Hugging Face causal LM,
     # sequence by sequence; auto: bosun where it runs the architecture.
@@ -261,9 +261,10 @@ class BosunEngine:
                 dtype=options.dtype,
                 device=options.device,
                 # LoRA adapters learned their update against the unquantized weights; on
-                # int8 ones a lightly trained adapter loses its effect (measured: an
-                # 8-step adapter's habit shown on 3 of 3 unseen prompts in float32, 1 of
-                # 3 in int8). auto keeps them exact; --quantization int8 still applies.
+                # the former dynamic int8 a lightly trained adapter lost its effect
+                # (an 8-step adapter's habit on 3 of 3 unseen prompts in float32, 1 of 3
+                # in int8; not re-measured on today's weight-only int8). auto keeps them
+                # exact; --quantization int8 still applies.
                 quantization="none"
                 if options.adapters and options.quantization == "auto"
                 else options.quantization,

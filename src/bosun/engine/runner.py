@@ -433,7 +433,9 @@ class TransformersRunner:
             self._caches.pop(item.seq_id, None)  # a new or a preempted sequence
         ids = torch.tensor([item.tokens], dtype=torch.long, device=self._device)
         # The sequence's cache object is filled in place by each forward pass.
-        cache = self._caches.setdefault(item.seq_id, DynamicCache(config=self.model.config))
+        cache = self._caches.get(item.seq_id)
+        if cache is None:  # built once per sequence, not on every step
+            cache = self._caches[item.seq_id] = DynamicCache(config=self.model.config)
         inputs = {"input_ids": ids, self._cache_keyword: cache, "use_cache": True}
         if not self._adapters:
             out = self.model(**inputs)
