@@ -1,5 +1,6 @@
 # The README's two commands: `make run` and `make test`. Both work on a fresh machine.
-PYTHON ?= python3
+# The lock is resolved for Python 3.11: prefer python3.11 where a machine has several.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
@@ -9,6 +10,10 @@ EXAMPLE ?= examples/01-cpu-smollm2.yaml
 .PHONY: run test lint typecheck layers unit bench clean lock test-latest mutation
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+	  echo "constraints/dev.lock is resolved for Python 3.11, and $(PYTHON) is" \
+	    "$$($(PYTHON) -V 2>&1): install python3.11, or make PYTHON=/path/to/python3.11" >&2; \
+	  exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 # Dev and CI install exactly the lock (constraints/dev.lock: every package pinned, torch as

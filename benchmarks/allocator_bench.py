@@ -230,7 +230,7 @@ def main() -> None:
             )
         print(f"{r['nodes']:>6} {'(build)':>8} {'':>12} {'':>11} {r['build_ms']:>11.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

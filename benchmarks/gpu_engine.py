@@ -251,7 +251,7 @@ def write_checkpoint(hf: Any, config: dict[str, Any], path: Path) -> None:
         state.pop("lm_head.weight", None)
     save_file(state, str(path / "model.safetensors"))
     hf_config = {**COMMON, **config, "eos_token_id": 1, "torch_dtype": "bfloat16"}
-    (path / "config.json").write_text(json.dumps(hf_config))
+    (path / "config.json").write_text(json.dumps(hf_config), encoding="utf-8")
 
 
 def http_side(
@@ -298,7 +298,9 @@ def http_side(
         url = f"http://127.0.0.1:{port}"
         try:
             if not wait_healthy(url, server, 900):
-                return {"http": "bosun serve did not start: " + log.read_text()[-800:]}
+                return {
+                    "http": "bosun serve did not start: " + log.read_text(encoding="utf-8")[-800:]
+                }
             warm = asyncio.run(level(url, "bench", n, n, 20, 4, None, 1, True, 1e9, 1e9))
             if warm["completed"] < n:
                 return {"http": f"warm-up failed: {warm['errors']}"}
@@ -402,7 +404,7 @@ def main() -> None:
     parser.add_argument("--chart-from", type=Path, help="only draw --chart from this JSON")
     args = parser.parse_args()
     if args.chart_from:
-        chart(json.loads(args.chart_from.read_text()), args.chart)
+        chart(json.loads(args.chart_from.read_text(encoding="utf-8")), args.chart)
         return
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -450,7 +452,7 @@ def main() -> None:
         results["models"][name] = row
         print(name, json.dumps(row, indent=1), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if args.chart:
         try:
             chart(results, args.chart)

@@ -43,7 +43,7 @@ PLURALS = {"Deployment": "/apis/apps/v1", "Service": "/api/v1"}
 
 def _memory(pid: int) -> dict[str, int]:
     fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
         key, _, value = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) * 1024
@@ -143,7 +143,7 @@ def main() -> None:
             f"peak {measured['peak_rss_mib']:.0f} MiB"
         )
     if args.json:
-        args.json.write_text(json.dumps({"results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"results": results}, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,11 @@ QUANTIZATIONS = ("none", "int8")
 
 
 def text_tokens(tokenizer: Any) -> list[int]:
-    text = (DATA / "prose.txt").read_text() + "\n\n" + (DATA / "code.txt").read_text()
+    text = (
+        (DATA / "prose.txt").read_text(encoding="utf-8")
+        + "\n\n"
+        + (DATA / "code.txt").read_text(encoding="utf-8")
+    )
     ids: list[int] = tokenizer(text)["input_ids"]
     return ids
 
@@ -112,7 +116,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 def _cpu() -> dict[str, str]:
     info = {"machine": platform.machine()}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "model name":
                 info["cpu"] = value.strip()
@@ -181,7 +185,7 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

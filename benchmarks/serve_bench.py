@@ -277,9 +277,9 @@ def main() -> None:
         for error in lv["errors"]:
             print(f"  error: {error}")
     if args.json:
-        existing = json.loads(args.json.read_text()) if args.json.exists() else {}
+        existing = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
         existing[args.label] = levels
-        args.json.write_text(json.dumps(existing, indent=2) + "\n")
+        args.json.write_text(json.dumps(existing, indent=2) + "\n", encoding="utf-8")
         if args.png:
             chart(existing, args.png)
 

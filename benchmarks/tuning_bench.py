@@ -43,7 +43,7 @@ TOPICS = [
 
 
 def write_data(path: Path, rows: int) -> Path:
-    with path.open("w") as f:
+    with path.open("w", encoding="utf-8") as f:
         for i in range(rows):
             topic = TOPICS[i % len(TOPICS)]
             chat = [
@@ -63,7 +63,9 @@ def train(root: Path, steps: int) -> dict[str, Any]:
         config={"max_steps": steps, "batch_size": 8, "learning_rate": 1e-3, "save_steps": 1000},
     )
     run(job, "cpu")
-    summary: dict[str, Any] = json.loads((root / "adapter" / "bosun-tuning.json").read_text())
+    summary: dict[str, Any] = json.loads(
+        (root / "adapter" / "bosun-tuning.json").read_text(encoding="utf-8")
+    )
     return summary
 
 
@@ -120,7 +122,7 @@ def main() -> None:
         )
     print(json.dumps(results, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -312,12 +312,14 @@ async def answers(adapter: Path, prompts: list[str]) -> tuple[list[str], list[st
 
 def evaluate(task: Task, root: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     data = root / f"{task.name}.jsonl"
-    data.write_text("".join(json.dumps({"messages": chat}) + "\n" for chat in task.rows))
+    data.write_text(
+        "".join(json.dumps({"messages": chat}) + "\n" for chat in task.rows), encoding="utf-8"
+    )
     adapter = root / f"{task.name}-adapter"
     started = time.monotonic()
     run(TuneJob(PRESET, [str(data)], str(adapter), config=overrides), "cpu")
     trained = time.monotonic() - started
-    summary = json.loads((adapter / "bosun-tuning.json").read_text())
+    summary = json.loads((adapter / "bosun-tuning.json").read_text(encoding="utf-8"))
     prompts = [p for p, _ in task.held_out] + [q for q, _ in GENERAL]
     base, tuned = asyncio.run(answers(adapter, prompts))
     n = len(task.held_out)
@@ -354,7 +356,7 @@ def evaluate(task: Task, root: Path, overrides: dict[str, Any]) -> dict[str, Any
 
 def _cpu() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
@@ -384,7 +386,7 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

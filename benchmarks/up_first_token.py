@@ -79,7 +79,7 @@ def main() -> None:
             f"(median of {len(runs)})"
         )
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

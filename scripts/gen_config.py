@@ -43,7 +43,9 @@ def main() -> None:
     for (directory, name), objects in files.items():
         path = ROOT / directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(HEADER + yaml.safe_dump_all(objects, sort_keys=False, width=100))
+        path.write_text(
+            HEADER + yaml.safe_dump_all(objects, sort_keys=False, width=100), encoding="utf-8"
+        )
     for directory in ("crd", "rbac", "manager"):
         names = sorted({n for (d, n) in files if d == directory})
         kustomization = {
@@ -52,7 +54,7 @@ def main() -> None:
             "resources": names,
         }
         (ROOT / directory / "kustomization.yaml").write_text(
-            HEADER + yaml.safe_dump(kustomization, sort_keys=False)
+            HEADER + yaml.safe_dump(kustomization, sort_keys=False), encoding="utf-8"
         )
     default = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -64,7 +66,8 @@ def main() -> None:
         "# The objects name their namespace (bosun-system) themselves: kustomize's namespace\n"
         "# transformer would also put the cluster-scoped ClusterKopfPeering in it. For another\n"
         "# namespace, `bosun install -n NS` or a patch in an overlay.\n"
-        + yaml.safe_dump(default, sort_keys=False)
+        + yaml.safe_dump(default, sort_keys=False),
+        encoding="utf-8",
     )
 
 

@@ -23,7 +23,7 @@ def example_data(name: str) -> dict[str, Any]:
     """The decoded example whose file name starts with ``name``."""
     matches = [p for p in EXAMPLE_FILES if p.relative_to(EXAMPLES).as_posix().startswith(name)]
     assert len(matches) == 1, f"no single example named {name}: {matches}"
-    data: dict[str, Any] = yaml.safe_load(matches[0].read_text())
+    data: dict[str, Any] = yaml.safe_load(matches[0].read_text(encoding="utf-8"))
     return data
 
 

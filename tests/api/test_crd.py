@@ -68,7 +68,7 @@ def _crd_errors(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[
 
 
 def test_examples_pass_schema_and_cel_rules(example_file: Path) -> None:
-    assert _crd_errors(yaml.safe_load(example_file.read_text())) == []
+    assert _crd_errors(yaml.safe_load(example_file.read_text(encoding="utf-8"))) == []
 
 
 BAD: list[tuple[str, dict[str, Any], str]] = [

@@ -211,13 +211,16 @@ def test_wrong_kind_is_named() -> None:
 
 def test_file_errors_are_one_clear_message(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: bosun.dev/v1alpha1\nkind: Workspace\nmetadata: {name: x\n  spec: [")
+    bad.write_text(
+        "apiVersion: bosun.dev/v1alpha1\nkind: Workspace\nmetadata: {name: x\n  spec: [",
+        encoding="utf-8",
+    )
     with pytest.raises(WorkspaceError, match=r"malformed YAML at line \d+, column \d+"):
         load_workspace(bad)
     with pytest.raises(WorkspaceError, match="cannot read the file"):
         load_workspace(tmp_path / "missing.yaml")
     two = tmp_path / "two.yaml"
-    two.write_text("a: 1\n---\nb: 2\n")
+    two.write_text("a: 1\n---\nb: 2\n", encoding="utf-8")
     with pytest.raises(WorkspaceError, match="expected one Workspace document, found 2"):
         load_workspace(two)
 

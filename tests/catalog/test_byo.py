@@ -43,7 +43,7 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> 
 
 
 def test_parameters_come_from_safetensors_headers(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG), encoding="utf-8")
     write_safetensors(tmp_path / "model-1.safetensors", {"embed": ("BF16", [100, 64])})
     write_safetensors(
         tmp_path / "model-2.safetensors", {"w": ("BF16", [64, 128]), "n": ("F32", [64])}
@@ -73,7 +73,7 @@ def test_missing_directory_plans_unsized_with_a_warning() -> None:
 
 
 def test_config_without_the_needed_fields_names_them(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["X"]}))
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["X"]}), encoding="utf-8")
     data = example_data("07-")
     data["spec"]["inference"]["model"]["uri"] = f"file://{tmp_path}"
     with pytest.raises(PlanError, match=r"spec\.inference\.model\.uri: .*missing hidden_size"):
@@ -81,7 +81,7 @@ def test_config_without_the_needed_fields_names_them(tmp_path: Path) -> None:
 
 
 def test_unreadable_config(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
     data = example_data("07-")
     data["spec"]["inference"]["model"]["uri"] = f"file://{tmp_path}"
     with pytest.raises(PlanError, match=r"unreadable config\.json"):

@@ -156,7 +156,7 @@ def test_render_refuses_a_plan_that_does_not_fit() -> None:
 )
 def test_bad_files_get_one_clear_message(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "ws.yaml"
-    path.write_text(content)
+    path.write_text(content, encoding="utf-8")
     for command in ("plan", "render"):
         code, out, err = run(command, str(path))
         assert code == 2

@@ -23,7 +23,7 @@ def run(*args: str) -> tuple[int, str, str]:
 
 def docs(extra: str = "", replace_claim: bool = False) -> str:
     """The snapshot with ``extra`` documents, optionally instead of its pending claim."""
-    text = SNAPSHOT.read_text()
+    text = SNAPSHOT.read_text(encoding="utf-8")
     if replace_claim:
         text = text[: text.rindex("---")]
     return text + extra
@@ -64,7 +64,7 @@ status:
       results: [{request: gpu, driver: gpu.nvidia.com, pool: node-a, device: gpu-1}]
 """
     path = tmp_path / "snap.yaml"
-    path.write_text(docs(held))
+    path.write_text(docs(held), encoding="utf-8")
     code, out, _ = run("dra", "allocate", "-f", str(path), "-o", "json")
     assert code == 0, out
     nodes = {n["node"]: n for n in json.loads(out)}
@@ -76,10 +76,10 @@ def test_kubectl_list_output_is_accepted(tmp_path: Path) -> None:
     listed = {
         "apiVersion": "v1",
         "kind": "List",
-        "items": list(yaml.safe_load_all(SNAPSHOT.read_text())),
+        "items": list(yaml.safe_load_all(SNAPSHOT.read_text(encoding="utf-8"))),
     }
     path = tmp_path / "list.yaml"
-    path.write_text(yaml.safe_dump(listed))
+    path.write_text(yaml.safe_dump(listed), encoding="utf-8")
     code, out, _ = run("dra", "allocate", "-f", str(path), "-o", "json")
     assert code == 0 and json.loads(out)[0]["allocated"] is True
 
@@ -120,7 +120,7 @@ def test_bad_input_exits_1_naming_object_and_field(
     tmp_path: Path, extra: str, message: str
 ) -> None:
     path = tmp_path / "snap.yaml"
-    path.write_text(docs(extra, replace_claim="kind: ResourceClaim" in extra))
+    path.write_text(docs(extra, replace_claim="kind: ResourceClaim" in extra), encoding="utf-8")
     code, out, err = run("dra", "allocate", "-f", str(path))
     assert code == 1
     assert message in err
@@ -139,14 +139,15 @@ def test_plan_places_replicas_on_the_snapshot(tmp_path: Path) -> None:
     ws.write_text(
         "apiVersion: bosun.dev/v1alpha1\nkind: Workspace\nmetadata: {name: llama}\n"
         "spec:\n  resource: {count: 3}\n  inference:\n"
-        "    preset: {name: llama-3.1-8b-instruct}\n    maxModelLen: 8192\n"
+        "    preset: {name: llama-3.1-8b-instruct}\n    maxModelLen: 8192\n",
+        encoding="utf-8",
     )
     code, out, err = run("plan", str(ws), "--cluster", str(SNAPSHOT), "-o", "json")
     cluster = json.loads(out)["cluster"]
     # Each replica needs one GPU with at least ~21 GiB: the two H100s and the L4 qualify.
     assert [p["node"] for p in cluster["placement"]] == ["node-a", "node-a", "node-b"]
     assert code == 0, err
-    ws.write_text(ws.read_text().replace("count: 3", "count: 4"))
+    ws.write_text(ws.read_text(encoding="utf-8").replace("count: 3", "count: 4"), encoding="utf-8")
     code, out, err = run("plan", str(ws), "--cluster", str(SNAPSHOT), "-o", "json")
     assert code == 2 and "only 3 of 4 replicas fit" in err
     assert json.loads(out)["cluster"]["placement"][3]["node"] is None

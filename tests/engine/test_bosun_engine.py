@@ -100,7 +100,9 @@ def test_the_transformers_backend_generates_what_the_bosun_engine_does(
 
 
 def test_engine_choices_that_cannot_work_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text('{"architectures": ["GemmaForCausalLM"]}')
+    (tmp_path / "config.json").write_text(
+        '{"architectures": ["GemmaForCausalLM"]}', encoding="utf-8"
+    )
     local = LocalModel("gemma", tmp_path)
     options = RunnerOptions("bosun", "auto", "cpu", "auto", 1, None)
     with pytest.raises(EngineError, match=r"does not run GemmaForCausalLM.*--engine transformers"):

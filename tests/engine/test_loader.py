@@ -82,7 +82,9 @@ def test_the_fast_tokenizer_path_matches_autotokenizer() -> None:
 def test_other_tokenizer_classes_go_through_autotokenizer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "LlamaTokenizer"}')
+    (tmp_path / "tokenizer_config.json").write_text(
+        '{"tokenizer_class": "LlamaTokenizer"}', encoding="utf-8"
+    )
     import transformers
 
     calls: list[Path] = []

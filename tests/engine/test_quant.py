@@ -41,7 +41,9 @@ def runners() -> Iterator[dict[str, DecoderRunner]]:
 
 @pytest.fixture(scope="module")
 def tokens() -> list[int]:
-    ids: list[int] = load_tokenizer(resolve_model(PRESET))(TEXT.read_text())["input_ids"]
+    ids: list[int] = load_tokenizer(resolve_model(PRESET))(TEXT.read_text(encoding="utf-8"))[
+        "input_ids"
+    ]
     return ids[:512]
 
 

@@ -97,7 +97,7 @@ def test_sharing_workspaces_share_a_gpu_and_exclusive_ones_do_not(tmp_path: Path
 
     def start(name: str, strategy: str) -> None:
         file = tmp_path / f"{name}.yaml"
-        file.write_text(SHARED.format(name=name, strategy=strategy))
+        file.write_text(SHARED.format(name=name, strategy=strategy), encoding="utf-8")
         ws = load_workspace(file)
         plan = plan_workspace(ws, target="local", local_profile=here.profile)
         assert plan.fits, plan.reason

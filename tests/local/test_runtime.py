@@ -217,8 +217,10 @@ def test_foreground_stays_attached_and_ctrl_c_stops_everything(home: Path) -> No
             except subprocess.TimeoutExpired:
                 attached.send_signal(signal.SIGABRT)
                 attached.wait(timeout=30)
-                raise AssertionError(f"bosun up --foreground hung:\n{errors.read_text()}") from None
-            assert code == 0, errors.read_text()
+                raise AssertionError(
+                    f"bosun up --foreground hung:\n{errors.read_text(encoding='utf-8')}"
+                ) from None
+            assert code == 0, errors.read_text(encoding="utf-8")
         finally:
             if attached.poll() is None:
                 attached.kill()

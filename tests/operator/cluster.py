@@ -336,7 +336,7 @@ class EmulatedCluster:
             ],
             "current-context": "emulator",
         }
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path
 
     # ------------------------------------------------------------ workspaces
@@ -408,7 +408,7 @@ class Operator:
                 self.kill()
 
     def tail(self, lines: int = 60) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
 

@@ -24,4 +24,4 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """A run started by the RBAC test hands what it recorded back through a file."""
     out = os.environ.get("BOSUN_RECORDED_REQUESTS")
     if out:
-        Path(out).write_text(json.dumps(sorted(RECORDED)))
+        Path(out).write_text(json.dumps(sorted(RECORDED)), encoding="utf-8")

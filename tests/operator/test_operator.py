@@ -27,7 +27,7 @@ GPU_SPEC: dict[str, Any] = {"inference": {"preset": {"name": "llama-3.1-8b-instr
 
 
 def _seed(cluster: EmulatedCluster) -> None:
-    for doc in yaml.safe_load_all(DATA.read_text()):
+    for doc in yaml.safe_load_all(DATA.read_text(encoding="utf-8")):
         kind = doc["kind"]
         if kind == "ResourceClaim":
             continue

@@ -37,10 +37,10 @@ def test_autoscalers_target_the_workspace_scale_subresource() -> None:
     scale = workspace_crd()["spec"]["versions"][0]["subresources"]["scale"]
     assert scale["specReplicasPath"] == ".spec.resource.count"
     directory = ROOT / "examples" / "08-autoscaling"
-    hpa = yaml.safe_load((directory / "hpa.yaml").read_text())
+    hpa = yaml.safe_load((directory / "hpa.yaml").read_text(encoding="utf-8"))
     kubernetes_validate.validate(hpa, "1.34.0", strict=True)
-    keda = yaml.safe_load((directory / "keda.yaml").read_text())
-    workspace = yaml.safe_load((directory / "workspace.yaml").read_text())
+    keda = yaml.safe_load((directory / "keda.yaml").read_text(encoding="utf-8"))
+    workspace = yaml.safe_load((directory / "workspace.yaml").read_text(encoding="utf-8"))
     for scaler in (hpa, keda):
         target = scaler["spec"]["scaleTargetRef"]
         assert (target["apiVersion"], target["kind"]) == ("bosun.dev/v1alpha1", "Workspace")
@@ -52,13 +52,13 @@ def test_the_images_install_the_right_extra_as_a_non_root_user() -> None:
     import re
     import tomllib
 
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
         "optional-dependencies"
     ]
     assert not any(dep.split(">")[0] in HEAVY for dep in extras["operator"])
     # The runtime image also runs tuning Jobs (`bosun tune`): the tune extra too.
     for image, extra in (("operator", "operator"), ("runtime", "serve,tune")):
-        text = (ROOT / "docker" / f"{image}.Dockerfile").read_text()
+        text = (ROOT / "docker" / f"{image}.Dockerfile").read_text(encoding="utf-8")
         assert f"'bosun[{extra}]'" in text and all(e in extras for e in extra.split(","))
         users = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
         assert users and users[-1].split(":")[0] not in ("0", "root")
@@ -90,7 +90,9 @@ def test_an_unreadable_kubeconfig_is_an_error_naming_it(tmp_path: Path) -> None:
     from bosun.cli.main import app
 
     broken = tmp_path / "kubeconfig"
-    broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n")
+    broken.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n", encoding="utf-8"
+    )
     result = CliRunner().invoke(app, ["operator", "-A", "--kubeconfig", str(broken)])
     assert result.exit_code == 2, result.output
     assert str(broken) in result.output

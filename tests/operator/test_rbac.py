@@ -55,7 +55,7 @@ def recorded(
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, SCENARIOS)]
     run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, f"the operator scenarios failed:\n{run.stdout[-3000:]}"
-    return {(g, r, v) for g, r, v in json.loads(out.read_text())}
+    return {(g, r, v) for g, r, v in json.loads(out.read_text(encoding="utf-8"))}
 
 
 def test_the_cluster_role_allows_exactly_what_the_operator_does(

@@ -40,7 +40,7 @@ def validate(doc: dict[str, Any]) -> None:
     if key not in CRD_SCHEMAS:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         return
-    schema = yaml.safe_load(CRD_SCHEMAS[key].read_text())
+    schema = yaml.safe_load(CRD_SCHEMAS[key].read_text(encoding="utf-8"))
     errors = schema_errors(schema, doc) + cel_errors(schema, doc)
     assert errors == [], errors
     if doc["kind"] == "NodeClaim":
@@ -82,7 +82,7 @@ MATRIX_ACCELERATORS = [None, "nvidia-a100-40gb", "nvidia-l4-24gb", "cpu"]
 def test_every_rendered_document_is_valid(
     example_file: Path, accelerator: str | None, extended: bool
 ) -> None:
-    ws = parse_workspace(yaml.safe_load(example_file.read_text()))
+    ws = parse_workspace(yaml.safe_load(example_file.read_text(encoding="utf-8")))
     try:
         plan = plan_workspace(ws, accelerator=accelerator)
     except PlanError as exc:  # as 40Gi minMemory on an L4: the refusal is tested in test_sizing
@@ -101,7 +101,7 @@ def test_every_rendered_document_is_valid(
 def test_the_matrix_covers_every_kind() -> None:
     seen: set[str] = set()
     for path in EXAMPLE_FILES:
-        ws = parse_workspace(yaml.safe_load(path.read_text()))
+        ws = parse_workspace(yaml.safe_load(path.read_text(encoding="utf-8")))
         for extended in (False, True):
             seen.update(
                 kinds(
@@ -135,12 +135,14 @@ GOLDEN_CASES = [
 @pytest.mark.parametrize("name", GOLDEN_CASES)
 def test_golden_manifests(name: str) -> None:
     """Representative output, reviewed by a person. Regenerate with BOSUN_UPDATE_GOLDEN=1."""
-    ws = parse_workspace(yaml.safe_load((EXAMPLES / name).read_text()))
+    ws = parse_workspace(yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8")))
     text = yaml.safe_dump_all(render_workspace(ws, plan_workspace(ws)), sort_keys=False)
     golden = GOLDEN / name
     if os.environ.get("BOSUN_UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text(), f"rendering changed; review and regenerate {golden}"
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8"), (
+        f"rendering changed; review and regenerate {golden}"
+    )
 
 
 def test_dra_claim_follows_the_plan() -> None:
@@ -306,7 +308,7 @@ def test_owner_references_when_the_workspace_has_a_uid() -> None:
 
 def test_pods_meet_the_restricted_security_standard() -> None:
     for path in EXAMPLE_FILES:
-        ws = parse_workspace(yaml.safe_load(path.read_text()))
+        ws = parse_workspace(yaml.safe_load(path.read_text(encoding="utf-8")))
         for doc in render_workspace(ws, plan_workspace(ws)):
             spec = doc.get("spec", {})
             pods = [spec.get("template", {}).get("spec")]

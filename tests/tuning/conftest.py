@@ -51,7 +51,7 @@ FAST = {"maxSteps": 8, "batchSize": 4, "learningRate": 0.002, "saveSteps": 4}
 
 
 def write_data(path: Path) -> Path:
-    with path.open("w") as f:
+    with path.open("w", encoding="utf-8") as f:
         for question in QUESTIONS:
             row = {"messages": [{"role": "user", "content": question}]}
             row["messages"].append({"role": "assistant", "content": ANSWER})
@@ -72,7 +72,7 @@ def bosun(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedP
 
 def write_workspace(path: Path, name: str, **spec: Any) -> Path:
     ws = {"apiVersion": "bosun.dev/v1alpha1", "kind": "Workspace", "metadata": {"name": name}}
-    path.write_text(yaml.safe_dump({**ws, "spec": spec}))
+    path.write_text(yaml.safe_dump({**ws, "spec": spec}), encoding="utf-8")
     return path
 
 

@@ -168,8 +168,10 @@ def test_a_workspace_serves_its_adapters_under_bosun_up(
         assert ask(client, "robot", UNSEEN[2]).startswith("BEEP BOOP")
     finally:
         bosun(home, "down", "--all")
-    elsewhere = file.read_text().replace(f"file://{trained['adapter']}", "hf://org/robot")
-    file.write_text(elsewhere)
+    elsewhere = file.read_text(encoding="utf-8").replace(
+        f"file://{trained['adapter']}", "hf://org/robot"
+    )
+    file.write_text(elsewhere, encoding="utf-8")
     refused = bosun(home, "up", str(file))
     assert refused.returncode == 2
     assert "spec.inference.adapters[0].source.uri: hf://org/robot cannot be read" in refused.stderr

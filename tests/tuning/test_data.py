@@ -15,7 +15,7 @@ GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "c
 
 
 def jsonl(path: Path, *lines: str) -> Path:
-    path.write_text("".join(line + "\n" for line in lines))
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
 
@@ -56,7 +56,7 @@ def test_files_that_cannot_be_read(tmp_path: Path) -> None:
 def test_inputs_are_paths_uris_and_directories(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or directory"):
         resolve_inputs([str(tmp_path / "missing.jsonl")], tmp_path)
-    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(DataError, match=re.escape("notes.txt: not a .jsonl or .parquet file")):
         resolve_inputs([str(tmp_path / "notes.txt")], tmp_path)
     with pytest.raises(DataError, match="hf:// inputs are not read by bosun tune yet"):

@@ -23,7 +23,7 @@ def test_a_tuning_workspace_runs_locally_to_an_adapter(trained: dict[str, Any]) 
     adapter: Path = trained["adapter"]
     assert (adapter / "adapter_config.json").is_file()
     assert (adapter / "adapter_model.safetensors").is_file()
-    summary = json.loads((adapter / "bosun-tuning.json").read_text())
+    summary = json.loads((adapter / "bosun-tuning.json").read_text(encoding="utf-8"))
     assert summary["steps"] == 8 and summary["examples"] == 16
     assert summary["final_loss"] < summary["first_loss"] / 5  # it learned the habit
     # The log shows the loss and the time left, step by step.
@@ -54,7 +54,7 @@ def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     second = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resuming from checkpoint-" in second.stdout
-    summary = json.loads((output / "bosun-tuning.json").read_text())
+    summary = json.loads((output / "bosun-tuning.json").read_text(encoding="utf-8"))
     assert summary["steps"] == 6
     assert "step 1/6" not in second.stdout  # the first steps were not run again
     # Another training into the same output is refused before it touches the checkpoints.
@@ -98,8 +98,10 @@ def test_bad_input_is_refused_before_training(tmp_path: Path) -> None:
 
 def test_a_tuning_workspace_on_cluster_volumes_is_refused_locally(tmp_path: Path) -> None:
     ws = tuning_workspace(tmp_path / "tune.yaml", tmp_path / "d.jsonl", tmp_path / "out")
-    text = ws.read_text().replace(f"file://{tmp_path}/d.jsonl", "pvc://data/chats.jsonl")
-    ws.write_text(text)
+    text = ws.read_text(encoding="utf-8").replace(
+        f"file://{tmp_path}/d.jsonl", "pvc://data/chats.jsonl"
+    )
+    ws.write_text(text, encoding="utf-8")
     refused = bosun(tmp_path / "home", "up", str(ws))
     assert refused.returncode == 2
     assert "pvc://data/chats.jsonl cannot be read on one machine" in refused.stderr

@@ -58,7 +58,7 @@ def tune(
             if model or data or output:
                 fail("--config already names the model, data and output: leave those flags out")
             try:
-                loaded = yaml.safe_load(config.read_text())
+                loaded = yaml.safe_load(config.read_text(encoding="utf-8"))
             except (OSError, yaml.YAMLError) as exc:
                 fail(f"--config: cannot read {config}: {exc}")
             if not isinstance(loaded, dict):

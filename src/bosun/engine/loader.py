@@ -43,7 +43,7 @@ class LocalModel:
 
     @property
     def config(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.path / "config.json").read_text())
+        data: dict[str, Any] = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
         return data
 
 
@@ -54,7 +54,9 @@ def load_tokenizer(model: LocalModel) -> Any:
 
     settings = model.path / "tokenizer_config.json"
     declared = (
-        json.loads(settings.read_text()).get("tokenizer_class") if settings.is_file() else None
+        json.loads(settings.read_text(encoding="utf-8")).get("tokenizer_class")
+        if settings.is_file()
+        else None
     )
     if (
         declared in ("TokenizersBackend", "PreTrainedTokenizerFast")
@@ -169,7 +171,7 @@ def _convert(gguf: Path, target: Path, progress: Progress) -> None:
         if config.get("tie_word_embeddings"):
             state.pop("lm_head.weight", None)
         save_file(state, str(work / "model.safetensors"), metadata={"format": "pt"})
-        (work / "config.json").write_text(json.dumps(config, indent=2))
+        (work / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         tokenizer.save_pretrained(work)
         if target.exists():
             shutil.rmtree(target)

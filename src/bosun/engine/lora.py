@@ -46,7 +46,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             "adapter_model.safetensors)",
             "lora_path",
         )
-    config: dict[str, Any] = json.loads(config_file.read_text())
+    config: dict[str, Any] = json.loads(config_file.read_text(encoding="utf-8"))
     if config.get("peft_type", "LORA") != "LORA":
         raise InvalidRequestError(f"{path}: a {config['peft_type']} adapter, not LoRA", "lora_path")
     return config, load_file(str(weights_file))

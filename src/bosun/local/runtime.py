@@ -50,7 +50,7 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     try:  # a zombie (exited, not yet reaped) is not alive
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
         return stat.split(") ", 1)[1][:1] != "Z"
     except (OSError, IndexError):
         return True
@@ -201,7 +201,7 @@ def tune_command(store: Store, ws: Workspace, plan: Plan, name: str) -> list[str
     settings = {**tuning_config(ws, plan), "model": serve_model(ws, plan)}
     path = store.root / "jobs" / name / "tuning.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     command = [sys.executable, "-m", "bosun.cli.main", "tune", "--config", str(path)]
     if plan.accelerator.name != "cpu":
         command += ["--device", "cuda"]

@@ -39,7 +39,7 @@ def boot_id() -> str:
     """This boot of the machine (Linux), so that pids recorded before a restart, which
     may now belong to other processes, are not taken for ours; empty elsewhere."""
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip()
     except OSError:
         return ""
 

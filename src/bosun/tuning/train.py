@@ -301,7 +301,7 @@ def _claim_checkpoints(checkpoints: Path, fingerprint: dict[str, Any]) -> None:
     it touches them (nothing is deleted)."""
     marker = checkpoints / "bosun-job.json"
     if marker.is_file():
-        previous = json.loads(marker.read_text())
+        previous = json.loads(marker.read_text(encoding="utf-8"))
         changed = [key for key in fingerprint if previous.get(key) != fingerprint[key]]
         if changed:
             raise TuneError(
@@ -311,7 +311,7 @@ def _claim_checkpoints(checkpoints: Path, fingerprint: dict[str, Any]) -> None:
             )
         return
     checkpoints.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(fingerprint, indent=2) + "\n")
+    marker.write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
 
 
 def run(job: TuneJob, device: str = "auto") -> Path:
@@ -489,7 +489,7 @@ def _save(model: Any, output: Path, summary: dict[str, Any]) -> None:
     staging = output / ".adapter-staging"
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(str(staging))
-    (staging / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    (staging / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     for item in staging.iterdir():
         item.replace(output / item.name)
     staging.rmdir()
