@@ -27,7 +27,6 @@ from bosun.api.workspace import (
     Quantization,
     Runtime,
     SharingStrategy,
-    Tuning,
     Workspace,
 )
 from bosun.catalog.accelerators import (
@@ -216,10 +215,13 @@ class Plan:
 
 
 # --------------------------------------------------------------------------- inputs
+#
+# plan_workspace reads as the list of its rules below. Each rule is a small function that
+# its tests in tests/catalog/test_sizing_rules.py name, with a table of cases.
 
 
 @dataclass(frozen=True)
-class _Inputs:
+class Inputs:
     """What the estimator reads, resolved from the Workspace and the target hardware."""
 
     spec: ModelSpec
@@ -337,6 +339,100 @@ def _resolve_runtime(ws: Workspace, spec: ModelSpec | None, cpu: bool, target: T
     return requested.value
 
 
+# --------------------------------------------------------------------------- rules: what runs
+
+
+def sharing_rule(ws: Workspace, profile: AcceleratorProfile) -> tuple[SharingStrategy, int]:
+    """(strategy, replicas on one device): time-slicing and MPS put every replica on one
+    whole GPU; a MIG slice or a CPU is already a partition and cannot be shared."""
+    acc = ws.spec.resource.accelerator
+    sharing = SharingStrategy.EXCLUSIVE
+    if acc is not None and acc.sharing is not None:
+        sharing = acc.sharing.strategy
+    if sharing is SharingStrategy.EXCLUSIVE:
+        return sharing, 1
+    if profile.kind != "gpu":
+        raise PlanError(
+            "spec.resource.accelerator.sharing: sharing applies to whole GPUs; "
+            "a MIG slice or a CPU is already a partition"
+        )
+    return sharing, ws.spec.resource.count
+
+
+def device_class_rule(ws: Workspace, profile: AcceleratorProfile) -> str:
+    """The DeviceClass claims name: the Workspace's, and MIG slices in NVIDIA's MIG class."""
+    acc = ws.spec.resource.accelerator
+    device_class = acc.device_class_name if acc is not None else "gpu.nvidia.com"
+    if profile.kind == "mig" and device_class == "gpu.nvidia.com":
+        return "mig.nvidia.com"
+    return device_class
+
+
+def min_memory_rule(ws: Workspace, profile: AcceleratorProfile) -> None:
+    """``accelerator.minMemory`` refuses a device with less memory (CPUs have no minimum)."""
+    acc = ws.spec.resource.accelerator
+    if acc is None or acc.min_memory is None or not profile.is_gpu:
+        return
+    if profile.memory_bytes < to_bytes(acc.min_memory):
+        raise PlanError(
+            f"spec.resource.accelerator.minMemory: {profile.name} has "
+            f"{format_bytes(profile.memory_bytes)}, less than {acc.min_memory}"
+        )
+
+
+def dtype_rule(
+    ws: Workspace, spec: ModelSpec | None, profile: AcceleratorProfile, warnings: list[str]
+) -> str:
+    """The model's dtype, or the Workspace's: float32 on CPUs (exact and fast on every CPU),
+    the checkpoint's on GPUs, float16 where the GPU has no bfloat16 (before Ampere)."""
+    model_section = ws.workload.model
+    config_dtype = _config_value(ws.workload.config, "dtype")
+    dtype: str
+    if model_section is not None and model_section.dtype != "auto":
+        dtype = model_section.dtype
+    elif config_dtype in _DTYPE_BYTES:
+        dtype = str(config_dtype)
+    elif profile.kind == "cpu":
+        dtype = "float32"
+    else:
+        dtype = spec.dtype if spec is not None else "bfloat16"
+    if dtype == "bfloat16" and profile.compute_capability and profile.compute_capability < "8.0":
+        warnings.append(f"{profile.name} has no bfloat16: serving in float16")
+        return "float16"
+    return dtype
+
+
+def quantization_rule(ws: Workspace, runtime: str, cpu: bool) -> Quantization:
+    """The Workspace's quantization (``model.quantization`` or ``config.quantization``); the
+    Bosun engine's own choice when it serves (see _bosun_quantization); 4-bit for QLoRA."""
+    model_section = ws.workload.model
+    config = ws.workload.config
+    quantization = model_section.quantization if model_section else Quantization.NONE
+    configured = _config_value(config, "quantization")
+    if quantization is Quantization.NONE and configured:
+        try:
+            quantization = Quantization(str(configured))
+        except ValueError:
+            choices = ", ".join(q.value for q in Quantization)
+            raise PlanError(
+                f"spec.inference.config.quantization: unknown method; use one of {choices}"
+            ) from None
+    tuning = ws.spec.tuning
+    if tuning is None:
+        if runtime != "bosun":
+            return quantization
+        explicit = quantization is not Quantization.NONE or bool(configured)
+        return _bosun_quantization(quantization, explicit, cpu, ws.spec.inference)
+    if tuning.method.value != "qlora":
+        return quantization
+    if cpu:
+        raise PlanError(
+            "spec.tuning.method: qlora needs a GPU (4-bit kernels are CUDA-only); "
+            "use method: lora on CPUs"
+        )
+    return Quantization.BNB_4BIT
+
+
 def _bosun_quantization(
     quantization: Quantization, explicit: bool, cpu: bool, inference: Inference | None
 ) -> Quantization:
@@ -359,17 +455,68 @@ def _bosun_quantization(
     return quantization
 
 
-def _element_bytes(dtype: str, quantization: Quantization) -> float:
-    if quantization in _QUANT_BYTES:
-        return _QUANT_BYTES[quantization]
-    return _DTYPE_BYTES[dtype]
+def kv_element_rule(config: dict[str, Any], dtype: str) -> float:
+    """Bytes of one KV cache element: 1 with an fp8 ``kvCacheDtype``, else the model dtype's."""
+    kv_dtype = _config_value(config, "kvCacheDtype", "kv_cache_dtype")
+    return 1.0 if kv_dtype in ("fp8", "fp8_e4m3", "fp8_e5m2") else float(_DTYPE_BYTES[dtype])
 
 
-# --------------------------------------------------------------------------- estimator
+def max_model_len_rule(ws: Workspace, spec: ModelSpec | None) -> int:
+    """``maxModelLen`` as asked (never past the model's context), else the model's context
+    capped at DEFAULT_MAX_MODEL_LEN: the KV cache of a 128k context is rarely wanted."""
+    inference = ws.spec.inference
+    requested = inference.max_model_len if inference else None
+    if requested is not None and spec is not None and requested > spec.max_context:
+        raise PlanError(
+            f"spec.inference.maxModelLen: {requested} exceeds {spec.name}'s context "
+            f"of {spec.max_context} tokens"
+        )
+    context = spec.max_context if spec is not None else DEFAULT_MAX_MODEL_LEN
+    return requested or min(context, DEFAULT_MAX_MODEL_LEN)
+
+
+def inputs_rule(
+    ws: Workspace,
+    spec: ModelSpec,
+    profile: AcceleratorProfile,
+    runtime: str,
+    dtype: str,
+    quantization: Quantization,
+    max_model_len: int,
+) -> Inputs:
+    """The estimator's inputs: scheduler limits are vLLM's defaults on GPUs and smaller on
+    CPUs, unless the Workspace's config sets them; CUDA graphs unless ``enforceEager``."""
+    config = ws.workload.config
+    cpu = profile.kind == "cpu"
+    batched = _config_value(config, "maxNumBatchedTokens", "max_num_batched_tokens")
+    seqs = _config_value(config, "maxNumSeqs", "max_num_seqs")
+    eager = bool(_config_value(config, "enforceEager", "enforce_eager"))
+    tuning_config = ws.spec.tuning.config if ws.spec.tuning else {}
+    return Inputs(
+        spec=spec,
+        profile=profile,
+        runtime=runtime,
+        dtype=dtype,
+        quantization=quantization,
+        kv_element_bytes=kv_element_rule(config, dtype),
+        max_model_len=max_model_len,
+        concurrency=ws.spec.inference.concurrency if ws.spec.inference else 1,
+        batched_tokens=int(batched or (CPU_BATCHED_TOKENS if cpu else GPU_BATCHED_TOKENS)),
+        max_seqs=int(seqs or (CPU_MAX_SEQS if cpu else GPU_MAX_SEQS)),
+        cuda_graphs=not eager and not cpu,
+        tuning=ws.spec.tuning is not None,
+        tuning_seq_len=int(_config_value(tuning_config, "maxSeqLength") or TUNING_SEQ_LEN),
+        tuning_batch=int(_config_value(tuning_config, "batchSize") or TUNING_BATCH),
+    )
+
+
+# --------------------------------------------------------------------------- rules: memory
 
 
 @dataclass(frozen=True)
-class _Estimate:
+class Estimate:
+    """Bytes on the busiest device of one replica."""
+
     weights_dev: float
     kv_dev: float
     activation_dev: float
@@ -381,7 +528,103 @@ class _Estimate:
         return self.weights_dev + self.kv_dev + self.activation_dev + self.overhead_dev
 
 
-def _valid_tp(spec: ModelSpec, tp: int) -> bool:
+def weight_element_bytes(dtype: str, quantization: Quantization) -> float:
+    """Bytes per weight: the quantized format's (with its scales), else the dtype's."""
+    if quantization in _QUANT_BYTES:
+        return _QUANT_BYTES[quantization]
+    return _DTYPE_BYTES[dtype]
+
+
+def weights_rule(x: Inputs, tp: int, pp: int) -> float:
+    """Weight bytes on the busiest device: the layers of the largest pipeline stage and the
+    embeddings (a stage holds one of the two vocab matrices), split over tensor parallel
+    ranks. Quantized checkpoints keep embeddings and the head in 16 bits; the Bosun engine's
+    int8 adds an int8 copy of a tied head (its input embedding stays a float lookup)."""
+    s = x.spec
+    stage_layers = math.ceil(s.layers / pp)
+    embed_on_stage = s.embedding_parameters if pp == 1 else s.vocab_size * s.hidden_size
+    wbytes = weight_element_bytes(x.dtype, x.quantization)
+    embed_bytes = _DTYPE_BYTES[x.dtype] if x.quantization is not Quantization.NONE else wbytes
+    weights = (s.layer_parameters * stage_layers * wbytes + embed_on_stage * embed_bytes) / tp
+    if x.runtime == "bosun" and x.quantization is Quantization.INT8 and s.tied_embeddings:
+        weights += s.vocab_size * s.hidden_size * wbytes
+    return weights
+
+
+def kv_per_token_rule(x: Inputs, tp: int, pp: int) -> float:
+    """KV bytes per token on the busiest device: the largest stage's layers, and this rank's
+    KV heads (heads split over tp; with fewer KV heads than ranks each rank keeps one
+    replica). MLA's latent is replicated on every rank."""
+    s = x.spec
+    stage_share = math.ceil(s.layers / pp) / s.layers
+    head_share = 1.0 if s.mla is not None else max(s.kv_heads / tp, 1) / s.kv_heads
+    return s.kv_bytes_per_token(x.kv_element_bytes) * stage_share * head_share
+
+
+def serving_activations_rule(x: Inputs, tp: int) -> float:
+    """One scheduler step: the batched tokens' widest intermediate tensors (residual twice,
+    and this rank's share of q, k, v and the MLP's gate and up), plus the fp32 logits of
+    every sequence in the step and the sampler's copy of them."""
+    s = x.spec
+    q_dim = s.attention_heads * s.head_dim
+    kv_dim = 2 * s.kv_heads * s.head_dim
+    width = 2 * s.hidden_size + (q_dim + kv_dim + 2 * s.active_intermediate_size) / tp
+    activations = x.batched_tokens * width * _DTYPE_BYTES[x.dtype]
+    return activations + min(x.max_seqs, x.batched_tokens) * s.vocab_size * 4 * 2
+
+
+def tuning_activations_rule(x: Inputs) -> float:
+    """LoRA with gradient checkpointing: each layer's input kept for every layer, one layer's
+    full activations (~34 x hidden per token, Korthikanti et al. 2022), fp32 logits and
+    their gradient, and LoRA's weights (r=16 on every projection, ~0.5% of the model) with
+    their gradient and two fp32 Adam states."""
+    s = x.spec
+    tokens = x.tuning_seq_len * x.tuning_batch
+    activations: float = tokens * s.hidden_size * _DTYPE_BYTES[x.dtype] * (s.layers + 34)
+    activations += tokens * s.vocab_size * 4 * 2
+    return activations + s.parameters * 0.005 * (4 + 4 + 4 + 4)
+
+
+def overhead_rule(x: Inputs, ranks: int) -> float:
+    """The runtime's own memory: a CPU pod's Python and server; a GPU process's CUDA
+    context, plus NCCL buffers when ranks talk and the captured CUDA graphs."""
+    if x.profile.kind == "cpu":
+        return CPU_RUNTIME_OVERHEAD
+    overhead = GPU_RUNTIME_OVERHEAD + (NCCL_OVERHEAD if ranks > 1 else 0)
+    return overhead + (CUDA_GRAPH_OVERHEAD if x.cuda_graphs else 0)
+
+
+def estimate(x: Inputs, tp: int, pp: int) -> Estimate:
+    """The busiest device's bytes for a (tensor parallel, pipeline stages) layout."""
+    weights = weights_rule(x, tp, pp)
+    if x.tuning:
+        return Estimate(weights, 0.0, tuning_activations_rule(x), overhead_rule(x, 1), 0.0)
+    kv_per_token = kv_per_token_rule(x, tp, pp)
+    return Estimate(
+        weights,
+        kv_per_token * x.max_model_len * x.concurrency,
+        serving_activations_rule(x, tp),
+        overhead_rule(x, tp * pp),
+        kv_per_token,
+    )
+
+
+def utilization_rule(profile: AcceleratorProfile) -> float:
+    """The share of a device the engine may take (vLLM's ``--gpu-memory-utilization``)."""
+    return CPU_UTILIZATION if profile.kind == "cpu" else GPU_UTILIZATION
+
+
+def fits_rule(x: Inputs, est: Estimate, sharers: int) -> bool:
+    """Every replica sharing a device fits in its usable memory."""
+    return est.need * sharers <= x.profile.memory_bytes * utilization_rule(x.profile)
+
+
+# --------------------------------------------------------------------------- rules: layout
+
+
+def tensor_parallel_rule(spec: ModelSpec, tp: int) -> bool:
+    """vLLM's rule: tp divides the attention heads, and the KV heads divide by tp or tp by
+    the KV heads (then replicated); MLA has no KV heads to split."""
     if spec.attention_heads % tp:
         return False
     if spec.mla is not None:
@@ -389,62 +632,14 @@ def _valid_tp(spec: ModelSpec, tp: int) -> bool:
     return spec.kv_heads % tp == 0 or tp % spec.kv_heads == 0
 
 
-def _estimate(x: _Inputs, tp: int, pp: int) -> _Estimate:
-    s = x.spec
-    stage_layers = math.ceil(s.layers / pp)
-    embed_on_stage = s.embedding_parameters if pp == 1 else s.vocab_size * s.hidden_size
-    wbytes = _element_bytes(x.dtype, x.quantization)
-    if x.tuning and x.quantization is Quantization.BNB_4BIT:
-        wbytes = _QUANT_BYTES[Quantization.BNB_4BIT]
-    # Quantized checkpoints keep embeddings and the output head in 16 bits.
-    embed_bytes = _DTYPE_BYTES[x.dtype] if x.quantization is not Quantization.NONE else wbytes
-    weights_dev = (s.layer_parameters * stage_layers * wbytes + embed_on_stage * embed_bytes) / tp
-    if x.runtime == "bosun" and x.quantization is Quantization.INT8 and s.tied_embeddings:
-        weights_dev += s.vocab_size * s.hidden_size * wbytes  # the output head's int8 copy
-
-    stage_share = stage_layers / s.layers
-    # MLA's latent is replicated on every tensor-parallel rank; KV heads split (or replicate).
-    head_share = 1.0 if s.mla is not None else max(s.kv_heads / tp, 1) / s.kv_heads
-    kv_per_token_dev = s.kv_bytes_per_token(x.kv_element_bytes) * stage_share * head_share
-
-    act_bytes = _DTYPE_BYTES[x.dtype]
-    if x.tuning:
-        tokens = x.tuning_seq_len * x.tuning_batch
-        # Checkpointed layer inputs for every layer, one layer's full activations
-        # (~34 x hidden per token, Korthikanti et al. 2022), fp32 logits and their gradient.
-        activations: float = tokens * s.hidden_size * act_bytes * (s.layers + 34)
-        activations += tokens * s.vocab_size * 4 * 2
-        # LoRA (r=16 on every projection): ~0.5% of the weights, with fp32 Adam states.
-        activations += s.parameters * 0.005 * (4 + 4 + 4 + 4)
-        return _Estimate(weights_dev, 0.0, activations, _overhead(x, 1), 0.0)
-
-    q_dim = s.attention_heads * s.head_dim
-    kv_dim = 2 * s.kv_heads * s.head_dim
-    width = 2 * s.hidden_size + (q_dim + kv_dim + 2 * s.active_intermediate_size) / tp
-    activations = x.batched_tokens * width * act_bytes
-    # fp32 logits of every sequence in a step, and the sampler's copy of them.
-    activations += min(x.max_seqs, x.batched_tokens) * s.vocab_size * 4 * 2
-    kv_dev = kv_per_token_dev * x.max_model_len * x.concurrency
-    return _Estimate(weights_dev, kv_dev, activations, _overhead(x, tp * pp), kv_per_token_dev)
-
-
-def _overhead(x: _Inputs, ranks: int) -> float:
-    if x.profile.kind == "cpu":
-        return CPU_RUNTIME_OVERHEAD
-    overhead = GPU_RUNTIME_OVERHEAD + (NCCL_OVERHEAD if ranks > 1 else 0)
-    return overhead + (CUDA_GRAPH_OVERHEAD if x.cuda_graphs else 0)
-
-
-def _utilization(profile: AcceleratorProfile) -> float:
-    return CPU_UTILIZATION if profile.kind == "cpu" else GPU_UTILIZATION
-
-
-def _layouts(x: _Inputs, per_node: int) -> list[tuple[int, int]]:
-    """(tp, pp) candidates, fewest devices first."""
+def layouts_rule(x: Inputs, per_node: int) -> list[tuple[int, int]]:
+    """(tp, pp) candidates, fewest devices first: tensor parallel within a node (powers of
+    two, and the whole node), then pipeline stages of the widest tp across up to
+    MAX_NODES_PER_REPLICA nodes. The Bosun engine, tuning, CPUs and MIG use one device."""
     if x.profile.kind != "gpu" or x.runtime == "bosun" or x.tuning:
         return [(1, 1)]
-    tps = [t for t in (1, 2, 4, 8, 16) if t <= per_node and _valid_tp(x.spec, t)]
-    if per_node not in tps and _valid_tp(x.spec, per_node):
+    tps = [t for t in (1, 2, 4, 8, 16) if t <= per_node and tensor_parallel_rule(x.spec, t)]
+    if per_node not in tps and tensor_parallel_rule(x.spec, per_node):
         tps.append(per_node)
     layouts = [(t, 1) for t in sorted(tps)]
     widest = max(tps)
@@ -453,21 +648,98 @@ def _layouts(x: _Inputs, per_node: int) -> list[tuple[int, int]]:
     return layouts
 
 
-def _fits(x: _Inputs, est: _Estimate, sharers: int) -> bool:
-    usable = x.profile.memory_bytes * _utilization(x.profile)
-    return est.need * sharers <= usable
+def explicit_layout_rule(
+    x: Inputs, count: int, per_node: int, warnings: list[str]
+) -> tuple[int, int]:
+    """The (tp, pp) for an explicit ``accelerator.count``: it is respected as given, with
+    the widest tp that divides it when the heads do not split ``count`` ways, and pipeline
+    stages of whole nodes beyond one node."""
+    if x.profile.kind == "mig" or x.runtime == "bosun" or x.tuning:
+        if count > 1:
+            warnings.append(
+                f"spec.resource.accelerator.count: {count} devices requested, but "
+                f"{'a MIG slice' if x.profile.kind == 'mig' else 'this runtime'} uses one"
+            )
+        return (1, 1)
+    if count <= per_node:
+        tp = count
+        if not tensor_parallel_rule(x.spec, tp):
+            tp = max(
+                t for t in range(1, count + 1) if count % t == 0 and tensor_parallel_rule(x.spec, t)
+            )
+            warnings.append(
+                f"spec.resource.accelerator.count: {x.spec.name}'s {x.spec.attention_heads} "
+                f"attention heads do not split {count} ways; tensor parallel {tp} is used"
+            )
+        return (tp, 1)
+    if count % per_node:
+        raise PlanError(
+            f"spec.resource.accelerator.count: {count} devices do not fill whole nodes of "
+            f"{per_node}; use a multiple of {per_node}"
+        )
+    return (per_node, count // per_node)
 
 
-def _max_len_that_fits(x: _Inputs, est: _Estimate, sharers: int) -> int:
-    usable = x.profile.memory_bytes * _utilization(x.profile) / sharers
+def choose_layout_rule(
+    x: Inputs, layouts: list[tuple[int, int]], sharers: int
+) -> tuple[int, int, Estimate, bool]:
+    """The first layout that fits, else the largest (reported as not fitting). A CPU with no
+    memory limit fits anything: the pod then requests what the model needs."""
+    unlimited = x.profile.kind == "cpu" and x.profile.memory_bytes == 0
+    for tp, pp in layouts:
+        est = estimate(x, tp, pp)
+        if unlimited or fits_rule(x, est, sharers):
+            return tp, pp, est, True
+    tp, pp = layouts[-1]
+    return tp, pp, estimate(x, tp, pp), False
+
+
+def memory_rule(x: Inputs, est: Estimate, devices: int, sharers: int) -> Memory:
+    """The plan's memory summary: replica totals, the busiest device, and how many KV tokens
+    the usable memory left over holds (per sharer)."""
+    capacity = x.profile.memory_bytes
+    if x.profile.kind == "cpu" and capacity == 0:
+        capacity = math.ceil(est.need / CPU_UTILIZATION)  # the pod requests what it needs
+    usable = int(capacity * utilization_rule(x.profile))
+    room = usable / sharers - est.weights_dev - est.activation_dev - est.overhead_dev
+    kv_tokens = int(room / est.kv_per_token_dev) if est.kv_per_token_dev and room > 0 else 0
+    return Memory(
+        weights_bytes=int(est.weights_dev * devices),
+        kv_cache_bytes=int(est.kv_dev * devices),
+        activation_bytes=int(est.activation_dev),
+        overhead_bytes=int(est.overhead_dev),
+        per_device_bytes=int(est.need),
+        device_capacity_bytes=capacity,
+        usable_bytes=usable,
+        kv_bytes_per_token=round(x.spec.kv_bytes_per_token(x.kv_element_bytes)),
+        kv_capacity_tokens=kv_tokens,
+    )
+
+
+def shared_utilization_rule(sharing: SharingStrategy, need: float, capacity: int) -> float:
+    """``--gpu-memory-utilization``: vLLM's 0.90 alone on a device; a sharer takes only its
+    own share (rounded up to a percent, plus two points of slack) to leave room for others."""
+    if sharing is SharingStrategy.EXCLUSIVE:
+        return GPU_UTILIZATION
+    # round() first: 10% + 2 points is 12.000000000000002 in floating point, not 13.
+    percent = math.ceil(round((need / capacity + 0.02) * 100, 6))
+    return min(GPU_UTILIZATION, percent / 100)
+
+
+# --------------------------------------------------------------------------- rules: reasons
+
+
+def max_len_that_fits_rule(x: Inputs, est: Estimate, sharers: int) -> int:
+    """The longest context (a multiple of 16 tokens) whose KV cache fits what is left."""
+    usable = x.profile.memory_bytes * utilization_rule(x.profile) / sharers
     room = usable - est.weights_dev - est.activation_dev - est.overhead_dev
     if room <= 0 or est.kv_per_token_dev <= 0:
         return 0
     return int(room / est.kv_per_token_dev / x.concurrency) // 16 * 16
 
 
-def _alternatives(x: _Inputs, sharers: int) -> str:
-    """The smallest other profile (by total memory) on which the model fits."""
+def alternatives_rule(x: Inputs, sharers: int) -> str:
+    """The smallest other GPU (by total memory of the layout) on which the model fits."""
     if x.profile.kind == "cpu":
         return ""
     options = []
@@ -475,8 +747,8 @@ def _alternatives(x: _Inputs, sharers: int) -> str:
         if profile.kind != "gpu" or profile.name == x.profile.name:
             continue
         y = replace(x, profile=profile)
-        for tp, pp in _layouts(y, DEFAULT_DEVICES_PER_NODE):
-            if pp == 1 and _fits(y, _estimate(y, tp, pp), sharers):
+        for tp, pp in layouts_rule(y, DEFAULT_DEVICES_PER_NODE):
+            if pp == 1 and fits_rule(y, estimate(y, tp, pp), sharers):
                 options.append((tp * profile.memory_bytes, f"{tp} x {profile.name}"))
                 break
     if not options:
@@ -484,15 +756,42 @@ def _alternatives(x: _Inputs, sharers: int) -> str:
     return f"; it would fit on {min(options)[1]}"
 
 
-def _describe(x: _Inputs, est: _Estimate, devices: int, sharers: int) -> str:
-    usable = x.profile.memory_bytes * _utilization(x.profile)
-    need = est.need * sharers
-    who = f"{sharers} replicas sharing it need" if sharers > 1 else "needs"
-    return (
-        f"{x.spec.name} {who} {format_bytes(need)} per device on {devices} x "
-        f"{x.profile.name}, which offers {format_bytes(usable)} "
-        f"({format_bytes(x.profile.memory_bytes)} x {_utilization(x.profile):.2f})"
+def fit_reason(x: Inputs, est: Estimate, tp: int, pp: int, memory: Memory) -> str:
+    """What ``status.plan.reason`` says of a plan that fits."""
+    on = f"{tp * pp} x {x.profile.name}" if x.profile.is_gpu else "cpu"
+    if x.profile.is_gpu:
+        on += f" (tensor parallel {tp}" + (f", {pp} pipeline stages)" if pp > 1 else ")")
+    what = "tuning" if x.tuning else f"{x.max_model_len}-token context"
+    reason = (
+        f"fits on {on}: {format_bytes(est.need)} of "
+        f"{format_bytes(memory.usable_bytes)} usable per device for {what}"
     )
+    if not x.tuning:
+        reason += f"; room for {memory.kv_capacity_tokens} KV tokens"
+    return reason
+
+
+def shortfall_reason(x: Inputs, est: Estimate, devices: int, sharers: int, usable: int) -> str:
+    """What ``status.plan.reason`` says of a plan that does not fit, and what would."""
+    need = est.need * sharers
+    share = utilization_rule(x.profile)
+    who = f"{sharers} replicas sharing it need" if sharers > 1 else "needs"
+    reason = (
+        f"{x.spec.name} {who} {format_bytes(need)} per device on {devices} x "
+        f"{x.profile.name}, which offers {format_bytes(x.profile.memory_bytes * share)} "
+        f"({format_bytes(x.profile.memory_bytes)} x {share:.2f}): "
+        f"short by {format_bytes(need - usable)}"
+    )
+    if x.profile.is_gpu and not x.tuning and x.runtime != "bosun":
+        shorter = max_len_that_fits_rule(x, est, sharers)
+        if shorter >= 256:
+            reason += f"; maxModelLen {shorter} would fit"
+    if x.profile.kind == "gpu" and not x.tuning and x.runtime == "bosun":
+        reason += "; the bosun engine runs on one device: runtime vllm can split the model"
+    return reason + alternatives_rule(x, sharers)
+
+
+# --------------------------------------------------------------------------- the planner
 
 
 def plan_workspace(
@@ -513,225 +812,68 @@ def plan_workspace(
     """
     resource = ws.spec.resource
     acc = resource.accelerator
-    profile: AcceleratorProfile | None
+    found: AcceleratorProfile | None
     if local_profile is not None:
-        profile, itype, per_node = local_profile, None, devices_per_node or 1
+        found, itype, per_node = local_profile, None, devices_per_node or 1
     else:
-        profile, itype, per_node = _resolve_profile(ws, accelerator, instance_type)
+        found, itype, per_node = _resolve_profile(ws, accelerator, instance_type)
     spec, model_name, model_ref, model_path = _resolve_model(ws)
-    cpu = profile is None or profile.kind == "cpu"
+    cpu = found is None or found.kind == "cpu"
     runtime = _resolve_runtime(ws, spec, cpu, target)
-    tuning = isinstance(ws.workload, Tuning)
-    inference = ws.spec.inference
-    config = ws.workload.config
+    limit = to_bytes(resource.memory) if resource.memory is not None else 0
+    profile = found if found is not None else cpu_profile(limit)
+
     warnings: list[str] = []
-
-    if profile is None:
-        limit = to_bytes(resource.memory) if resource.memory is not None else 0
-        profile = cpu_profile(limit)
-
-    sharing = SharingStrategy.EXCLUSIVE
-    if acc is not None and acc.sharing is not None:
-        sharing = acc.sharing.strategy
-    if sharing is not SharingStrategy.EXCLUSIVE and profile.kind != "gpu":
-        raise PlanError(
-            "spec.resource.accelerator.sharing: sharing applies to whole GPUs; "
-            "a MIG slice or a CPU is already a partition"
-        )
-    sharers = resource.count if sharing is not SharingStrategy.EXCLUSIVE else 1
-    device_class = acc.device_class_name if acc is not None else "gpu.nvidia.com"
-    if profile.kind == "mig" and device_class == "gpu.nvidia.com":
-        device_class = "mig.nvidia.com"
-
-    if acc is not None and acc.min_memory is not None and profile.is_gpu:
-        wanted = to_bytes(acc.min_memory)
-        if profile.memory_bytes < wanted:
-            raise PlanError(
-                f"spec.resource.accelerator.minMemory: {profile.name} has "
-                f"{format_bytes(profile.memory_bytes)}, less than {acc.min_memory}"
-            )
-
-    model_section = ws.workload.model
-    dtype: str
-    if model_section is not None and model_section.dtype != "auto":
-        dtype = model_section.dtype
-    elif _config_value(config, "dtype") in _DTYPE_BYTES:
-        dtype = str(_config_value(config, "dtype"))
-    elif cpu:
-        dtype = "float32"  # exact and fast on every CPU; bf16 only where the CPU has it
-    else:
-        dtype = spec.dtype if spec is not None else "bfloat16"
-    if dtype == "bfloat16" and profile.compute_capability and profile.compute_capability < "8.0":
-        dtype = "float16"
-        warnings.append(f"{profile.name} has no bfloat16: serving in float16")
-
-    quantization = model_section.quantization if model_section else Quantization.NONE
-    if quantization is Quantization.NONE and _config_value(config, "quantization"):
-        try:
-            quantization = Quantization(str(_config_value(config, "quantization")))
-        except ValueError:
-            choices = ", ".join(q.value for q in Quantization)
-            raise PlanError(
-                f"spec.inference.config.quantization: unknown method; use one of {choices}"
-            ) from None
-    explicit = quantization is not Quantization.NONE or _config_value(config, "quantization")
-    if runtime == "bosun" and not tuning:
-        quantization = _bosun_quantization(quantization, bool(explicit), cpu, inference)
-    if tuning and ws.spec.tuning is not None and ws.spec.tuning.method.value == "qlora":
-        if cpu:
-            raise PlanError(
-                "spec.tuning.method: qlora needs a GPU (4-bit kernels are CUDA-only); "
-                "use method: lora on CPUs"
-            )
-        quantization = Quantization.BNB_4BIT
-
-    kv_dtype = _config_value(config, "kvCacheDtype", "kv_cache_dtype")
-    kv_element = 1.0 if kv_dtype in ("fp8", "fp8_e4m3", "fp8_e5m2") else _DTYPE_BYTES[dtype]
-    concurrency = inference.concurrency if inference else 1
-    context = spec.max_context if spec is not None else DEFAULT_MAX_MODEL_LEN
-    requested_len = inference.max_model_len if inference else None
-    if requested_len is not None and spec is not None and requested_len > spec.max_context:
-        raise PlanError(
-            f"spec.inference.maxModelLen: {requested_len} exceeds {spec.name}'s context "
-            f"of {spec.max_context} tokens"
-        )
-    max_model_len = requested_len or min(context, DEFAULT_MAX_MODEL_LEN)
-    graphs = not bool(_config_value(config, "enforceEager", "enforce_eager"))
-    batched = _config_value(config, "maxNumBatchedTokens", "max_num_batched_tokens")
-    seqs = _config_value(config, "maxNumSeqs", "max_num_seqs")
-    tuning_config = ws.spec.tuning.config if ws.spec.tuning else {}
-
+    sharing, sharers = sharing_rule(ws, profile)
+    min_memory_rule(ws, profile)
+    dtype = dtype_rule(ws, spec, profile, warnings)
+    quantization = quantization_rule(ws, runtime, cpu)
+    max_model_len = max_model_len_rule(ws, spec)
     common = dict(
         workspace=ws.name,
         namespace=ws.metadata.namespace,
-        workload="tuning" if tuning else "inference",
+        workload="tuning" if ws.spec.tuning is not None else "inference",
         model=model_name,
         model_ref=model_ref,
         spec=spec,
         runtime=runtime,
-        device_class=device_class,
+        accelerator=profile,
+        device_class=device_class_rule(ws, profile),
         instance_type=itype,
         devices_per_node=per_node,
         replicas=resource.count,
         max_model_len=max_model_len,
-        concurrency=concurrency,
+        concurrency=ws.spec.inference.concurrency if ws.spec.inference else 1,
         dtype=dtype,
         quantization=quantization.value,
         sharing=sharing,
         target=target,
     )
-
     if spec is None:
-        count = acc.count if acc is not None and acc.count else 1
-        where = "pvc" if model_ref.startswith("/models") else "hub or path"
-        warnings.append(
-            f"{model_path}: the model is not in the catalog and its config.json is not "
-            f"readable here ({where}); memory was not estimated"
-        )
-        empty = Memory(0, 0, 0, 0, 0, profile.memory_bytes, 0, 0, 0)
-        return Plan(
-            accelerator=profile,
-            devices_per_replica=count if profile.is_gpu else 0,
-            tensor_parallel_size=min(count, per_node) if profile.is_gpu else 1,
-            pipeline_parallel_size=max(1, count // per_node) if profile.is_gpu else 1,
-            nodes_per_replica=max(1, math.ceil(count / per_node)),
-            memory=empty,
-            gpu_memory_utilization=GPU_UTILIZATION,
-            fits=True,
-            reason=f"not sized: using {count} device(s) as given",
-            warnings=tuple(warnings),
-            **common,  # type: ignore[arg-type]
-        )
+        return _unsized_plan(ws, profile, per_node, model_ref, model_path, warnings, common)
 
-    x = _Inputs(
-        spec=spec,
-        profile=profile,
-        runtime=runtime,
-        dtype=dtype,
-        quantization=quantization,
-        kv_element_bytes=kv_element,
-        max_model_len=max_model_len,
-        concurrency=concurrency,
-        batched_tokens=int(batched or (CPU_BATCHED_TOKENS if cpu else GPU_BATCHED_TOKENS)),
-        max_seqs=int(seqs or (CPU_MAX_SEQS if cpu else GPU_MAX_SEQS)),
-        cuda_graphs=graphs and not cpu,
-        tuning=tuning,
-        tuning_seq_len=int(_config_value(tuning_config, "maxSeqLength") or TUNING_SEQ_LEN),
-        tuning_batch=int(_config_value(tuning_config, "batchSize") or TUNING_BATCH),
-    )
-
-    layouts = _layouts(x, per_node)
+    x = inputs_rule(ws, spec, profile, runtime, dtype, quantization, max_model_len)
     if acc is not None and acc.count is not None and profile.is_gpu:
-        layouts = [_explicit_layout(x, acc.count, per_node, warnings)]
-
-    chosen: tuple[int, int, _Estimate] | None = None
-    for tp, pp in layouts:
-        est = _estimate(x, tp, pp)
-        if (profile.kind == "cpu" and profile.memory_bytes == 0) or _fits(x, est, sharers):
-            chosen = (tp, pp, est)
-            break
-    fits = chosen is not None
-    if chosen is None:
-        tp, pp = layouts[-1]
-        chosen = (tp, pp, _estimate(x, tp, pp))
-    tp, pp, est = chosen
-    devices = tp * pp
-
-    capacity = profile.memory_bytes
-    if profile.kind == "cpu" and capacity == 0:
-        capacity = math.ceil(est.need / CPU_UTILIZATION)  # the pod requests what it needs
-    usable = int(capacity * _utilization(profile))
-    room = usable / sharers - est.weights_dev - est.activation_dev - est.overhead_dev
-    kv_tokens = int(room / est.kv_per_token_dev) if est.kv_per_token_dev and room > 0 else 0
-    memory = Memory(
-        weights_bytes=int(est.weights_dev * devices),
-        kv_cache_bytes=int(est.kv_dev * devices),
-        activation_bytes=int(est.activation_dev),
-        overhead_bytes=int(est.overhead_dev),
-        per_device_bytes=int(est.need),
-        device_capacity_bytes=capacity,
-        usable_bytes=usable,
-        kv_bytes_per_token=round(spec.kv_bytes_per_token(kv_element)),
-        kv_capacity_tokens=kv_tokens,
-    )
-    utilization = GPU_UTILIZATION
-    if sharing is not SharingStrategy.EXCLUSIVE:
-        # Each sharer must leave room for the others: take only this replica's share.
-        utilization = min(GPU_UTILIZATION, math.ceil((est.need / capacity + 0.02) * 100) / 100)
-
-    on = f"{devices} x {profile.name}" if profile.is_gpu else "cpu"
-    if profile.is_gpu:
-        on += f" (tensor parallel {tp}" + (f", {pp} pipeline stages)" if pp > 1 else ")")
-    if fits:
-        what = "tuning" if tuning else f"{max_model_len}-token context"
-        reason = (
-            f"fits on {on}: {format_bytes(est.need)} of "
-            f"{format_bytes(usable)} usable per device for {what}"
-        )
-        if not tuning:
-            reason += f"; room for {kv_tokens} KV tokens"
+        layouts = [explicit_layout_rule(x, acc.count, per_node, warnings)]
     else:
-        reason = _describe(x, est, devices, sharers)
-        short = est.need * sharers - usable
-        reason += f": short by {format_bytes(short)}"
-        if not tuning and runtime != "bosun" and profile.kind == "gpu":
-            shorter = _max_len_that_fits(x, est, sharers)
-            if shorter >= 256:
-                reason += f"; maxModelLen {shorter} would fit"
-        if runtime == "bosun" and profile.kind == "gpu" and not tuning:
-            reason += "; the bosun engine runs on one device: runtime vllm can split the model"
-        reason += _alternatives(x, sharers)
+        layouts = layouts_rule(x, per_node)
+    tp, pp, est, fits = choose_layout_rule(x, layouts, sharers)
+    memory = memory_rule(x, est, tp * pp, sharers)
+    if fits:
+        reason = fit_reason(x, est, tp, pp, memory)
+    else:
+        reason = shortfall_reason(x, est, tp * pp, sharers, memory.usable_bytes)
         if acc is not None and acc.count is not None:
             warnings.append(f"spec.resource.accelerator.count: {acc.count} will not fit: {reason}")
-
     return Plan(
-        accelerator=profile,
-        devices_per_replica=devices if profile.is_gpu else 0,
+        devices_per_replica=tp * pp if profile.is_gpu else 0,
         tensor_parallel_size=tp,
         pipeline_parallel_size=pp,
         nodes_per_replica=pp,
         memory=memory,
-        gpu_memory_utilization=utilization,
+        gpu_memory_utilization=shared_utilization_rule(
+            sharing, est.need, memory.device_capacity_bytes
+        ),
         fits=fits,
         reason=reason,
         warnings=tuple(warnings),
@@ -739,27 +881,32 @@ def plan_workspace(
     )
 
 
-def _explicit_layout(x: _Inputs, count: int, per_node: int, warnings: list[str]) -> tuple[int, int]:
-    """The (tp, pp) for an explicit ``accelerator.count``: it is respected as given."""
-    if x.profile.kind == "mig" or x.runtime == "bosun" or x.tuning:
-        if count > 1:
-            warnings.append(
-                f"spec.resource.accelerator.count: {count} devices requested, but "
-                f"{'a MIG slice' if x.profile.kind == 'mig' else 'this runtime'} uses one"
-            )
-        return (1, 1)
-    if count <= per_node:
-        tp = count
-        if not _valid_tp(x.spec, tp):
-            tp = max(t for t in range(1, count + 1) if count % t == 0 and _valid_tp(x.spec, t))
-            warnings.append(
-                f"spec.resource.accelerator.count: {x.spec.name}'s {x.spec.attention_heads} "
-                f"attention heads do not split {count} ways; tensor parallel {tp} is used"
-            )
-        return (tp, 1)
-    if count % per_node:
-        raise PlanError(
-            f"spec.resource.accelerator.count: {count} devices do not fill whole nodes of "
-            f"{per_node}; use a multiple of {per_node}"
-        )
-    return (per_node, count // per_node)
+def _unsized_plan(
+    ws: Workspace,
+    profile: AcceleratorProfile,
+    per_node: int,
+    model_ref: str,
+    model_path: str,
+    warnings: list[str],
+    common: dict[str, Any],
+) -> Plan:
+    """A model Bosun cannot read here is planned on the devices the Workspace names."""
+    acc = ws.spec.resource.accelerator
+    count = acc.count if acc is not None and acc.count else 1
+    where = "pvc" if model_ref.startswith("/models") else "hub or path"
+    warnings.append(
+        f"{model_path}: the model is not in the catalog and its config.json is not "
+        f"readable here ({where}); memory was not estimated"
+    )
+    return Plan(
+        devices_per_replica=count if profile.is_gpu else 0,
+        tensor_parallel_size=min(count, per_node) if profile.is_gpu else 1,
+        pipeline_parallel_size=max(1, count // per_node) if profile.is_gpu else 1,
+        nodes_per_replica=max(1, math.ceil(count / per_node)) if profile.is_gpu else 1,
+        memory=Memory(0, 0, 0, 0, 0, profile.memory_bytes, 0, 0, 0),
+        gpu_memory_utilization=GPU_UTILIZATION,
+        fits=True,
+        reason=f"not sized: using {count} device(s) as given",
+        warnings=tuple(warnings),
+        **common,
+    )
