@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 import torch
 
-from bosun.engine.client import EngineError, GenerationRequest, SamplingParams
+from bosun.engine.client import (
+    EngineError,
+    GenerationRequest,
+    InvalidRequestError,
+    SamplingParams,
+)
 from bosun.engine.engine import BosunEngine, EngineOptions
 from bosun.engine.loader import LocalModel, resolve_model
 from bosun.engine.runner import RunnerOptions, load_runner
@@ -204,6 +211,42 @@ def test_served_chat_answers_with_the_real_model() -> None:
         )
         assert chunks[0].choices[0].delta.role == "assistant"
         assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+        # Prompts the model cannot read fail alone: streams running beside them finish.
+        finished: list[str | None] = []
+
+        def stream() -> None:
+            reason = None
+            for chunk in client.completions.create(
+                model=PRESET,
+                prompt="Once upon a time",
+                max_tokens=24,
+                stream=True,
+                extra_body={"min_tokens": 24},
+            ):
+                reason = chunk.choices[0].finish_reason or reason
+            finished.append(reason)
+
+        threads = [threading.Thread(target=stream) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for bad in ([1_000_000], [-1], "", [[1], []]):
+            r = httpx.post(f"{url}/v1/completions", json={"model": PRESET, "prompt": bad})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "prompt", r.text
+        for t in threads:
+            t.join()
+        assert finished == ["length"] * 4
+
+
+def test_the_engine_refuses_token_ids_outside_the_vocabulary(
+    loop: asyncio.AbstractEventLoop, exact: BosunEngine
+) -> None:
+    """Below the HTTP layer too: an embedding lookup out of range would fail the step and
+    with it every running sequence."""
+    for prompt in ([1_000_000], [-1], []):
+        with pytest.raises(InvalidRequestError) as info:
+            loop.run_until_complete(tokens(exact, prompt, SamplingParams(max_tokens=2)))
+        assert info.value.param == "prompt"
+    assert exact.stats().running == 0
 
 
 def test_json_schema_output_parses_and_matches() -> None:

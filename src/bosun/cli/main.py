@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -422,7 +423,18 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     api_key: Annotated[
-        str | None, typer.Option(envvar="BOSUN_API_KEY", help="Require this bearer token.")
+        str | None,
+        typer.Option(
+            envvar="BOSUN_API_KEY",
+            help="Require this bearer token on every route but /health.",
+        ),
+    ] = None,
+    public_metrics: Annotated[
+        bool, typer.Option(help="Serve /metrics without the API key (for a Prometheus scrape).")
+    ] = False,
+    max_request_bytes: Annotated[
+        int | None,
+        typer.Option(min=1024, help="Larger request bodies are refused, 413 (default 4 MiB)."),
     ] = None,
     max_model_len: Annotated[
         int | None, typer.Option(min=16, help="Longest sequence (default: the model's context).")
@@ -510,7 +522,10 @@ def serve(
         f"http://{host}:{port}/v1 answers once /health is ready"
     )
     _log_to_stderr("bosun", log_level)
-    app_ = build_app(ServeSettings(api_key=api_key), engine)
+    settings = ServeSettings(api_key=api_key, public_metrics=public_metrics)
+    if max_request_bytes is not None:
+        settings = replace(settings, max_request_bytes=max_request_bytes)
+    app_ = build_app(settings, engine)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
 
 

@@ -106,6 +106,7 @@ class ModelInfo:
     owned_by: str = "bosun"
     parent: str | None = None
     embeddings: bool = False
+    vocab_size: int | None = None  # token ids a prompt may hold: 0 to vocab_size - 1
 
 
 @dataclass

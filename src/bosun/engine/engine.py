@@ -151,7 +151,13 @@ class BosunEngine:
         return [
             base,
             *(
-                ModelInfo(a.name, base.max_model_len, base.created, parent=base.name)
+                ModelInfo(
+                    a.name,
+                    base.max_model_len,
+                    base.created,
+                    parent=base.name,
+                    vocab_size=base.vocab_size,
+                )
                 for a in self._adapters.values()
             ),
         ]
@@ -290,7 +296,10 @@ class BosunEngine:
         eos = local.config.get("eos_token_id", self._tokenizer.eos_token_id)
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
         name = options.served_name or local.name
-        self._info = [ModelInfo(name, runner.max_len, int(time.time()))]
+        vocab = local.config.get("vocab_size")
+        self._info = [
+            ModelInfo(name, runner.max_len, int(time.time()), vocab_size=vocab and int(vocab))
+        ]
         self._runner = runner
         for name, path, strength in options.adapters:
             self._check_adapter_name(name)
@@ -366,6 +375,13 @@ class BosunEngine:
                     f"no LoRA adapter named {request.adapter!r} is loaded", "model"
                 )
         prompt = list(request.prompt_token_ids)
+        vocab = self._info[0].vocab_size if self._info else None
+        if not prompt:
+            raise InvalidRequestError("the prompt is empty", "prompt")
+        if vocab is not None and any(not 0 <= t < vocab for t in prompt):
+            raise InvalidRequestError(
+                f"the prompt holds token ids outside the vocabulary (0 to {vocab - 1})", "prompt"
+            )
         needed = len(prompt) + request.params.max_tokens
         limit = min(runner.max_len, runner.num_blocks * runner.block_size)
         if needed > limit:

@@ -24,7 +24,9 @@ from bosun.engine.client import (
 )
 from bosun.engine.stops import StopMatcher
 
-__all__ = ["FakeEngine"]
+__all__ = ["FAKE_VOCAB_SIZE", "FakeEngine"]
+
+FAKE_VOCAB_SIZE = 32_000
 
 TEXT = [
     *["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "."],
@@ -41,7 +43,14 @@ class FakeEngine:
         max_waiting: int = 64,
         delay: float = 0.0,
     ) -> None:
-        self._models = [ModelInfo(name=name, max_model_len=max_model_len, created=int(time.time()))]
+        self._models = [
+            ModelInfo(
+                name=name,
+                max_model_len=max_model_len,
+                created=int(time.time()),
+                vocab_size=FAKE_VOCAB_SIZE,
+            )
+        ]
         self.max_model_len = max_model_len
         self.delay = delay
         self._slots = asyncio.Semaphore(max_running) if max_running else None
@@ -62,7 +71,11 @@ class FakeEngine:
         if any(m.name == name for m in self._models):
             raise InvalidRequestError(f"the model name {name!r} is already served", "lora_name")
         base = self._models[0]
-        self._models.append(ModelInfo(name, base.max_model_len, base.created, parent=base.name))
+        self._models.append(
+            ModelInfo(
+                name, base.max_model_len, base.created, parent=base.name, vocab_size=base.vocab_size
+            )
+        )
 
     async def unload_adapter(self, name: str) -> None:
         kept = [m for m in self._models if not (m.name == name and m.parent)]
@@ -71,7 +84,7 @@ class FakeEngine:
         self._models = kept
 
     def _id(self, word: str) -> int:
-        return self.vocab.setdefault(word, len(self.vocab) + 3)
+        return self.vocab.setdefault(word, (len(self.vocab) + 3) % FAKE_VOCAB_SIZE)
 
     def tokenize(self, text: str) -> list[int]:
         return [self._id(w) for w in text.split()]
@@ -100,6 +113,10 @@ class FakeEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         params = request.params
         prompt = len(request.prompt_token_ids)
+        if not prompt:
+            raise InvalidRequestError("the prompt is empty", "prompt")
+        if any(not 0 <= t < FAKE_VOCAB_SIZE for t in request.prompt_token_ids):
+            raise InvalidRequestError("the prompt holds token ids outside the vocabulary", "prompt")
         if prompt + params.max_tokens > self.max_model_len:
             raise InvalidRequestError(
                 f"this model's maximum context length is {self.max_model_len} tokens; "

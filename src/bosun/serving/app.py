@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bosun.engine.client import EngineClient, GenerationRequest, ModelInfo, TokenEvent
 from bosun.serving.errors import APIError, install_error_handlers
+from bosun.serving.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings, RequestGuard
 from bosun.serving.metrics import Metrics
 from bosun.serving.protocol import (
     ChatCompletionRequest,
@@ -34,6 +36,8 @@ __all__ = ["ServeSettings", "build_app"]
 class ServeSettings:
     api_key: str | None = None
     warmup: bool = True
+    public_metrics: bool = False  # /metrics without the key (it names no user data)
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
 @dataclass
@@ -56,6 +60,7 @@ def _now() -> int:
 class _Server:
     def __init__(self, settings: ServeSettings, engine: EngineClient) -> None:
         self.settings, self.engine = settings, engine
+        self.tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="bosun-tokenize")
         self.ready = False
         self.failed: str | None = None
         model = engine.models[0].name
@@ -63,12 +68,33 @@ class _Server:
 
     # ------------------------------------------------------------------ checks
 
-    def authorize(self, request: Request) -> None:
-        if self.settings.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        if header != f"Bearer {self.settings.api_key}":
-            raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+    async def tokenize(self, text: str) -> list[int]:
+        """Off the event loop (a long text takes seconds), on one thread: fast tokenizers
+        must not be driven from two threads at once."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.tokenizer_thread, self.engine.tokenize, text
+        )
+
+    async def chat_prompt(
+        self, messages: list[dict[str, object]], tools: list[dict[str, object]] | None
+    ) -> list[int]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.tokenizer_thread, self.engine.apply_chat_template, messages, tools
+        )
+
+    def check_prompt(self, info: ModelInfo, ids: list[int], param: str) -> None:
+        """Every token id is one the model has, and there is at least one."""
+        if not ids:
+            raise APIError(400, f"{param}: must not be empty", param=param)
+        vocab = info.vocab_size
+        if vocab is not None:
+            bad = next((t for t in ids if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise APIError(
+                    400,
+                    f"{param}: token id {bad} is not in the model's vocabulary (0 to {vocab - 1})",
+                    param=param,
+                )
 
     def model(self, name: str) -> ModelInfo:
         if not self.ready:
@@ -221,9 +247,19 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
         finally:
             loading.cancel()
             await engine.shutdown()
+            server.tokenizer_thread.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="Bosun", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    # The key and the body limit are checked on the headers, before any body is read.
+    app.add_middleware(
+        RequestGuard,
+        settings=GuardSettings(
+            api_key=settings.api_key,
+            public_metrics=settings.public_metrics,
+            max_request_bytes=settings.max_request_bytes,
+        ),
+    )
 
     @app.get("/health")
     async def health() -> Response:
@@ -236,8 +272,7 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
         return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
-        server.authorize(request)
+    async def models() -> dict[str, Any]:
         return {
             "object": "list",
             "data": [
@@ -255,23 +290,20 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
         }
 
     @app.post("/v1/load_lora_adapter", response_class=PlainTextResponse)
-    async def load_lora_adapter(body: LoadLoraAdapterRequest, request: Request) -> str:
+    async def load_lora_adapter(body: LoadLoraAdapterRequest) -> str:
         """Serve a PEFT LoRA adapter under ``lora_name`` from now on (no restart)."""
-        server.authorize(request)
         server.model(server.engine.models[0].name)  # 503 while the model loads
         await engine.load_adapter(body.lora_name, body.lora_path, body.strength)
         return f"Success: LoRA adapter '{body.lora_name}' added successfully."
 
     @app.post("/v1/unload_lora_adapter", response_class=PlainTextResponse)
-    async def unload_lora_adapter(body: UnloadLoraAdapterRequest, request: Request) -> str:
-        server.authorize(request)
+    async def unload_lora_adapter(body: UnloadLoraAdapterRequest) -> str:
         server.model(server.engine.models[0].name)
         await engine.unload_adapter(body.lora_name)
         return f"Success: LoRA adapter '{body.lora_name}' removed successfully."
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatCompletionRequest, request: Request) -> Response | dict[str, Any]:
-        server.authorize(request)
         info = server.model(body.model)
         try:
             messages: list[dict[str, object]] = [
@@ -280,7 +312,8 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
             ]
         except ValueError as exc:
             raise APIError(400, str(exc), param="messages") from None
-        prompt = engine.apply_chat_template(messages, body.tools)
+        prompt = await server.chat_prompt(messages, body.tools)
+        server.check_prompt(info, prompt, "messages")
         max_tokens = server.budget(info, len(prompt), body.requested_max_tokens, "messages")
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         requests = [
@@ -321,10 +354,11 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest, request: Request) -> Response | dict[str, Any]:
-        server.authorize(request)
         info = server.model(body.model)
         prompts = _prompts(body.prompt)
-        encoded = [engine.tokenize(p) if isinstance(p, str) else list(p) for p in prompts]
+        encoded = [await server.tokenize(p) if isinstance(p, str) else list(p) for p in prompts]
+        for ids in encoded:
+            server.check_prompt(info, ids, "prompt")
         budgets = [
             server.budget(info, len(ids), body.requested_max_tokens, "prompt") for ids in encoded
         ]
@@ -378,23 +412,20 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
         }
 
     @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
-        server.authorize(request)
+    async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
         info = server.model(body.model)
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not all(isinstance(t, str) for t in texts):
             raise APIError(400, "input: token-id input is not supported; send text", param="input")
         vectors = await engine.embed([str(t) for t in texts])
+        tokens = sum([len(await server.tokenize(str(t))) for t in texts])
         return {
             "object": "list",
             "model": info.name,
             "data": [
                 {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
             ],
-            "usage": {
-                "prompt_tokens": sum(len(engine.tokenize(str(t))) for t in texts),
-                "total_tokens": sum(len(engine.tokenize(str(t))) for t in texts),
-            },
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
     return app
