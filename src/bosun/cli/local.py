@@ -220,9 +220,12 @@ def ps(
     """List local workspaces, checked against their processes and ports."""
     from rich.table import Table
 
-    from bosun.local.runtime import show
+    from bosun.local.runtime import show, untracked
 
-    shown = [show(r) for r in _store().all()]
+    store = _store()
+    shown = [show(r) for r in store.all()]
+    for name, why in untracked(store).items():
+        warn(f"{name}: {why}; bosun down {name} stops what runs for it and forgets it")
     if output is not Format.TABLE:
         dump([s.to_json() for s in shown], output)
         return
@@ -281,19 +284,20 @@ def down(
     all_: Annotated[bool, typer.Option("--all", help="Stop every local workspace.")] = False,
 ) -> None:
     """Stop a local workspace (or all of them) and free its port."""
-    from bosun.local.runtime import LocalError
+    from bosun.local.runtime import LocalError, untracked
     from bosun.local.runtime import down as stop
 
     if (name is None) == (not all_):
         fail("give a workspace NAME or --all")
     store = _store()
-    names = [r.name for r in store.all()] if all_ else [name or ""]
+    names = sorted({r.name for r in store.all()} | set(untracked(store))) if all_ else [name or ""]
     for each in names:
         try:
             record = stop(store, each)
         except LocalError as exc:
             fail(str(exc))
-        console.print(f"{record.name} stopped; port {record.port} is free")
+        freed = f"; port {record.port} is free" if record.port else ""
+        console.print(f"{record.name} stopped{freed}")
 
 
 def status(

@@ -563,8 +563,19 @@ def _log_to_stderr(logger: str, level: str) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``bosun`` script."""
-    app()
+    """Entry point of the ``bosun`` script. A BosunError no command caught (bad input,
+    damaged local state) is still one clear line and exit code 2, never a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        from bosun.api.errors import BosunError
+
+        if not isinstance(exc, BosunError):
+            raise
+        try:
+            fail(str(exc))
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
 
 
 _register_local(app)

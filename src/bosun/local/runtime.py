@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from bosun.api import BosunError, Workspace
 from bosun.api.conditions import Condition, ConditionType, set_condition
 from bosun.catalog import Plan
 from bosun.local.devices import Machine, allocate
-from bosun.local.state import Record, Store, boot_id
+from bosun.local.process import alive, signal_if_ours, start_time, supervisors
+from bosun.local.state import DamagedRecordError, Record, Store, boot_id
 from bosun.local.supervisor import tail
 
 __all__ = [
@@ -38,22 +38,6 @@ __all__ = [
 
 class LocalError(BosunError):
     """A local operation that cannot be done, said plainly (the CLI exits 2)."""
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-        return stat.split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _port_open(port: int) -> bool:
@@ -116,11 +100,11 @@ def show(record: Record) -> Shown:
     is gone or whose port is closed is never shown as Ready."""
     state, note = record.state, ""
     if record.state in ("Failed", "Stopped", "Succeeded"):
-        return Shown(record, state, _alive(record.supervisor_pid), note)
+        return Shown(record, state, alive(record.supervisor_pid, record.supervisor_start), note)
     if record.boot and record.boot != boot_id():
         return Shown(record, "Stopped", False, "the machine restarted since (stale entry)")
-    supervised = _alive(record.supervisor_pid)
-    server = _alive(record.pid)
+    supervised = alive(record.supervisor_pid, record.supervisor_start)
+    server = alive(record.pid, record.pid_start)
     if record.kind == "job":
         if not supervised and not server:
             state, note = "Failed", "its supervisor and the job are gone: bosun up resumes it"
@@ -318,7 +302,7 @@ def _launch(store: Store, name: str, wait: float, on_wait: Callable[[str], None]
             start_new_session=True,  # survives this terminal
             env={**os.environ, "BOSUN_HOME": str(store.root)},
         )
-    store.update(name, supervisor_pid=supervisor.pid)
+    store.update(name, supervisor_pid=supervisor.pid, supervisor_start=start_time(supervisor.pid))
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         current = store.get(name)
@@ -339,27 +323,48 @@ def _launch(store: Store, name: str, wait: float, on_wait: Callable[[str], None]
 
 
 def down(store: Store, name: str, grace: float = 40.0) -> Record:
-    """Stop a workspace (its supervisor stops the server) and forget it."""
-    record = store.get(name)
+    """Stop a workspace (its supervisor stops the server) and forget it. A workspace whose
+    stored row is damaged, or that runs without a row (the store was replaced), is found
+    by its supervisor in the process table and stopped all the same."""
+    try:
+        record = store.get(name)
+    except DamagedRecordError:
+        record = None
+    running = supervisors(store.root).get(name)
     if record is None:
-        raise LocalError(f"no local workspace named {name!r} (bosun ps lists them)")
-    if _alive(record.supervisor_pid):
-        assert record.supervisor_pid is not None
-        os.kill(record.supervisor_pid, signal.SIGTERM)
+        if running is None and name not in store.scan()[1]:
+            raise LocalError(f"no local workspace named {name!r} (bosun ps lists them)")
+        pid, started = running or (None, None)
+        record = Record(name=name, model="", file="", port=0, command=[])
+        record = replace(record, supervisor_pid=pid, supervisor_start=started, state="Stopped")
+    if signal_if_ours(record.supervisor_pid, record.supervisor_start, signal.SIGTERM):
         deadline = time.monotonic() + grace
-        while _alive(record.supervisor_pid) and time.monotonic() < deadline:
+        while alive(record.supervisor_pid, record.supervisor_start) and time.monotonic() < deadline:
             time.sleep(0.1)
-    current = store.get(name) or record
-    if _alive(current.pid):  # unsupervised, or the supervisor did not get to it
-        assert current.pid is not None
-        os.kill(current.pid, signal.SIGTERM)
+    try:
+        current = store.get(name) or record
+    except DamagedRecordError:
+        current = record
+    # Unsupervised, or the supervisor did not get to it.
+    if signal_if_ours(current.pid, current.pid_start, signal.SIGTERM):
         deadline = time.monotonic() + grace
-        while _alive(current.pid) and time.monotonic() < deadline:
+        while alive(current.pid, current.pid_start) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(current.pid):
-            os.kill(current.pid, signal.SIGKILL)
+        signal_if_ours(current.pid, current.pid_start, signal.SIGKILL)
     store.delete(name)
     return replace(current, state="Stopped", pid=None)
+
+
+def untracked(store: Store) -> dict[str, str]:
+    """{name: why} for what `bosun ps` cannot list from the store: damaged rows, and
+    supervisors running for this state directory without a row."""
+    records, damaged = store.scan()
+    known = {r.name for r in records} | set(damaged)
+    out = {name: f"its stored row is damaged ({why})" for name, why in damaged.items()}
+    for name, (pid, _) in supervisors(store.root).items():
+        if name not in known:
+            out[name] = f"its supervisor (pid {pid}) runs, but the state store has no row for it"
+    return out
 
 
 def logs(store: Store, name: str, lines: int) -> list[str]:

@@ -7,13 +7,17 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Record", "State", "Store", "boot_id", "home"]
+from pydantic import TypeAdapter, ValidationError
+
+from bosun.api.errors import BosunError
+
+__all__ = ["DamagedRecordError", "Record", "State", "Store", "boot_id", "home"]
 
 # Servers: Starting, Ready, Restarting. Jobs (fine-tuning): Starting, Running, Succeeded.
 State = Literal["Starting", "Ready", "Restarting", "Running", "Succeeded", "Failed", "Stopped"]
@@ -44,6 +48,10 @@ def boot_id() -> str:
         return ""
 
 
+class DamagedRecordError(BosunError):
+    """A stored row that is not a workspace record."""
+
+
 @dataclass
 class Record:
     """One local workspace as stored."""
@@ -57,6 +65,10 @@ class Record:
     state: State = "Starting"
     pid: int | None = None  # the server
     supervisor_pid: int | None = None
+    # Their start times (clock ticks since boot): a pid reused by another process after
+    # ours exited does not match, and is never taken for ours nor signalled.
+    pid_start: int | None = None
+    supervisor_start: int | None = None
     restarts: int = 0
     started: float = field(default_factory=time.time)  # when the server last started
     created: float = field(default_factory=time.time)
@@ -73,9 +85,24 @@ class Record:
 
     @classmethod
     def from_json(cls, text: str) -> Record:
-        data: dict[str, Any] = json.loads(text)
+        """A stored row; one that is not a record (damaged by hand, by a disk, by another
+        version) raises :class:`DamagedRecordError` naming what is wrong."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            raise DamagedRecordError("it is not JSON") from None
+        if not isinstance(data, dict):
+            raise DamagedRecordError("it is not a JSON object")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            return _RECORD.validate_python({k: v for k, v in data.items() if k in known})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the row"
+            raise DamagedRecordError(f"{where}: {first['msg']}") from None
+
+
+_RECORD: TypeAdapter[Record] = TypeAdapter(Record)
 
 
 class Store:
@@ -120,14 +147,30 @@ class Store:
         return self.root / "logs" / f"{name}.log"
 
     def get(self, name: str) -> Record | None:
+        """The stored workspace; :class:`DamagedRecordError` if its row is damaged."""
         with self._connect() as db:
             row = db.execute("SELECT data FROM workspaces WHERE name = ?", (name,)).fetchone()
-        return Record.from_json(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            return Record.from_json(row[0])
+        except DamagedRecordError as exc:
+            raise DamagedRecordError(f"{name}: its stored row is damaged ({exc})") from None
 
     def all(self) -> list[Record]:
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[Record], dict[str, str]]:
+        """Every readable workspace, and {name: what is wrong} for each damaged row."""
         with self._connect() as db:
-            rows = db.execute("SELECT data FROM workspaces ORDER BY name").fetchall()
-        return [Record.from_json(r[0]) for r in rows]
+            rows = db.execute("SELECT name, data FROM workspaces ORDER BY name").fetchall()
+        records, damaged = [], {}
+        for name, data in rows:
+            try:
+                records.append(Record.from_json(data))
+            except DamagedRecordError as exc:
+                damaged[str(name)] = str(exc)
+        return records, damaged
 
     def put(self, record: Record) -> None:
         with self._connect() as db:
@@ -148,7 +191,7 @@ class Store:
                 if any(row[0] == name for row in rows):
                     db.execute("ROLLBACK")
                     return None
-                record = build([Record.from_json(row[1]) for row in rows])
+                record = build(_readable(row[1] for row in rows))
                 db.execute(
                     "INSERT INTO workspaces (name, data) VALUES (?, ?)",
                     (record.name, json.dumps(asdict(record))),
@@ -164,10 +207,13 @@ class Store:
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT data FROM workspaces WHERE name = ?", (name,)).fetchone()
-            if row is None:
+            try:
+                record = Record.from_json(row[0]) if row is not None else None
+            except DamagedRecordError:
+                record = None  # left for `bosun down` to remove; never overwritten blindly
+            if record is None:
                 db.execute("ROLLBACK")
                 return None
-            record = Record.from_json(row[0])
             for key, value in changes.items():
                 setattr(record, key, value)
             db.execute(
@@ -180,3 +226,13 @@ class Store:
     def delete(self, name: str) -> None:
         with self._connect() as db:
             db.execute("DELETE FROM workspaces WHERE name = ?", (name,))
+
+
+def _readable(rows: Iterable[str]) -> list[Record]:
+    out = []
+    for data in rows:
+        try:
+            out.append(Record.from_json(data))
+        except DamagedRecordError:
+            continue
+    return out

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from bosun.local.process import start_time
 from bosun.local.state import Record, Store
 
 __all__ = ["MAX_CRASHES", "backoff", "main", "run_job", "tail"]
@@ -92,7 +93,13 @@ def run_job(store: Store, record: Record) -> int:
     server: subprocess.Popen[bytes] | None = None
     try:
         server = _start(record, log_path)
-        store.update(name, pid=server.pid, started=time.time(), state="Running")
+        store.update(
+            name,
+            pid=server.pid,
+            pid_start=start_time(server.pid),
+            started=time.time(),
+            state="Running",
+        )
         code = server.wait()
     except _StopRequestedError:
         if server is not None:
@@ -115,7 +122,7 @@ def supervise(store: Store, name: str) -> int:
         return 1
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
-    store.update(name, supervisor_pid=os.getpid())
+    store.update(name, supervisor_pid=os.getpid(), supervisor_start=start_time(os.getpid()))
     if record.kind == "job":
         return run_job(store, record)
     log_path = store.log_path(name)
@@ -124,7 +131,9 @@ def supervise(store: Store, name: str) -> int:
     try:
         while True:
             server = _start(record, log_path)
-            store.update(name, pid=server.pid, started=time.time())
+            store.update(
+                name, pid=server.pid, pid_start=start_time(server.pid), started=time.time()
+            )
             ready = False
             while server.poll() is None:
                 if not ready and _healthy(record.port):
