@@ -359,3 +359,25 @@ def test_a_shared_prefix_comes_from_the_cache_and_chunks_change_nothing(
         assert chunked.stats().prefix_cache_hits == 0
     finally:
         loop.run_until_complete(chunked.shutdown())
+
+
+def test_shutdown_is_bounded_and_ends_what_is_left_with_an_error() -> None:
+    loop = asyncio.new_event_loop()
+    engine = start(loop, max_num_seqs=2)
+    try:
+
+        async def long_generation() -> list[int]:
+            params = SamplingParams(max_tokens=900, min_tokens=900, temperature=0)
+            return await tokens(engine, [1, 2, 3], params, rid="long")
+
+        async def scenario() -> None:
+            task = asyncio.create_task(long_generation())
+            while engine.stats().running == 0:
+                await asyncio.sleep(0.01)
+            await engine.shutdown(drain_s=0.2)
+            with pytest.raises(EngineError, match="shut down before this request finished"):
+                await task
+
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -201,3 +202,50 @@ def test_a_bad_prompt_beside_running_streams_leaves_them_intact(plain: str) -> N
     for t in threads:
         t.join()
     assert finished == ["length"] * 8
+
+
+# --------------------------------------------------------------------------- faults
+
+
+class FaultyEngine(FakeEngine):
+    """Raises a plain bug on one word: a real server fault."""
+
+    def tokenize(self, text: str) -> list[int]:
+        if "boom" in text:
+            raise RuntimeError("a bug")
+        return super().tokenize(text)
+
+
+def test_a_server_fault_is_a_500_in_openai_shape_and_the_connection_stays_usable() -> None:
+    with running_server(FaultyEngine()) as url, httpx.Client(base_url=url) as client:
+        bad = client.post("/v1/completions", json={"model": MODEL, "prompt": "boom"})
+        assert bad.status_code == 500
+        assert bad.json()["error"] == {
+            "message": "internal server error",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+        good = client.post(
+            "/v1/completions", json={"model": MODEL, "prompt": "hi", "max_tokens": 2}
+        )
+        assert good.status_code == 200
+
+
+def test_a_refused_request_leaves_none_of_its_choices_running() -> None:
+    """12 choices (3 prompts x n=4) meet room for 2 running and 2 waiting: 429, and the
+    choices admitted before the refusal are cancelled, not left generating for nobody."""
+    engine = FakeEngine(max_running=2, max_waiting=2, delay=0.05)
+    with running_server(engine) as url:
+        r = httpx.post(
+            f"{url}/v1/completions",
+            json={"model": MODEL, "prompt": ["a", "b", "c"], "n": 4, "max_tokens": 200},
+            timeout=60,
+        )
+        assert r.status_code == 429
+        deadline = time.monotonic() + 60
+        while (engine.stats().running or engine.stats().waiting) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert engine.stats().running == 0 and engine.stats().waiting == 0
+        # Those that ran were cancelled (200 tokens at 50 ms would take 10 s each).
+        assert engine.cancelled and all(rid.startswith("cmpl-") for rid in engine.cancelled)

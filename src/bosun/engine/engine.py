@@ -426,14 +426,26 @@ class BosunEngine:
             seq.cancelled = True  # the worker frees its blocks at the next step
             self._wake.set()
 
-    async def shutdown(self) -> None:
-        """Let running and waiting requests finish, then stop the worker."""
+    async def shutdown(self, drain_s: float = 20.0) -> None:
+        """Let running and waiting requests finish for up to ``drain_s`` seconds, then
+        stop the worker and end whatever is left with an error: a shutdown is bounded."""
+        deadline = time.monotonic() + drain_s
         while self._thread is not None and (self._seqs or self._pending):
+            if time.monotonic() > deadline:
+                break
             await asyncio.sleep(0.05)
         self._stop = True
         self._wake.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10)
+        left = list(self._seqs.values())
+        while True:
+            try:
+                left.append(self._incoming.get_nowait())
+            except queue.Empty:
+                break
+        for seq in left:
+            self._emit(seq, EngineError("the server shut down before this request finished"))
 
     # ------------------------------------------------------------------ worker
 

@@ -459,14 +459,17 @@ async def _warm_up(server: _Server) -> None:
 async def _collect(
     server: _Server, request: Request, requests: list[GenerationRequest]
 ) -> list[_Choice]:
-    gathered = asyncio.ensure_future(
-        asyncio.gather(*(server.run(r, _Choice(i)) for i, r in enumerate(requests)))
-    )
+    tasks = [asyncio.create_task(server.run(r, _Choice(i))) for i, r in enumerate(requests)]
+    gathered = asyncio.gather(*tasks)
     watcher = asyncio.create_task(_watch_disconnect(request, gathered))
     try:
         return list(await gathered)
     finally:
+        # One choice refused (a full queue, a bad prompt) or the client gone: no other
+        # choice of this request keeps generating for nobody.
         watcher.cancel()
+        for task in tasks:
+            task.cancel()
 
 
 async def _stream(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bosun.serving.errors import error_body
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "GuardSettings", "RequestGuard"]
+
+log = logging.getLogger("bosun.serving")
 
 # Far above any real chat request (a 128k-token prompt is about 0.5 MB of text).
 DEFAULT_MAX_REQUEST_BYTES = 4 * 2**20
@@ -82,7 +85,21 @@ class RequestGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # the disconnect, when it comes
 
-        await self.app(scope, replay, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, replay, tracked)
+        except Exception:
+            # A real server fault: logged with its traceback, answered in OpenAI's shape,
+            # and not raised on, so that the connection stays usable for the next request.
+            log.exception("%s %s failed", scope.get("method"), scope["path"])
+            if not started:
+                await _reply(send, 500, "internal server error", kind="server_error")
 
     def _authorized(self, path: str, header: bytes) -> bool:
         if self._expected is None or path in _OPEN_PATHS:
@@ -112,8 +129,11 @@ def _too_large(limit: int) -> str:
     return f"the request body exceeds {limit} bytes (bosun serve --max-request-bytes)"
 
 
-async def _reply(send: Send, status: int, message: str, code: str | None = None) -> None:
-    kind = "authentication_error" if status == 401 else "invalid_request_error"
+async def _reply(
+    send: Send, status: int, message: str, code: str | None = None, kind: str | None = None
+) -> None:
+    if kind is None:
+        kind = "authentication_error" if status == 401 else "invalid_request_error"
     body: dict[str, Any] = error_body(message, kind, None, code)
     raw = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
