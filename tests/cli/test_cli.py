@@ -214,3 +214,24 @@ def test_serve_refuses_bad_flags(args: list[str], message: str) -> None:
 def test_serve_refuses_an_unknown_model_before_starting() -> None:
     code, _, err = run("serve", "--model", "no-such-model-anywhere")
     assert code == 2 and "--model: 'no-such-model-anywhere'" in err and "Traceback" not in err
+
+
+def test_validate_checks_every_file_and_fails_if_any_is_bad(tmp_path: Path) -> None:
+    good = EXAMPLES / "01-cpu-smollm2.yaml"
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(
+        HEAD + "spec:\n  inference: {preset: {name: phi-4}}\nspec: {}\n", encoding="utf-8"
+    )
+    ranged = tmp_path / "ranged.yaml"
+    ranged.write_text(
+        HEAD + "spec:\n  inference:\n    preset: {name: phi-4}\n    config: {maxNumSeqs: -1}\n",
+        encoding="utf-8",
+    )
+    code, out, err = run("validate", str(good), str(twice), str(ranged))
+    assert code == 2
+    assert f"valid: {good}" in out
+    assert f"{twice}: invalid Workspace" in err and "the key 'spec' appears twice" in err
+    assert f"{ranged}: spec.inference.config.maxNumSeqs: -1 is not a whole number" in err
+    assert "Traceback" not in err
+    code, out, _ = run("validate", *(str(p) for p in sorted(EXAMPLES.glob("*.yaml"))))
+    assert code == 0 and out.count("valid: ") == 6

@@ -85,7 +85,26 @@ def load_workspace(path: str | Path) -> Workspace:
     return parse_workspace(documents[0], source)
 
 
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """libyaml's safe loader where present, refusing a key given twice in one mapping
+    (plain YAML keeps the last, so a second ``spec:`` would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping", mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
 def load_yaml_documents(text: str) -> list[Any]:
-    """Decode every YAML document in ``text``, with libyaml's C parser where present."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return list(yaml.load_all(text, Loader=loader))
+    """Decode every YAML document in ``text`` (duplicate keys refused)."""
+    return list(yaml.load_all(text, Loader=_StrictLoader))

@@ -7,7 +7,9 @@ that pydantic puts in front of it.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -15,9 +17,12 @@ __all__ = [
     "DNS1123_LABEL",
     "DNS1123_SUBDOMAIN",
     "ParsedUri",
+    "allowed_hosts",
     "check_dns1123_label",
     "check_dns1123_subdomain",
     "check_public_host",
+    "is_internal_address",
+    "literal_address",
     "parse_uri",
 ]
 
@@ -34,7 +39,19 @@ _FORBIDDEN_HOSTS = {
     "metadata.azure.com",
     "instance-data",
     "instance-data.ec2.internal",
+    "kubernetes",
+    "kubernetes.default",
 }
+# Cluster DNS (Services, Pods), cloud-internal zones, mDNS, and the node itself.
+_INTERNAL_SUFFIXES = (
+    ".localhost",
+    ".svc",
+    ".cluster.local",
+    ".internal",
+    ".local",
+    ".localdomain",
+    ".home.arpa",
+)
 
 
 def check_dns1123_label(value: str) -> str:
@@ -55,34 +72,70 @@ def check_dns1123_subdomain(value: str) -> str:
     return value
 
 
-def check_public_host(host: str) -> None:
-    """Reject hosts that point at loopback, private, link-local or cloud-metadata addresses.
-
-    Only literal addresses and well-known names are checked here (the pure core does no
-    DNS); whatever fetches the URL must check the resolved address again.
-    """
-    name = host.strip("[]").lower().rstrip(".")
-    if not name:
-        raise ValueError("the URL has no host")
-    if name in _FORBIDDEN_HOSTS or name.endswith(".localhost"):
-        raise ValueError(f"host {host!r} points at this machine or a metadata service")
+def literal_address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host name written as a number means, in every notation a resolver
+    accepts: dotted quads, but also ``127.1``, ``0x7f.0.0.1``, ``2130706433`` and
+    ``0177.0.0.1`` (inet_aton's forms), IPv6 with IPv4 inside. None for a name."""
+    text = name.strip("[]").lower().rstrip(".")
     try:
-        address = ipaddress.ip_address(name)
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
-        return
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if (
+        if not re.fullmatch(r"[0-9a-fx.]+", text) or not text[:1].isdigit():
+            return None
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is not None:
+            return inner
+    return address
+
+
+def is_internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, private, link-local (cloud metadata), reserved, unspecified or multicast."""
+    return bool(
         address.is_loopback
         or address.is_private
         or address.is_link_local
         or address.is_reserved
         or address.is_unspecified
         or address.is_multicast
-    ):
+        or not address.is_global
+    )
+
+
+def allowed_hosts() -> frozenset[str]:
+    """Hosts the user opted in to although they are internal (a mirror inside the
+    cluster): ``BOSUN_ALLOW_HOSTS``, comma-separated names or addresses."""
+    raw = os.environ.get("BOSUN_ALLOW_HOSTS", "")
+    return frozenset(h.strip().strip("[]").lower().rstrip(".") for h in raw.split(",") if h.strip())
+
+
+def check_public_host(host: str, allowed: frozenset[str] | None = None) -> None:
+    """Reject hosts that point at loopback, private, link-local or cloud-metadata addresses,
+    written in any notation, and names that only resolve inside a cluster or a cloud.
+    ``allowed`` names hosts the user opted in to (default: ``BOSUN_ALLOW_HOSTS``).
+
+    No DNS here (the pure core); whatever fetches the URL checks the resolved addresses
+    again (``bosun.tuning.data`` does).
+    """
+    name = host.strip("[]").lower().rstrip(".")
+    if not name:
+        raise ValueError("the URL has no host")
+    if name in (allowed_hosts() if allowed is None else allowed):
+        return
+    if name in _FORBIDDEN_HOSTS or name.endswith(_INTERNAL_SUFFIXES):
         raise ValueError(
-            f"host {host!r} is a loopback, private, link-local or metadata address; "
-            "sources must be reachable public URLs"
+            f"host {host!r} only resolves inside this machine, a cluster or a cloud's "
+            "metadata service; sources must be reachable public URLs"
+        )
+    address = literal_address(name)
+    if address is not None and is_internal_address(address):
+        raise ValueError(
+            f"host {host!r} is a loopback, private, link-local or metadata address "
+            f"({address}); sources must be reachable public URLs"
         )
 
 
@@ -122,10 +175,14 @@ def parse_uri(value: str, allowed: tuple[str, ...]) -> ParsedUri:
     if scheme == "file":
         if parts.netloc or not path.startswith("/"):
             raise ValueError(f"{value!r}: a file URI needs an absolute path, as file:///data/x")
+        if any(part in (".", "..") for part in path.split("/")):
+            raise ValueError(f"{value!r}: '.' and '..' are not allowed in the path")
         return ParsedUri(scheme, "", path, value)
     if not parts.netloc:
         raise ValueError(f"{value!r}: the URI has no {'host' if 'http' in scheme else 'name'}")
     path = path.lstrip("/")
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError(f"{value!r}: '.' and '..' are not allowed in the path")
     if scheme == "hf":
         if path.count("/") != 0 or not path:
             raise ValueError(f"{value!r}: a Hugging Face URI is hf://ORG/NAME")

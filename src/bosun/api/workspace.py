@@ -11,6 +11,7 @@ into the CustomResourceDefinition.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -18,12 +19,15 @@ from pydantic import (
     AfterValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
 from bosun.api.conditions import Condition
 from bosun.api.meta import DnsSubdomain, KubeModel, ObjectMeta, Quantity
+from bosun.api.quantity import parse_quantity
 from bosun.api.validators import (
     parse_uri,
 )
@@ -127,6 +131,10 @@ class LabelSelector(_Model):
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
 
+# The largest single machines sold have a few thousand cores and tens of TiB of memory.
+_NODE_LIMITS = {"cpu": (Decimal(4096), "4096"), "memory": (Decimal(2**46), "64Ti")}
+
+
 class Resource(_Model):
     """Where and on what the Workspace runs."""
 
@@ -143,6 +151,20 @@ class Resource(_Model):
     accelerator: Accelerator | None = None
     cpu: Quantity | None = Field(default=None, description="CPU for CPU-only serving.")
     memory: Quantity | None = Field(default=None, description="Memory for CPU-only serving.")
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _within_a_node(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """More than nothing, and no more than any node has."""
+        if value is None:
+            return value
+        amount = parse_quantity(value)
+        limit = _NODE_LIMITS[info.field_name or ""]
+        if amount <= 0:
+            raise ValueError(f"{value} is not more than zero")
+        if amount > limit[0]:
+            raise ValueError(f"{value} is more than any node has (at most {limit[1]})")
+        return value
 
     @property
     def cpu_only(self) -> bool:

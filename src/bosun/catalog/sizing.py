@@ -247,6 +247,20 @@ def _config_value(config: dict[str, Any], *names: str) -> Any:
     return None
 
 
+def _whole(config: dict[str, Any], where: str, maximum: int, *names: str) -> int | None:
+    """An engine or trainer setting that counts something: a whole number from 1 to
+    ``maximum``, or None when the config does not set it."""
+    for name in names:
+        if name in config:
+            value = config[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+                raise PlanError(
+                    f"{where}.{name}: {value!r} is not a whole number from 1 to {maximum}"
+                )
+            return value
+    return None
+
+
 def _resolve_model(ws: Workspace) -> tuple[ModelSpec | None, str, str, str]:
     """(spec or None, display name, what the runtime loads, field path of the choice)."""
     workload = ws.workload
@@ -487,11 +501,14 @@ def inputs_rule(
     """The estimator's inputs: scheduler limits are vLLM's defaults on GPUs and smaller on
     CPUs, unless the Workspace's config sets them; CUDA graphs unless ``enforceEager``."""
     config = ws.workload.config
+    where = "spec.tuning.config" if ws.spec.tuning is not None else "spec.inference.config"
     cpu = profile.kind == "cpu"
-    batched = _config_value(config, "maxNumBatchedTokens", "max_num_batched_tokens")
-    seqs = _config_value(config, "maxNumSeqs", "max_num_seqs")
+    batched = _whole(config, where, 2**20, "maxNumBatchedTokens", "max_num_batched_tokens")
+    seqs = _whole(config, where, 2**16, "maxNumSeqs", "max_num_seqs")
     eager = bool(_config_value(config, "enforceEager", "enforce_eager"))
     tuning_config = ws.spec.tuning.config if ws.spec.tuning else {}
+    seq_len = _whole(tuning_config, "spec.tuning.config", 2**20, "maxSeqLength")
+    tuning_batch = _whole(tuning_config, "spec.tuning.config", 4096, "batchSize")
     return Inputs(
         spec=spec,
         profile=profile,
@@ -501,12 +518,12 @@ def inputs_rule(
         kv_element_bytes=kv_element_rule(config, dtype),
         max_model_len=max_model_len,
         concurrency=ws.spec.inference.concurrency if ws.spec.inference else 1,
-        batched_tokens=int(batched or (CPU_BATCHED_TOKENS if cpu else GPU_BATCHED_TOKENS)),
-        max_seqs=int(seqs or (CPU_MAX_SEQS if cpu else GPU_MAX_SEQS)),
+        batched_tokens=batched or (CPU_BATCHED_TOKENS if cpu else GPU_BATCHED_TOKENS),
+        max_seqs=seqs or (CPU_MAX_SEQS if cpu else GPU_MAX_SEQS),
         cuda_graphs=not eager and not cpu,
         tuning=ws.spec.tuning is not None,
-        tuning_seq_len=int(_config_value(tuning_config, "maxSeqLength") or TUNING_SEQ_LEN),
-        tuning_batch=int(_config_value(tuning_config, "batchSize") or TUNING_BATCH),
+        tuning_seq_len=seq_len or TUNING_SEQ_LEN,
+        tuning_batch=tuning_batch or TUNING_BATCH,
     )
 
 

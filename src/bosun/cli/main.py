@@ -11,7 +11,7 @@ import typer
 from bosun import __version__
 from bosun.cli.cluster import register as _register_cluster
 from bosun.cli.local import register as _register_local
-from bosun.cli.output import Format, console, dump, fail, warn
+from bosun.cli.output import Format, console, dump, error, fail, warn
 from bosun.cli.prepare import prepare_model
 from bosun.cli.tune import register as _register_tune
 
@@ -70,6 +70,32 @@ def _plan(ws: Workspace, accelerator: str | None, instance_type: str | None) -> 
     for message in plan.warnings:
         warn(message)
     return plan
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Workspace YAML files.", dir_okay=False)],
+) -> None:
+    """Check Workspace files as the cluster and `bosun plan` would, without a cluster:
+    every error names its file and field; exit 2 if any file is invalid (for CI)."""
+    from bosun.api import BosunError, load_workspace
+    from bosun.catalog import plan_workspace
+
+    bad = 0
+    for file in files:
+        try:
+            plan = plan_workspace(load_workspace(file))
+        except BosunError as exc:
+            bad += 1
+            text = str(exc)
+            message = text if text.startswith(str(file)) else f"{file}: {text}"
+            error(message)
+            continue
+        for message in plan.warnings:
+            warn(f"{file}: {message}")
+        console.print(f"[green]valid:[/green] {file} ({plan.devices_summary}, {plan.runtime})")
+    if bad:
+        raise typer.Exit(2)
 
 
 @app.command()

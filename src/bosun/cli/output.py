@@ -13,7 +13,7 @@ import typer
 import yaml
 from rich.console import Console
 
-__all__ = ["Format", "console", "dump", "fail", "progress_bar", "warn"]
+__all__ = ["Format", "console", "dump", "error", "fail", "progress_bar", "warn"]
 
 # Pipes and CI logs get a wide console rather than rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -46,6 +46,11 @@ def dump(data: Any, fmt: Format) -> None:
         sys.stdout.write(yaml.dump_all(data, Dumper=_Dumper, sort_keys=False, width=100))
     else:
         sys.stdout.write(yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100))
+
+
+def error(message: str) -> None:
+    """Print one clear error without exiting (a command that reports several)."""
+    _stderr.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
 
 
 def warn(message: str) -> None:

@@ -10,11 +10,21 @@ write the user's or the system's words.
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from bosun.api.validators import (
+    allowed_hosts,
+    check_public_host,
+    is_internal_address,
+    literal_address,
+)
 
 __all__ = ["DataError", "Encoded", "encode", "load_examples", "resolve_inputs"]
 
@@ -30,19 +40,74 @@ class DataError(ValueError):
 Message = dict[str, str]
 
 
+def _file_name(path: str) -> str:
+    """The URL path's last segment as a plain file name (never '..', never a path)."""
+    name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
+    name = name.replace("/", "_").replace("\\", "_")
+    return name if name not in ("", ".", "..") else "data.jsonl"
+
+
+def _check_reachable(url: str) -> None:
+    """The host is public: by name and literal address, and every address it resolves to
+    now (a name may point inside). Hosts in ``BOSUN_ALLOW_HOSTS`` are trusted."""
+    host = urlsplit(url).hostname or ""
+    allowed = allowed_hosts()
+    try:
+        check_public_host(host, allowed)
+    except ValueError as exc:
+        raise DataError(f"{url}: {exc} (BOSUN_ALLOW_HOSTS={host} allows it)") from None
+    if host.strip("[]").lower().rstrip(".") in allowed:
+        return
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise DataError(f"{url}: cannot resolve {host}: {exc}") from None
+    for info in infos:
+        address = literal_address(str(info[4][0]))
+        if address is not None and is_internal_address(address):
+            raise DataError(
+                f"{url}: {host} resolves to {address}, a loopback, private, link-local or "
+                f"metadata address (BOSUN_ALLOW_HOSTS={host} allows it)"
+            )
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Each redirect is checked like the first URL: no detour to an internal address."""
+
+    def redirect_request(
+        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> Any:
+        try:
+            if not newurl.startswith(("http://", "https://")):
+                raise DataError(f"{req.full_url}: redirected to {newurl}, not http(s)")
+            _check_reachable(newurl)
+        except DataError:
+            fp.close()  # the redirect's own response
+            raise
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _download(url: str, target: Path) -> None:
+    _check_reachable(url)
+    opener = urllib.request.build_opener(_CheckedRedirects)
+    try:
+        with opener.open(url, timeout=60) as response, target.open("wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        raise DataError(f"{url}: cannot download: {exc}") from None
+
+
 def resolve_inputs(inputs: list[str], download_dir: Path) -> list[Path]:
     """Local files for the inputs: paths, ``file://`` URIs, directories (their JSONL and
     Parquet files) and ``http(s)://`` URLs (downloaded into ``download_dir``)."""
     files: list[Path] = []
     for item in inputs:
         if item.startswith(("http://", "https://")):
-            name = item.rstrip("/").rsplit("/", 1)[-1] or "data.jsonl"
-            target = download_dir / name
+            name = _file_name(urlsplit(item).path)
             download_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                urllib.request.urlretrieve(item, target)
-            except OSError as exc:
-                raise DataError(f"{item}: cannot download: {exc}") from None
+            target = download_dir / name
+            _download(item, target)
             files.append(target)
             continue
         if "://" in item and not item.startswith("file://"):
