@@ -13,6 +13,7 @@ import uvicorn
 
 from bosun.engine.client import EngineClient
 from bosun.serving.app import ServeSettings, build_app
+from bosun.serving.connections import guarded_h11
 
 
 def free_port() -> int:
@@ -23,9 +24,13 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    engine: EngineClient, settings: ServeSettings | None = None, ready_timeout: float = 300
+    engine: EngineClient,
+    settings: ServeSettings | None = None,
+    ready_timeout: float = 300,
+    header_timeout: float = 10.0,
 ) -> Iterator[str]:
-    """Start the app over ``engine``; yield its base URL once /health is ready."""
+    """Start the app over ``engine`` as `bosun serve` does (the same connection protocol);
+    yield its base URL once /health is ready."""
     port = free_port()
     config = uvicorn.Config(
         build_app(settings or ServeSettings(), engine),
@@ -33,6 +38,7 @@ def running_server(
         port=port,
         log_level="warning",
         lifespan="on",
+        http=guarded_h11(header_timeout),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -5,6 +5,7 @@ fake engine)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -249,3 +250,33 @@ def test_a_refused_request_leaves_none_of_its_choices_running() -> None:
         assert engine.stats().running == 0 and engine.stats().waiting == 0
         # Those that ran were cancelled (200 tokens at 50 ms would take 10 s each).
         assert engine.cancelled and all(rid.startswith("cmpl-") for rid in engine.cancelled)
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def test_idle_and_trickling_connections_are_closed_by_the_header_time_out() -> None:
+    """100 sockets that send nothing, and 100 that send half a request line: each is
+    closed once the (here shortened) header time-out passes; requests keep working."""
+    with running_server(FakeEngine(), header_timeout=0.5) as url:
+        host = urlparse(url)
+        sockets = []
+        for i in range(200):
+            s = socket.create_connection((host.hostname, host.port))
+            if i % 2:
+                s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x")
+            sockets.append(s)
+        assert httpx.get(f"{url}/health").status_code == 200
+        closed = 0
+        deadline = time.monotonic() + 30  # for all of them together: a regression fails fast
+        for s in sockets:
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            with s, contextlib.suppress(TimeoutError):
+                closed += s.recv(1) == b""  # the server closed it
+        assert closed == 200
+
+
+def test_a_keep_alive_connection_serves_several_requests() -> None:
+    with running_server(FakeEngine(), header_timeout=0.5) as url, httpx.Client() as client:
+        for _ in range(3):
+            assert client.get(f"{url}/v1/models").status_code == 200

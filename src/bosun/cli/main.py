@@ -522,6 +522,7 @@ def serve(
 
         from bosun.engine.engine import BosunEngine, EngineOptions
         from bosun.serving.app import ServeSettings, build_app
+        from bosun.serving.connections import guarded_h11
     except ImportError as exc:
         fail(
             f"bosun serve needs the serve extra: pip install 'bosun[serve]' ({exc.name} is missing)"
@@ -552,7 +553,14 @@ def serve(
     if max_request_bytes is not None:
         settings = replace(settings, max_request_bytes=max_request_bytes)
     app_ = build_app(settings, engine)
-    uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app_,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+        http=guarded_h11(),  # a connection's headers must arrive within 10 s
+    )
 
 
 def _parse_adapter(value: str) -> tuple[str, str, float]:
