@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -280,3 +281,37 @@ def test_a_keep_alive_connection_serves_several_requests() -> None:
     with running_server(FakeEngine(), header_timeout=0.5) as url, httpx.Client() as client:
         for _ in range(3):
             assert client.get(f"{url}/v1/models").status_code == 200
+
+
+def test_a_client_that_leaves_is_not_an_error() -> None:
+    """A non-streaming request whose client gives up: its generation is cancelled, the
+    log says so at INFO, and nothing is logged as an error."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level=logging.INFO)
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "bosun.serving")]
+    engine = FakeEngine(delay=0.05)
+    with running_server(engine) as url:
+        for logger in loggers:
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+        try:
+            with contextlib.suppress(httpx.TimeoutException):
+                httpx.post(
+                    f"{url}/v1/completions",
+                    json={"model": MODEL, "prompt": "hi", "max_tokens": 100},
+                    timeout=0.5,
+                )
+            deadline = time.monotonic() + 30
+            while not any("disconnected" in r.getMessage() for r in records):
+                assert time.monotonic() < deadline, [r.getMessage() for r in records]
+                time.sleep(0.05)
+        finally:
+            for logger in loggers:
+                logger.removeHandler(handler)
+    assert not [r.getMessage() for r in records if r.levelno >= logging.ERROR]
+    assert engine.cancelled

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bosun.engine.client import EngineClient, GenerationRequest, ModelInfo, TokenEvent
-from bosun.serving.errors import APIError, install_error_handlers
+from bosun.serving.errors import APIError, ClientGoneError, install_error_handlers
 from bosun.serving.guard import DEFAULT_MAX_REQUEST_BYTES, GuardSettings, RequestGuard
 from bosun.serving.metrics import Metrics
 from bosun.serving.protocol import (
@@ -218,12 +218,14 @@ def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
-async def _watch_disconnect(request: Request, task: asyncio.Future[Any]) -> None:
+async def _watch_disconnect(request: Request, task: asyncio.Future[Any]) -> bool:
+    """Cancel ``task`` when the client leaves; True if it did."""
     while not task.done():
         if await request.is_disconnected():
             task.cancel()
-            return
+            return True
         await asyncio.sleep(0.1)
+    return False
 
 
 def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
@@ -464,6 +466,10 @@ async def _collect(
     watcher = asyncio.create_task(_watch_disconnect(request, gathered))
     try:
         return list(await gathered)
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled() and watcher.result():
+            raise ClientGoneError from None
+        raise
     finally:
         # One choice refused (a full queue, a bad prompt) or the client gone: no other
         # choice of this request keeps generating for nobody.

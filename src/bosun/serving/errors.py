@@ -17,7 +17,11 @@ from bosun.engine.client import (
     UnknownAdapterError,
 )
 
-__all__ = ["APIError", "error_body", "install_error_handlers"]
+__all__ = ["APIError", "ClientGoneError", "error_body", "install_error_handlers"]
+
+
+class ClientGoneError(Exception):
+    """The client disconnected before its answer was ready: nothing to send, no fault."""
 
 
 class APIError(Exception):

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bosun.serving.errors import error_body
+from bosun.serving.errors import ClientGoneError, error_body
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "GuardSettings", "RequestGuard"]
 
@@ -94,6 +94,8 @@ class RequestGuard:
 
         try:
             await self.app(scope, replay, tracked)
+        except ClientGoneError:
+            log.info("%s %s: the client disconnected", scope.get("method"), scope["path"])
         except Exception:
             # A real server fault: logged with its traceback, answered in OpenAI's shape,
             # and not raised on, so that the connection stays usable for the next request.
