@@ -37,10 +37,6 @@ class GuardSettings:
     body_timeout: float = 30.0  # seconds for the whole body to arrive
 
 
-class _ClientGoneError(Exception):
-    """The client disconnected before its body arrived."""
-
-
 class RequestGuard:
     def __init__(self, app: ASGIApp, settings: GuardSettings) -> None:
         self.app, self.settings = app, settings
@@ -71,8 +67,8 @@ class RequestGuard:
         except TimeoutError:
             await _reply(send, 408, "the request body did not arrive in time", code="timeout")
             return
-        except _ClientGoneError:
-            return
+        except ClientGoneError:
+            return  # before its body arrived: nothing to answer
         if body is None:  # a chunked body over the limit
             await _reply(send, 413, _too_large(limit), code="request_too_large")
             return
@@ -117,7 +113,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            raise _ClientGoneError
+            raise ClientGoneError
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
