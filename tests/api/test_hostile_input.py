@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from bosun.api import WorkspaceError, load_workspace, parse_workspace
-from bosun.api.validators import check_public_host, literal_address, parse_uri
+from bosun.api.validators import (
+    check_addresses,
+    check_public_host,
+    literal_address,
+    parse_allowed_hosts,
+    parse_uri,
+)
 from bosun.catalog import PlanError, plan_workspace
 from tests.conftest import example_data, workspace_data
 
@@ -61,6 +67,34 @@ def test_public_hosts_still_pass(host: str) -> None:
 
 def test_a_named_host_may_be_allowed() -> None:
     check_public_host("mirror.svc", allowed=frozenset({"mirror.svc"}))
+
+
+def test_the_opt_in_comes_from_the_caller_not_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pure core never reads BOSUN_ALLOW_HOSTS: the edge that validates passes it."""
+    data = workspace_data(
+        inference=None,
+        tuning={
+            "preset": {"name": "qwen2.5-0.5b-instruct"},
+            "input": {"uris": ["http://mirror.team.svc/chats.jsonl"]},
+            "output": {"uri": "pvc://adapters/out"},
+        },
+    )
+    monkeypatch.setenv("BOSUN_ALLOW_HOSTS", "mirror.team.svc")
+    with pytest.raises(WorkspaceError, match=r"spec\.tuning\.input\.uris\[0\]: .*only resolves"):
+        parse_workspace(data)
+    ws = parse_workspace(data, allowed_hosts=parse_allowed_hosts(" Mirror.Team.svc. ,other"))
+    assert ws.web_sources() == [("spec.tuning.input.uris[0]", "mirror.team.svc")]
+
+
+def test_resolved_addresses_are_checked_like_literal_ones() -> None:
+    check_addresses("data.example.com", ["93.184.215.14", "2606:2800:21f:cb07::1"])
+    with pytest.raises(ValueError, match=r"data\.example\.com resolves to 10\.0\.0\.7"):
+        check_addresses("data.example.com", ["93.184.215.14", "10.0.0.7"])
+    with pytest.raises(ValueError, match=r"resolves to 169\.254\.169\.254"):
+        check_addresses("x.example.com", ["::ffff:169.254.169.254"])
+    check_addresses("Data.Example.com.", ["10.0.0.7"], frozenset({"data.example.com"}))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ works in a namespace of its own. The cluster publishes two GPU nodes through DRA
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -510,6 +511,38 @@ def test_an_invalid_workspace_gets_a_condition_not_a_crash_loop(
     # The operator is still serving others.
     cluster.apply_workspace(ns, "good", CPU_SPEC)
     _get(cluster, operator, f"{DEPLOYMENTS.format(ns=ns)}/good")
+
+
+def test_a_source_whose_name_resolves_inside_is_refused(
+    cluster: EmulatedCluster, operator: Operator
+) -> None:
+    """This machine's own name passes every check a name alone allows, but resolves to
+    an address of this machine: the operator resolves it and refuses the Workspace."""
+    from bosun.api.validators import check_public_host, is_internal_address, literal_address
+
+    host = socket.gethostname()
+    try:
+        check_public_host(host)
+        addresses = {str(i[4][0]) for i in socket.getaddrinfo(host, None)}
+    except (ValueError, OSError) as exc:
+        pytest.skip(f"this machine's name {host!r} cannot serve here: {exc}")
+    if not all(is_internal_address(literal_address(a)) for a in addresses):  # type: ignore[arg-type]
+        pytest.skip(f"this machine's name {host!r} resolves to {addresses}, not all internal")
+    ns = "resolved"
+    spec = {
+        "resource": {"accelerator": {"count": 1}},
+        "tuning": {
+            "preset": {"name": "qwen2.5-0.5b-instruct"},
+            "input": {"uris": [f"http://{host}:8000/chats.jsonl"]},
+            "output": {"volume": {"persistentVolumeClaim": {"claimName": "adapters"}}},
+        },
+    }
+    cluster.apply_workspace(ns, "inside", spec)
+    c = _wait_condition(
+        cluster, operator, ns, "inside", "WorkspaceSucceeded", "False", "InvalidSpec"
+    )
+    assert c["message"].startswith(f"spec.tuning.input.uris[0]: host {host} resolves to")
+    assert cluster.get(f"/apis/batch/v1/namespaces/{ns}/jobs/inside-tuning") is None
 
 
 def test_scale_subresource_scales_the_deployment(

@@ -348,6 +348,30 @@ def test_tuning_job_mounts_data_and_output() -> None:
     }
 
 
+def test_a_tuning_job_is_told_which_of_its_hosts_the_user_opted_in_to() -> None:
+    """The job checks its URLs again where it runs: the opt-in for its own internal hosts
+    goes with it, and no other host of the list."""
+    allowed = frozenset({"mirror.team.svc", "other.team.svc"})
+
+    def job_env(*uris: str) -> list[dict[str, str]]:
+        tuning = {
+            "preset": {"name": "qwen2.5-0.5b-instruct"},
+            "input": {"uris": list(uris)},
+            "output": {"uri": "pvc://adapters/out"},
+        }
+        ws = parse_workspace(workspace_data(inference=None, tuning=tuning), allowed_hosts=allowed)
+        docs = render_workspace(ws, plan_workspace(ws), RenderOptions(allowed_hosts=allowed))
+        env: list[dict[str, str]] = find(docs, "Job")["spec"]["template"]["spec"]["containers"][
+            0
+        ].get("env", [])
+        return env
+
+    public = "https://data.example.com/b.jsonl"
+    opt_in = {"name": "BOSUN_ALLOW_HOSTS", "value": "mirror.team.svc"}
+    assert opt_in in job_env("http://mirror.team.svc/a.jsonl", public)
+    assert all(e["name"] != "BOSUN_ALLOW_HOSTS" for e in job_env(public))
+
+
 def test_engine_config_and_adapters_reach_the_server() -> None:
     data = workspace_data(
         inference={

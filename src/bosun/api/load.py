@@ -40,8 +40,11 @@ def problems_from(error: ValidationError) -> list[Problem]:
     return problems
 
 
-def parse_workspace(data: Any, source: str = "<input>") -> Workspace:
-    """Validate one decoded document as a Workspace."""
+def parse_workspace(
+    data: Any, source: str = "<input>", allowed_hosts: frozenset[str] = frozenset()
+) -> Workspace:
+    """Validate one decoded document as a Workspace. ``allowed_hosts``: internal hosts the
+    user opted in to as sources (``BOSUN_ALLOW_HOSTS``, read by the caller)."""
     if not isinstance(data, dict):
         raise WorkspaceError(source, [Problem("", "expected a YAML mapping (a Workspace)")])
     api_version, kind = data.get("apiVersion"), data.get("kind")
@@ -57,13 +60,14 @@ def parse_workspace(data: Any, source: str = "<input>") -> Workspace:
             ],
         )
     try:
-        return Workspace.model_validate(data)
+        return Workspace.model_validate(data, context={"allowed_hosts": allowed_hosts})
     except ValidationError as exc:
         raise WorkspaceError(source, problems_from(exc)) from None
 
 
-def load_workspace(path: str | Path) -> Workspace:
-    """Read a Workspace from a YAML or JSON file (one document)."""
+def load_workspace(path: str | Path, allowed_hosts: frozenset[str] = frozenset()) -> Workspace:
+    """Read a Workspace from a YAML or JSON file (one document); ``allowed_hosts`` as in
+    :func:`parse_workspace`."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -82,7 +86,7 @@ def load_workspace(path: str | Path) -> Workspace:
         raise WorkspaceError(
             source, [Problem("", f"expected one Workspace document, found {len(documents)}")]
         )
-    return parse_workspace(documents[0], source)
+    return parse_workspace(documents[0], source, allowed_hosts)
 
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -7,22 +7,23 @@ that pydantic puts in front of it.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 __all__ = [
+    "ALLOW_HOSTS_ENV",
     "DNS1123_LABEL",
     "DNS1123_SUBDOMAIN",
     "ParsedUri",
-    "allowed_hosts",
+    "check_addresses",
     "check_dns1123_label",
     "check_dns1123_subdomain",
     "check_public_host",
     "is_internal_address",
     "literal_address",
+    "parse_allowed_hosts",
     "parse_uri",
 ]
 
@@ -106,37 +107,61 @@ def is_internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) 
     )
 
 
-def allowed_hosts() -> frozenset[str]:
+# The edges (the CLI, the operator, the tuning job) read the user's opt-in from here and
+# pass it down; the pure core never reads the environment.
+ALLOW_HOSTS_ENV = "BOSUN_ALLOW_HOSTS"
+
+
+def parse_allowed_hosts(raw: str) -> frozenset[str]:
     """Hosts the user opted in to although they are internal (a mirror inside the
-    cluster): ``BOSUN_ALLOW_HOSTS``, comma-separated names or addresses."""
-    raw = os.environ.get("BOSUN_ALLOW_HOSTS", "")
-    return frozenset(h.strip().strip("[]").lower().rstrip(".") for h in raw.split(",") if h.strip())
+    cluster), from ``BOSUN_ALLOW_HOSTS``'s value: comma-separated names or addresses."""
+    return frozenset(_host_key(h) for h in raw.split(",") if h.strip())
 
 
-def check_public_host(host: str, allowed: frozenset[str] | None = None) -> None:
+def _host_key(host: str) -> str:
+    return host.strip().strip("[]").lower().rstrip(".")
+
+
+def check_public_host(host: str, allowed: frozenset[str] = frozenset()) -> None:
     """Reject hosts that point at loopback, private, link-local or cloud-metadata addresses,
     written in any notation, and names that only resolve inside a cluster or a cloud.
-    ``allowed`` names hosts the user opted in to (default: ``BOSUN_ALLOW_HOSTS``).
+    ``allowed`` names hosts the user opted in to (:func:`parse_allowed_hosts`).
 
-    No DNS here (the pure core); whatever fetches the URL checks the resolved addresses
-    again (``bosun.tuning.data`` does).
+    No DNS here (the pure core): the edge that fetches or renders the URL resolves the
+    name and passes what it found to :func:`check_addresses`.
     """
-    name = host.strip("[]").lower().rstrip(".")
+    name = _host_key(host)
     if not name:
         raise ValueError("the URL has no host")
-    if name in (allowed_hosts() if allowed is None else allowed):
+    if name in allowed:
         return
     if name in _FORBIDDEN_HOSTS or name.endswith(_INTERNAL_SUFFIXES):
         raise ValueError(
             f"host {host!r} only resolves inside this machine, a cluster or a cloud's "
-            "metadata service; sources must be reachable public URLs"
+            f"metadata service; sources must be reachable public URLs ({ALLOW_HOSTS_ENV}="
+            f"{name} allows it)"
         )
     address = literal_address(name)
     if address is not None and is_internal_address(address):
         raise ValueError(
             f"host {host!r} is a loopback, private, link-local or metadata address "
-            f"({address}); sources must be reachable public URLs"
+            f"({address}); sources must be reachable public URLs ({ALLOW_HOSTS_ENV}="
+            f"{name} allows it)"
         )
+
+
+def check_addresses(host: str, addresses: list[str], allowed: frozenset[str] = frozenset()) -> None:
+    """Reject ``host`` when a name resolved to any internal address (``addresses``: what
+    the resolver answered), unless the user opted in to it."""
+    if _host_key(host) in allowed:
+        return
+    for text in addresses:
+        address = literal_address(text)
+        if address is not None and is_internal_address(address):
+            raise ValueError(
+                f"host {host} resolves to {address}, a loopback, private, link-local or "
+                f"metadata address ({ALLOW_HOSTS_ENV}={_host_key(host)} allows it)"
+            )
 
 
 @dataclass(frozen=True)
@@ -147,6 +172,11 @@ class ParsedUri:
     authority: str  # hf: organisation; pvc: claim name; http(s): host[:port]
     path: str  # without a leading '/', except for file:// where it is absolute
     raw: str
+
+    @property
+    def hostname(self) -> str:
+        """The host of an http(s) URL, without port or brackets."""
+        return urlsplit(self.raw).hostname or ""
 
     @property
     def hf_repo(self) -> str:
@@ -188,6 +218,6 @@ def parse_uri(value: str, allowed: tuple[str, ...]) -> ParsedUri:
             raise ValueError(f"{value!r}: a Hugging Face URI is hf://ORG/NAME")
     elif scheme == "pvc":
         check_dns1123_subdomain(parts.netloc)
-    elif scheme in ("http", "https"):
-        check_public_host(parts.hostname or "")
+    elif scheme in ("http", "https") and not parts.hostname:
+        raise ValueError(f"{value!r}: the URL has no host")
     return ParsedUri(scheme, parts.netloc, path, value)

@@ -29,6 +29,8 @@ from bosun.api.conditions import Condition
 from bosun.api.meta import DnsSubdomain, KubeModel, ObjectMeta, Quantity
 from bosun.api.quantity import parse_quantity
 from bosun.api.validators import (
+    ParsedUri,
+    check_public_host,
     parse_uri,
 )
 
@@ -227,8 +229,16 @@ class _ModelChoice(_Model):
         return self
 
 
-def _source_uri(value: str) -> str:
-    parse_uri(value, ("hf", "file", "pvc", "http", "https", "oci"))
+def _public(parsed: ParsedUri, info: ValidationInfo) -> None:
+    """An http(s) URL's host must be public, unless the user opted in to it: the edge
+    that validates passes ``allowed_hosts`` in the validation context."""
+    if parsed.scheme in ("http", "https"):
+        context = info.context if isinstance(info.context, dict) else {}
+        check_public_host(parsed.hostname, context.get("allowed_hosts", frozenset()))
+
+
+def _source_uri(value: str, info: ValidationInfo) -> str:
+    _public(parse_uri(value, ("hf", "file", "pvc", "http", "https", "oci")), info)
     return value
 
 
@@ -326,8 +336,8 @@ class TuningMethod(StrEnum):
     QLORA = "qlora"
 
 
-def _input_uri(value: str) -> str:
-    parse_uri(value, ("hf", "file", "pvc", "http", "https"))
+def _input_uri(value: str, info: ValidationInfo) -> str:
+    _public(parse_uri(value, ("hf", "file", "pvc", "http", "https")), info)
     return value
 
 
@@ -509,3 +519,17 @@ class Workspace(_Model):
         workload = self.spec.inference or self.spec.tuning
         assert workload is not None  # guaranteed by WorkspaceSpec's validator
         return workload
+
+    def web_sources(self) -> list[tuple[str, str]]:
+        """(field path, host) of every http(s) URL the Workspace fetches from, so that the
+        edge which can resolve names checks where they point."""
+        found: list[tuple[str, str]] = []
+        if self.spec.inference is not None:
+            for i, adapter in enumerate(self.spec.inference.adapters):
+                found.append((f"spec.inference.adapters[{i}].source.uri", adapter.source.uri))
+        if self.spec.tuning is not None:
+            for i, uri in enumerate(self.spec.tuning.input.uris):
+                found.append((f"spec.tuning.input.uris[{i}]", uri))
+        schemes = ("hf", "file", "pvc", "http", "https", "oci")
+        hosts = [(path, parse_uri(uri, schemes)) for path, uri in found]
+        return [(path, p.hostname) for path, p in hosts if p.scheme in ("http", "https")]

@@ -77,6 +77,8 @@ def operator(
         _check_namespace(ns)
     if kubeconfig is not None and not kubeconfig.is_file():
         fail(f"--kubeconfig: {kubeconfig} is not a file")
+    from bosun.cli.environment import allowed_hosts
+
     try:
         from bosun.operator.main import OperatorOptions, run
         from bosun.render import RenderOptions
@@ -89,6 +91,7 @@ def operator(
     images = RenderOptions(
         vllm_image=vllm_image or defaults.vllm_image,
         bosun_image=bosun_image or defaults.bosun_image,
+        allowed_hosts=allowed_hosts(),
     )
     options = OperatorOptions(
         namespaces=namespaces,

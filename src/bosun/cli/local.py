@@ -37,10 +37,11 @@ def _store() -> Store:
 def _local_plan(file: Path) -> tuple[Workspace, Plan, Machine]:
     from bosun.api import BosunError, load_workspace
     from bosun.catalog import plan_workspace
+    from bosun.cli.environment import allowed_hosts
     from bosun.local.devices import machine
 
     try:
-        ws = load_workspace(file)
+        ws = load_workspace(file, allowed_hosts())
         here = machine()
         plan = plan_workspace(ws, target="local", local_profile=here.profile)
     except BosunError as exc:

@@ -50,9 +50,10 @@ OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="Output format
 
 def _load(file: Path) -> Workspace:
     from bosun.api import BosunError, load_workspace
+    from bosun.cli.environment import allowed_hosts
 
     try:
-        return load_workspace(file)
+        return load_workspace(file, allowed_hosts())
     except BosunError as exc:
         fail(str(exc))
 
@@ -80,11 +81,12 @@ def validate(
     every error names its file and field; exit 2 if any file is invalid (for CI)."""
     from bosun.api import BosunError, load_workspace
     from bosun.catalog import plan_workspace
+    from bosun.cli.environment import allowed_hosts
 
     bad = 0
     for file in files:
         try:
-            plan = plan_workspace(load_workspace(file))
+            plan = plan_workspace(load_workspace(file, allowed_hosts()))
         except BosunError as exc:
             bad += 1
             text = str(exc)
@@ -341,7 +343,11 @@ def render(
     acc = ws.spec.resource.accelerator
     if not result.fits and (acc is None or acc.count is None):
         fail(f"{_fit_field(ws)}: {result.reason}")
-    options = RenderOptions(namespace=namespace, extended_resources=extended_resources)
+    from bosun.cli.environment import allowed_hosts
+
+    options = RenderOptions(
+        namespace=namespace, extended_resources=extended_resources, allowed_hosts=allowed_hosts()
+    )
     dump(render_workspace(ws, result, options), Format.YAML)
 
 

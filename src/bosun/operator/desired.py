@@ -74,13 +74,14 @@ def immutable_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changed
 
 
-def parse(body: dict[str, Any]) -> Workspace:
-    """The Workspace of a body read from the API server (status is the operator's)."""
+def parse(body: dict[str, Any], allowed_hosts: frozenset[str] = frozenset()) -> Workspace:
+    """The Workspace of a body read from the API server (status is the operator's);
+    ``allowed_hosts``: internal hosts the operator was told to accept as sources."""
     data = {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body}
     meta = body.get("metadata") or {}
     where = f"Workspace {meta.get('namespace', '')}/{meta.get('name', '')}"
     try:
-        return parse_workspace(data, where)
+        return parse_workspace(data, where, allowed_hosts)
     except WorkspaceError as exc:
         raise InvalidWorkspaceError(
             "InvalidSpec", "; ".join(str(p) for p in exc.problems)
@@ -89,7 +90,7 @@ def parse(body: dict[str, Any]) -> Workspace:
 
 def desire(body: dict[str, Any], view: ClusterView, images: RenderOptions) -> Desired:
     """Plan the Workspace for this cluster and render it; raises :class:`InvalidWorkspaceError`."""
-    ws = parse(body)
+    ws = parse(body, images.allowed_hosts)
     resource = ws.spec.resource
     acc = resource.accelerator
     found = view.gpu
@@ -116,6 +117,7 @@ def desire(body: dict[str, Any], view: ClusterView, images: RenderOptions) -> De
         vllm_image=images.vllm_image,
         bosun_image=images.bosun_image,
         node_class=images.node_class,
+        allowed_hosts=images.allowed_hosts,
     )
     rendered = render_workspace(ws, plan, options)
     node_claims = [o for o in rendered if o["kind"] == "NodeClaim"]

@@ -14,6 +14,7 @@ from bosun.api.workspace import API_VERSION, KIND
 from bosun.operator.desired import Desired, InvalidWorkspaceError, desire, immutable_changes, subset
 from bosun.operator.discovery import Discovery
 from bosun.operator.kube import Kube, KubeError
+from bosun.operator.sources import Resolver, check_sources, resolve
 from bosun.operator.status import Observed, Status, compute_status, invalid_status
 from bosun.render import RenderOptions
 from bosun.render.names import WORKSPACE_LABEL, dns_label
@@ -63,6 +64,7 @@ class Reconciler:
     kube: Kube
     images: RenderOptions = field(default_factory=RenderOptions)
     emit: Emit = lambda body, type_, reason, message: None
+    resolver: Resolver = resolve  # names of web sources, to check where they point
     discovery: Discovery = field(init=False)
     desired: dict[Key, Desired] = field(default_factory=dict)
     _pending: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
@@ -92,6 +94,11 @@ class Reconciler:
         except InvalidWorkspaceError as exc:
             self.desired.pop(key, None)
             await self._write_invalid(body, exc.reason, exc.message, generation)
+            return
+        problem = await check_sources(want.ws, self.images.allowed_hosts, self.resolver)
+        if problem is not None:
+            self.desired.pop(key, None)
+            await self._write_invalid(body, "InvalidSpec", problem, generation)
             return
         self.emit(body, "Normal", "Planned", f"{want.plan.devices_summary}: {want.plan.reason}")
         # Known before the first apply, so drift checks compare with this generation.

@@ -44,6 +44,9 @@ class RenderOptions:
     vllm_image: str = "vllm/vllm-openai:v0.11.0"
     bosun_image: str = "ghcr.io/bosun-dev/bosun:0.1.0"
     node_class: dict[str, str] = field(default_factory=dict)  # provider -> NodeClass name
+    # Internal hosts the user opted in to as sources (BOSUN_ALLOW_HOSTS): a job that
+    # fetches from one is told so, since it checks every URL again.
+    allowed_hosts: frozenset[str] = frozenset()
 
 
 def served_model_name(ws: Workspace, plan: Plan) -> str:

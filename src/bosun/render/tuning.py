@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bosun.api.validators import parse_uri
+from bosun.api.validators import ALLOW_HOSTS_ENV, parse_allowed_hosts, parse_uri
 from bosun.api.workspace import Tuning, Workspace
 from bosun.catalog.sizing import Plan
 from bosun.render.claims import DeviceBinding
@@ -66,6 +66,14 @@ def _pvc_claims(tuning: Tuning) -> list[tuple[str, bool]]:
     return list(found.items())
 
 
+def _trusted_hosts(tuning: Tuning, allowed: frozenset[str]) -> list[str]:
+    """The input URLs' hosts that the user opted in to (only those, not the whole list)."""
+    hosts = {
+        parse_uri(u, ("hf", "file", "pvc", "http", "https")).hostname for u in tuning.input.uris
+    }
+    return sorted(allowed & parse_allowed_hosts(",".join(h for h in hosts if h)))
+
+
 def tuning_job(
     ws: Workspace, plan: Plan, devices: DeviceBinding, options: RenderOptions
 ) -> dict[str, Any]:
@@ -109,6 +117,11 @@ def tuning_job(
         )
     container["volumeMounts"] = mounts
     container["securityContext"] = container_security()
+    trusted = _trusted_hosts(tuning, options.allowed_hosts)
+    if trusted:  # the job checks its URLs again: the opt-in goes with them
+        container.setdefault("env", []).append(
+            {"name": ALLOW_HOSTS_ENV, "value": ",".join(trusted)}
+        )
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": pod_security(),

@@ -10,6 +10,7 @@ write the user's or the system's words.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import urllib.request
@@ -20,10 +21,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bosun.api.validators import (
-    allowed_hosts,
+    ALLOW_HOSTS_ENV,
+    check_addresses,
     check_public_host,
-    is_internal_address,
-    literal_address,
+    parse_allowed_hosts,
 )
 
 __all__ = ["DataError", "Encoded", "encode", "load_examples", "resolve_inputs"]
@@ -51,24 +52,20 @@ def _check_reachable(url: str) -> None:
     """The host is public: by name and literal address, and every address it resolves to
     now (a name may point inside). Hosts in ``BOSUN_ALLOW_HOSTS`` are trusted."""
     host = urlsplit(url).hostname or ""
-    allowed = allowed_hosts()
+    allowed = parse_allowed_hosts(os.environ.get(ALLOW_HOSTS_ENV, ""))
     try:
         check_public_host(host, allowed)
+        if host.strip("[]").lower().rstrip(".") in allowed:
+            return
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise DataError(f"{url}: cannot resolve {host}: {exc}") from None
+        check_addresses(host, [str(info[4][0]) for info in infos], allowed)
     except ValueError as exc:
-        raise DataError(f"{url}: {exc} (BOSUN_ALLOW_HOSTS={host} allows it)") from None
-    if host.strip("[]").lower().rstrip(".") in allowed:
-        return
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except OSError as exc:
-        raise DataError(f"{url}: cannot resolve {host}: {exc}") from None
-    for info in infos:
-        address = literal_address(str(info[4][0]))
-        if address is not None and is_internal_address(address):
-            raise DataError(
-                f"{url}: {host} resolves to {address}, a loopback, private, link-local or "
-                f"metadata address (BOSUN_ALLOW_HOSTS={host} allows it)"
-            )
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{url}: {exc}") from None
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
