@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -230,3 +232,39 @@ def test_a_disconnected_stream_is_cancelled() -> None:
             time.sleep(0.05)
         assert len(slow.cancelled) == 1
         assert slow.stats().running == 0
+
+
+class EmbeddingFake(FakeEngine):
+    """The fake with an embedding: three numbers from the text, exact in float32."""
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[0.5, -1.25, float(len(t))] for t in texts]
+
+
+def test_embeddings_in_floats_and_in_base64() -> None:
+    """OpenAI's client asks for base64 unless told otherwise and decodes float32 bytes."""
+    with running_server(EmbeddingFake()) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        got = client.embeddings.create(model=MODEL, input=["ab", "abcd"])
+        assert [d.embedding for d in got.data] == [[0.5, -1.25, 2.0], [0.5, -1.25, 4.0]]
+        raw = httpx.post(
+            f"{url}/v1/embeddings",
+            json={"model": MODEL, "input": "abc", "encoding_format": "base64"},
+        ).json()
+        encoded = raw["data"][0]["embedding"]
+        assert struct.unpack("<3f", base64.b64decode(encoded)) == (0.5, -1.25, 3.0)
+        plain = httpx.post(f"{url}/v1/embeddings", json={"model": MODEL, "input": "abc"}).json()
+        assert plain["data"][0]["embedding"] == [0.5, -1.25, 3.0]
+
+
+def test_runtime_adapter_loading_is_off_unless_allowed(base: str) -> None:
+    """Loading an adapter makes the server read a local directory: any client could
+    probe the file system, so it takes --allow-runtime-lora (vLLM gates it too)."""
+    for route, body in (
+        ("load_lora_adapter", {"lora_name": "x", "lora_path": "/etc"}),
+        ("unload_lora_adapter", {"lora_name": "x"}),
+    ):
+        r = httpx.post(f"{base}/v1/{route}", json=body)
+        assert r.status_code == 403, r.text
+        assert "--allow-runtime-lora" in r.json()["error"]["message"]
+    assert [m["id"] for m in httpx.get(f"{base}/v1/models").json()["data"]] == [MODEL]

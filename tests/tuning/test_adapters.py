@@ -18,6 +18,7 @@ import pytest
 
 from bosun.engine.client import GenerationRequest, SamplingParams
 from bosun.engine.engine import BosunEngine, EngineOptions
+from bosun.serving.app import ServeSettings
 from tests.serving.server import running_server
 from tests.tuning.conftest import PRESET, UNSEEN, bosun, write_workspace
 
@@ -35,7 +36,7 @@ def served(trained: dict[str, Any]) -> Iterator[tuple[str, BosunEngine]]:
     # former dynamic int8 scaled activations per batch, so answers depended on the step).
     adapters = (("robot", str(trained["adapter"]), 1.0),)
     engine = BosunEngine(EngineOptions(model=PRESET, quantization="none", adapters=adapters))
-    with running_server(engine) as base:
+    with running_server(engine, ServeSettings(runtime_lora=True)) as base:
         yield base, engine
 
 

@@ -468,6 +468,13 @@ def serve(
         int | None,
         typer.Option(min=1024, help="Larger request bodies are refused, 413 (default 4 MiB)."),
     ] = None,
+    allow_runtime_lora: Annotated[
+        bool,
+        typer.Option(
+            help="Allow /v1/load_lora_adapter and /v1/unload_lora_adapter: any client with "
+            "the key may then load an adapter from a directory on this machine."
+        ),
+    ] = False,
     max_model_len: Annotated[
         int | None, typer.Option(min=16, help="Longest sequence (default: the model's context).")
     ] = None,
@@ -555,7 +562,9 @@ def serve(
         f"http://{host}:{port}/v1 answers once /health is ready"
     )
     _log_to_stderr("bosun", log_level)
-    settings = ServeSettings(api_key=api_key, public_metrics=public_metrics)
+    settings = ServeSettings(
+        api_key=api_key, public_metrics=public_metrics, runtime_lora=allow_runtime_lora
+    )
     if max_request_bytes is not None:
         settings = replace(settings, max_request_bytes=max_request_bytes)
     app_ = build_app(settings, engine)

@@ -171,8 +171,14 @@ class BosunEngine:
             raise InvalidRequestError(
                 f"adapter {name}: strength {strength} is not in [0, 1]", "strength"
             )
-        folder = Path(path).expanduser()
-        if not folder.is_dir():
+        try:
+            folder = Path(path).expanduser()
+            found = folder.is_dir()
+        except (RuntimeError, ValueError, OSError) as exc:  # ~nobody, a NUL byte, too long
+            raise InvalidRequestError(
+                f"adapter {name}: {path!r} is not a usable path: {exc}", "lora_path"
+            ) from None
+        if not found:
             raise InvalidRequestError(f"adapter {name}: {folder} is not a directory", "lora_path")
         slot = next(self._slots)
         self._runner.load_adapter(slot, folder, strength)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from bosun.engine.client import EngineClient, GenerationRequest, ModelInfo, TokenEvent
 from bosun.serving.errors import APIError, ClientGoneError, install_error_handlers
@@ -28,6 +31,18 @@ from bosun.serving.protocol import (
     UnloadLoraAdapterRequest,
     sampling_params,
 )
+from bosun.serving.responses import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    CompletionChunk,
+    EmbeddingList,
+    Health,
+    ModelList,
+    errors,
+    events,
+    install_openapi,
+)
 
 __all__ = ["ServeSettings", "build_app"]
 
@@ -37,6 +52,9 @@ class ServeSettings:
     api_key: str | None = None
     warmup: bool = True
     public_metrics: bool = False  # /metrics without the key (it names no user data)
+    # /v1/load_lora_adapter and unload: any client may then make the server read a local
+    # directory, so it is off unless asked for (vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING).
+    runtime_lora: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
@@ -253,6 +271,7 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
 
     app = FastAPI(title="Bosun", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    install_openapi(app)
     # The key and the body limit are checked on the headers, before any body is read.
     app.add_middleware(
         RequestGuard,
@@ -263,17 +282,21 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
         ),
     )
 
-    @app.get("/health")
+    @app.get("/health", responses={200: {"model": Health}, 503: {"model": Health}})
     async def health() -> Response:
         if server.ready:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": server.failed or "loading"}, status_code=503)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_model=None,
+        responses={200: _text("Prometheus text format"), **errors(401, 500)},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses={200: {"model": ModelList}, **errors(401, 500)})
     async def models() -> dict[str, Any]:
         return {
             "object": "list",
@@ -291,20 +314,34 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
             ],
         }
 
-    @app.post("/v1/load_lora_adapter", response_class=PlainTextResponse)
-    async def load_lora_adapter(body: LoadLoraAdapterRequest) -> str:
+    @app.post(
+        "/v1/load_lora_adapter",
+        response_model=None,
+        responses={200: _text("Success: ..."), **errors(400, 401, 403, 408, 413, 500, 503)},
+    )
+    async def load_lora_adapter(body: LoadLoraAdapterRequest) -> Response:
         """Serve a PEFT LoRA adapter under ``lora_name`` from now on (no restart)."""
+        _runtime_lora(settings)
         server.model(server.engine.models[0].name)  # 503 while the model loads
         await engine.load_adapter(body.lora_name, body.lora_path, body.strength)
-        return f"Success: LoRA adapter '{body.lora_name}' added successfully."
+        return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' added successfully.")
 
-    @app.post("/v1/unload_lora_adapter", response_class=PlainTextResponse)
-    async def unload_lora_adapter(body: UnloadLoraAdapterRequest) -> str:
+    @app.post(
+        "/v1/unload_lora_adapter",
+        response_model=None,
+        responses={200: _text("Success: ..."), **errors(400, 401, 403, 404, 408, 413, 500, 503)},
+    )
+    async def unload_lora_adapter(body: UnloadLoraAdapterRequest) -> Response:
+        _runtime_lora(settings)
         server.model(server.engine.models[0].name)
         await engine.unload_adapter(body.lora_name)
-        return f"Success: LoRA adapter '{body.lora_name}' removed successfully."
+        return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' removed successfully.")
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post(
+        "/v1/chat/completions",
+        response_model=None,
+        responses={200: _generated(ChatCompletion, ChatCompletionChunk), **GENERATION_ERRORS},
+    )
     async def chat(body: ChatCompletionRequest, request: Request) -> Response | dict[str, Any]:
         info = server.model(body.model)
         try:
@@ -354,7 +391,11 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
             "usage": _usage(choices, len(prompt)),
         }
 
-    @app.post("/v1/completions", response_model=None)
+    @app.post(
+        "/v1/completions",
+        response_model=None,
+        responses={200: _generated(Completion, CompletionChunk), **GENERATION_ERRORS},
+    )
     async def completions(body: CompletionRequest, request: Request) -> Response | dict[str, Any]:
         info = server.model(body.model)
         prompts = _prompts(body.prompt)
@@ -413,7 +454,11 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
             "usage": _usage(choices, prompt_tokens),
         }
 
-    @app.post("/v1/embeddings")
+    @app.post(
+        "/v1/embeddings",
+        response_model=None,
+        responses={200: {"model": EmbeddingList}, **GENERATION_ERRORS},
+    )
     async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
         info = server.model(body.model)
         texts = [body.input] if isinstance(body.input, str) else body.input
@@ -425,12 +470,46 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
             "object": "list",
             "model": info.name,
             "data": [
-                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+                {"object": "embedding", "index": i, "embedding": _encoded(v, body.encoding_format)}
+                for i, v in enumerate(vectors)
             ],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
     return app
+
+
+GENERATION_ERRORS = errors(400, 401, 404, 408, 413, 429, 500, 503)
+
+
+def _runtime_lora(settings: ServeSettings) -> None:
+    if not settings.runtime_lora:
+        raise APIError(
+            403,
+            "loading and unloading adapters at run time is off: start bosun serve with "
+            "--allow-runtime-lora (or list adapters with --adapter)",
+            type="permission_error",
+        )
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": description}
+
+
+def _generated(model: type[BaseModel], chunk: type[BaseModel]) -> dict[str, Any]:
+    """A generation's 200: ``model`` as JSON, or server-sent events of ``chunk``."""
+    return {
+        "model": model,
+        "content": {"text/event-stream": {"schema": events(chunk)}},
+        "description": "JSON, or with stream: true server-sent events ending in [DONE]",
+    }
+
+
+def _encoded(vector: list[float], encoding_format: str) -> list[float] | str:
+    """OpenAI's base64 form is the vector's float32 bytes, little-endian."""
+    if encoding_format == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
 
 
 def _adapter(info: ModelInfo) -> str | None:
