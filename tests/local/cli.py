@@ -1,10 +1,13 @@
-"""The real `bosun` CLI in a subprocess, with its own $BOSUN_HOME."""
+"""The real `bosun` CLI in a subprocess, with its own $BOSUN_HOME; processes that look
+like Bosun's."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -18,3 +21,22 @@ def bosun(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedP
         timeout=timeout,
         check=False,
     )
+
+
+@contextmanager
+def fake_supervisor(home: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that looks like the Bosun supervisor of workspace ``name`` for ``home``
+    (its command line and environment), and exits on SIGTERM as the real one does."""
+    code = (
+        "import signal, sys, time; "
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(120)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "bosun.local.supervisor", name],
+        env={**os.environ, "BOSUN_HOME": str(home)},
+    )
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from bosun.local.process import alive, signal_if_ours, start_time, supervisors
+from bosun.local.process import alive, command_line, running, signal_if_ours, start_time
 from bosun.local.runtime import down
 from bosun.local.state import DamagedRecordError, Record, Store
-from tests.local.cli import bosun
+from tests.local.cli import bosun, fake_supervisor
 
 
 @pytest.fixture
@@ -30,15 +30,6 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     yield process
     process.kill()
     process.wait()
-
-
-def fake_supervisor(home: Path, name: str) -> subprocess.Popen[bytes]:
-    """A process that looks like a Bosun supervisor of ``name`` for ``home``."""
-    code = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(120)"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, "bosun.local.supervisor", name],
-        env={**os.environ, "BOSUN_HOME": str(home)},
-    )
 
 
 def gone(process: subprocess.Popen[bytes], timeout: float = 10) -> bool:
@@ -57,6 +48,25 @@ def test_start_times_tell_a_reused_pid_from_ours(sleeper: subprocess.Popen[bytes
     assert not signal_if_ours(sleeper.pid, started + 1, signal.SIGTERM)
     assert sleeper.poll() is None  # not signalled
     assert not alive(None) and start_time(None) is None
+
+
+def test_a_process_whose_command_line_is_not_the_recorded_one_is_not_ours(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """Pid and start time match (a record written with the wrong pid, or a start time
+    lost): the command line still tells, and nothing is signalled."""
+    started = start_time(sleeper.pid)
+    line = command_line(sleeper.pid)
+    assert line is not None and line[-2:] == ["-c", "import time; time.sleep(120)"]
+    assert alive(sleeper.pid, started, ["-c", "import time; time.sleep(120)"])
+    assert not alive(sleeper.pid, started, ["-m", "bosun.cli.main", "serve"])
+    store = Store(tmp_path)
+    record = Record(name="w", model="m", file="w.yaml", port=1, command=["bosun", "serve"])
+    record.pid, record.pid_start = sleeper.pid, started
+    record.supervisor_pid, record.supervisor_start = sleeper.pid, started
+    store.put(record)
+    down(store, "w", grace=1)
+    assert sleeper.poll() is None, "a process with another command line was signalled"
 
 
 def test_down_never_signals_a_process_that_reused_a_recorded_pid(
@@ -78,12 +88,12 @@ def test_down_never_signals_a_process_that_reused_a_recorded_pid(
 
 def test_down_signals_the_recorded_process(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    ours = fake_supervisor(tmp_path, "w")
-    record = Record(name="w", model="m", file="w.yaml", port=1, command=["true"])
-    record.supervisor_pid, record.supervisor_start = ours.pid, start_time(ours.pid)
-    store.put(record)
-    down(store, "w", grace=10)
-    assert gone(ours)
+    with fake_supervisor(tmp_path, "w") as ours:
+        record = Record(name="w", model="m", file="w.yaml", port=1, command=["true"])
+        record.supervisor_pid, record.supervisor_start = ours.pid, start_time(ours.pid)
+        store.put(record)
+        down(store, "w", grace=10)
+        assert gone(ours)
 
 
 def damage(home: Path, name: str, data: str) -> None:
@@ -127,25 +137,42 @@ def test_a_damaged_row_is_named_and_can_be_removed(tmp_path: Path, data: str, wh
     assert bosun(tmp_path, "ps", "-o", "json").stderr == ""
 
 
-def test_a_supervisor_the_store_lost_is_still_listed_and_stopped(tmp_path: Path) -> None:
-    """The state file was replaced (or its row deleted): the running supervisor is found
-    in the process table; `bosun down --all` stops it."""
+def fake_server(home: Path, name: str, port: int) -> subprocess.Popen[bytes]:
+    """A process that looks like the server of workspace ``name`` for ``home`` (whose
+    supervisor died): named in its environment, as the supervisor starts servers."""
+    code = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(120)"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--served-model-name", "m", "--port", str(port)],
+        env={**os.environ, "BOSUN_HOME": str(home), "BOSUN_WORKSPACE": name},
+    )
+
+
+def test_processes_the_store_lost_are_listed_again_and_stopped(tmp_path: Path) -> None:
+    """The state file was replaced (or its rows deleted): the running supervisor, and a
+    server whose supervisor is gone, are found in the process table; `bosun ps` lists
+    them again and `bosun down --all` stops them. Another home's processes are not ours."""
     Store(tmp_path)
-    orphan = fake_supervisor(tmp_path, "lost")
-    other_home = fake_supervisor(tmp_path / "elsewhere", "theirs")
-    try:
+    server = fake_server(tmp_path, "unsupervised", 65001)
+    with (
+        fake_supervisor(tmp_path, "lost") as orphan,
+        fake_supervisor(tmp_path / "elsewhere", "theirs") as other_home,
+    ):
         deadline = time.monotonic() + 10
-        while "lost" not in supervisors(tmp_path) and time.monotonic() < deadline:
+        while len(running(tmp_path)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert set(supervisors(tmp_path)) == {"lost"}  # not another home's
-        listed = bosun(tmp_path, "ps")
-        assert listed.returncode == 0
-        assert "lost: its supervisor" in listed.stderr and "no row for it" in listed.stderr
+        found = running(tmp_path)
+        assert set(found) == {"lost", "unsupervised"}  # not another home's
+        assert found["lost"].supervisor is not None and found["lost"].server is None
+        assert found["unsupervised"].server is not None
+        listed = bosun(tmp_path, "ps", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        assert "lost: runs but the state store had no row for it" in listed.stderr
+        rows = {r["name"]: r for r in json.loads(listed.stdout)}
+        assert set(rows) == {"lost", "unsupervised"}
+        assert rows["unsupervised"]["pid"] == server.pid
+        assert rows["unsupervised"]["port"] == 65001 and rows["unsupervised"]["model"] == "m"
+        assert bosun(tmp_path, "ps").stderr == ""  # adopted once: rows now
         stopped = bosun(tmp_path, "down", "--all")
         assert stopped.returncode == 0, stopped.stderr
-        assert gone(orphan)
+        assert gone(orphan) and gone(server)
         assert other_home.poll() is None
-    finally:
-        for process in (orphan, other_home):
-            process.kill()
-            process.wait()

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -58,13 +59,13 @@ def port_open(port: int) -> bool:
 
 
 def ask(endpoint: str) -> str:
-    client = openai.OpenAI(base_url=endpoint, api_key="none", max_retries=0)
-    answer = client.chat.completions.create(
-        model="smollm2-135m-instruct",
-        temperature=0,
-        max_tokens=16,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-    )
+    with openai.OpenAI(base_url=endpoint, api_key="none", max_retries=0) as client:
+        answer = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            temperature=0,
+            max_tokens=16,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        )
     return answer.choices[0].message.content or ""
 
 
@@ -106,7 +107,25 @@ def test_up_ps_crash_restart_unsupervised_and_down(home: Path) -> None:
     )
     assert session.returncode == 0 and session.stdout.count("> ") == 3  # two turns, then end
 
-    os.kill(row["pid"], signal.SIGKILL)  # the server dies: its supervisor restarts it
+    # The server dies mid-stream: the client gets an error, not a hang; the supervisor
+    # restarts the server.
+    with (
+        openai.OpenAI(
+            base_url=row["endpoint"], api_key="none", max_retries=0, timeout=60
+        ) as client,
+        client.completions.create(
+            model="smollm2-135m-instruct",
+            prompt="Once upon a time",
+            max_tokens=500,
+            stream=True,
+            extra_body={"min_tokens": 500},
+        ) as stream,
+    ):
+        next(iter(stream))
+        os.kill(row["pid"], signal.SIGKILL)
+        with pytest.raises((openai.APIError, httpx.HTTPError)):
+            for _ in stream:
+                pass
     again = wait_for(home, "smollm2", "Ready")
     assert again["restarts"] == 1 and again["pid"] != row["pid"]
     assert "Paris" in ask(again["endpoint"])
@@ -117,15 +136,34 @@ def test_up_ps_crash_restart_unsupervised_and_down(home: Path) -> None:
         time.sleep(0.1)  # until the process is gone
     assert not orphan["supervised"] and "supervisor is gone" in orphan["note"]
 
-    logs = bosun(home, "logs", "smollm2", "--tail", "200")
-    assert logs.returncode == 0 and "Uvicorn running" in logs.stdout
-    # The server says which engine serves the model, and how large its KV cache is.
-    assert "is served by the Bosun engine on cpu (int8 weights)" in logs.stdout
-    assert "prefix caching" in logs.stdout
+    # Then the state store is destroyed: the server, unsupervised, is found again from
+    # the process table, and a process Bosun did not start is never touched.
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        for side in ("state.db-wal", "state.db-shm"):
+            (home / side).unlink(missing_ok=True)
+        (home / "state.db").write_bytes(b"\xff" * 4096)
+        listed = bosun(home, "ps", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        assert "smollm2: runs but the state store had no row for it" in listed.stderr
+        (found,) = json.loads(listed.stdout)
+        assert (found["pid"], found["port"]) == (again["pid"], again["port"])
+        assert found["state"] == "Ready" and "Paris" in ask(found["endpoint"])
+        assert list(home.glob("state.db.unreadable-*"))  # kept aside, not deleted
 
-    stopped = bosun(home, "down", "smollm2")
-    assert stopped.returncode == 0, stopped.stderr
-    assert not port_open(again["port"]) and ps(home) == []
+        logs = bosun(home, "logs", "smollm2", "--tail", "200")
+        assert logs.returncode == 0 and "Uvicorn running" in logs.stdout
+        # The server says which engine serves the model, and how large its KV cache is.
+        assert "is served by the Bosun engine on cpu (int8 weights)" in logs.stdout
+        assert "prefix caching" in logs.stdout
+
+        stopped = bosun(home, "down", "smollm2")
+        assert stopped.returncode == 0, stopped.stderr
+        assert not port_open(again["port"]) and ps(home) == []
+        assert stranger.poll() is None  # never signalled
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_two_workspaces_side_by_side_and_refusals(home: Path, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import pytest
 from bosun.local import supervisor
 from bosun.local.runtime import show
 from bosun.local.state import Record, Store
+from tests.local.cli import fake_supervisor
 
 
 def record(name: str = "w", **changes: object) -> Record:
@@ -65,20 +66,32 @@ def test_an_unreadable_state_file_is_kept_aside_not_deleted(tmp_path: Path) -> N
     assert store.get("w") is not None
 
 
-def test_stale_entries_are_never_shown_as_ready() -> None:
+@pytest.fixture
+def lookalike(tmp_path: Path) -> Iterator[int]:
+    """The pid of a process whose command line is that of workspace w's supervisor."""
+    with fake_supervisor(tmp_path, "w") as process:
+        yield process.pid
+
+
+def test_stale_entries_are_never_shown_as_ready(lookalike: int) -> None:
     gone = 2**22 + 12345  # above Linux's default pid_max: no such process
     shown = show(record(state="Ready", pid=gone, supervisor_pid=gone))
     assert shown.state == "Stopped" and "stale" in shown.note
-    # Supervisor alive (this process), server gone: it is being restarted, not Ready.
-    shown = show(record(state="Ready", pid=gone, supervisor_pid=os.getpid()))
+    # Supervisor alive, server gone: it is being restarted, not Ready.
+    shown = show(record(state="Ready", pid=gone, supervisor_pid=lookalike))
     assert shown.state == "Restarting" and shown.supervised
+    # A live process that is not the supervisor of this workspace does not count.
+    shown = show(record(state="Ready", pid=gone, supervisor_pid=os.getpid()))
+    assert shown.state == "Stopped" and not shown.supervised
 
 
-def test_entries_from_before_a_reboot_are_stale_even_if_their_pids_are_reused() -> None:
-    me = os.getpid()  # a live pid: after a reboot, another process may well have it
-    shown = show(record(state="Ready", pid=me, supervisor_pid=me, boot="an-earlier-boot"))
+def test_entries_from_before_a_reboot_are_stale_even_if_their_pids_are_reused(
+    lookalike: int,
+) -> None:
+    # A live pid: after a reboot, another process may well have it.
+    shown = show(record(state="Ready", pid=lookalike, supervisor_pid=lookalike, boot="earlier"))
     assert shown.state == "Stopped" and "machine restarted" in shown.note
-    assert show(record(state="Starting", pid=me, supervisor_pid=me)).state == "Starting"
+    assert show(record(state="Starting", supervisor_pid=lookalike)).state == "Starting"
 
 
 def test_backoff_doubles_up_to_thirty_seconds() -> None:

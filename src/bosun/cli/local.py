@@ -221,9 +221,11 @@ def ps(
     """List local workspaces, checked against their processes and ports."""
     from rich.table import Table
 
-    from bosun.local.runtime import show, untracked
+    from bosun.local.runtime import adopt, show, untracked
 
     store = _store()
+    for name in adopt(store):
+        warn(f"{name}: runs but the state store had no row for it; listed again from its process")
     shown = [show(r) for r in store.all()]
     for name, why in untracked(store).items():
         warn(f"{name}: {why}; bosun down {name} stops what runs for it and forgets it")

@@ -17,13 +17,22 @@ from bosun.api import BosunError, Workspace
 from bosun.api.conditions import Condition, ConditionType, set_condition
 from bosun.catalog import Plan
 from bosun.local.devices import Machine, allocate
-from bosun.local.process import alive, signal_if_ours, start_time, supervisors
+from bosun.local.process import (
+    SUPERVISOR_MODULE,
+    Found,
+    Proc,
+    alive,
+    running,
+    signal_if_ours,
+    start_time,
+)
 from bosun.local.state import DamagedRecordError, Record, Store, boot_id
 from bosun.local.supervisor import tail
 
 __all__ = [
     "LocalError",
     "Shown",
+    "adopt",
     "down",
     "free_port",
     "logs",
@@ -95,16 +104,30 @@ class Shown:
         }
 
 
+def _supervisor_argv(record: Record) -> tuple[str, ...]:
+    return (SUPERVISOR_MODULE, record.name)
+
+
+def _supervised(record: Record) -> bool:
+    """Its supervisor runs: the recorded pid, start time and command line."""
+    return alive(record.supervisor_pid, record.supervisor_start, _supervisor_argv(record))
+
+
+def _serving(record: Record) -> bool:
+    """Its server (or job) runs: the recorded pid, start time and command line."""
+    return alive(record.pid, record.pid_start, record.command)
+
+
 def show(record: Record) -> Shown:
     """Check a stored record against the processes and the port: a workspace whose server
     is gone or whose port is closed is never shown as Ready."""
     state, note = record.state, ""
     if record.state in ("Failed", "Stopped", "Succeeded"):
-        return Shown(record, state, alive(record.supervisor_pid, record.supervisor_start), note)
+        return Shown(record, state, _supervised(record), note)
     if record.boot and record.boot != boot_id():
         return Shown(record, "Stopped", False, "the machine restarted since (stale entry)")
-    supervised = alive(record.supervisor_pid, record.supervisor_start)
-    server = alive(record.pid, record.pid_start)
+    supervised = _supervised(record)
+    server = _serving(record)
     if record.kind == "job":
         if not supervised and not server:
             state, note = "Failed", "its supervisor and the job are gone: bosun up resumes it"
@@ -325,45 +348,87 @@ def _launch(store: Store, name: str, wait: float, on_wait: Callable[[str], None]
 def down(store: Store, name: str, grace: float = 40.0) -> Record:
     """Stop a workspace (its supervisor stops the server) and forget it. A workspace whose
     stored row is damaged, or that runs without a row (the store was replaced), is found
-    by its supervisor in the process table and stopped all the same."""
+    by its processes in the process table and stopped all the same."""
     try:
         record = store.get(name)
     except DamagedRecordError:
         record = None
-    running = supervisors(store.root).get(name)
+    found = running(store.root).get(name)
     if record is None:
-        if running is None and name not in store.scan()[1]:
+        if found is None and name not in store.scan()[1]:
             raise LocalError(f"no local workspace named {name!r} (bosun ps lists them)")
-        pid, started = running or (None, None)
-        record = Record(name=name, model="", file="", port=0, command=[])
-        record = replace(record, supervisor_pid=pid, supervisor_start=started, state="Stopped")
-    if signal_if_ours(record.supervisor_pid, record.supervisor_start, signal.SIGTERM):
+        record = _from_processes(name, found or Found())
+    if signal_if_ours(
+        record.supervisor_pid, record.supervisor_start, signal.SIGTERM, _supervisor_argv(record)
+    ):
         deadline = time.monotonic() + grace
-        while alive(record.supervisor_pid, record.supervisor_start) and time.monotonic() < deadline:
+        while _supervised(record) and time.monotonic() < deadline:
             time.sleep(0.1)
     try:
         current = store.get(name) or record
     except DamagedRecordError:
         current = record
     # Unsupervised, or the supervisor did not get to it.
-    if signal_if_ours(current.pid, current.pid_start, signal.SIGTERM):
+    if signal_if_ours(current.pid, current.pid_start, signal.SIGTERM, current.command):
         deadline = time.monotonic() + grace
-        while alive(current.pid, current.pid_start) and time.monotonic() < deadline:
+        while _serving(current) and time.monotonic() < deadline:
             time.sleep(0.1)
-        signal_if_ours(current.pid, current.pid_start, signal.SIGKILL)
+        signal_if_ours(current.pid, current.pid_start, signal.SIGKILL, current.command)
     store.delete(name)
     return replace(current, state="Stopped", pid=None)
 
 
+def _option(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
+
+
+def _from_processes(name: str, found: Found) -> Record:
+    """A row rebuilt from what runs: the server's own command line says its model and
+    port; pids, start times and command lines are the ones checked before any signal."""
+    server, supervisor = found.server, found.supervisor
+    argv = server.argv if server else []
+    port = _option(argv, "--port")
+    record = Record(
+        name=name,
+        model=_option(argv, "--served-model-name") or _option(argv, "--model") or "",
+        file="",
+        port=int(port) if port and port.isdigit() else 0,
+        command=argv,
+        kind="server" if "serve" in argv else "job",
+        state="Ready" if port and port.isdigit() and _port_open(int(port)) else "Starting",
+        message="re-adopted from the process table: the state store had lost it",
+    )
+    if server is not None:
+        record = replace(record, pid=server.pid, pid_start=server.started)
+    if supervisor is not None:
+        record = replace(record, supervisor_pid=supervisor.pid, supervisor_start=supervisor.started)
+    return record
+
+
+def adopt(store: Store) -> list[str]:
+    """Rows for workspaces that run for this state directory but that the store has no
+    row for (it was damaged and set aside, or replaced): a running Bosun server is never
+    lost track of. Damaged rows are left for `bosun down`. Returns the names adopted."""
+    records, damaged = store.scan()
+    known = {r.name for r in records} | set(damaged)
+    adopted = []
+    for name, found in sorted(running(store.root).items()):
+        if name not in known:
+            store.put(_from_processes(name, found))
+            adopted.append(name)
+    return adopted
+
+
 def untracked(store: Store) -> dict[str, str]:
     """{name: why} for what `bosun ps` cannot list from the store: damaged rows, and
-    supervisors running for this state directory without a row."""
+    processes running for this state directory without a row."""
     records, damaged = store.scan()
     known = {r.name for r in records} | set(damaged)
     out = {name: f"its stored row is damaged ({why})" for name, why in damaged.items()}
-    for name, (pid, _) in supervisors(store.root).items():
+    for name, found in running(store.root).items():
         if name not in known:
-            out[name] = f"its supervisor (pid {pid}) runs, but the state store has no row for it"
+            pid = (found.supervisor or found.server or Proc(0, None, [])).pid
+            out[name] = f"it runs (pid {pid}), but the state store has no row for it"
     return out
 
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from bosun.local.process import start_time
+from bosun.local.process import WORKSPACE_ENV, start_time
 from bosun.local.state import Record, Store
 
 __all__ = ["MAX_CRASHES", "backoff", "main", "run_job", "tail"]
@@ -82,7 +84,20 @@ def _start(record: Record, log_path: Path) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **record.env},
+            # Named in its environment: found from the process table if the store is lost.
+            env={**os.environ, **record.env, WORKSPACE_ENV: record.name},
+        )
+
+
+def _update(store: Store, name: str, **changes: Any) -> None:
+    """Record a change; a damaged state store never stops the supervising (the next
+    `bosun` command sets the file aside and lists this workspace again from its
+    processes, and later changes land in the new file)."""
+    try:
+        store.update(name, **changes)
+    except sqlite3.DatabaseError as exc:
+        print(
+            f"bosun supervisor: the state store is unreadable ({exc}); supervising on", flush=True
         )
 
 
@@ -93,7 +108,8 @@ def run_job(store: Store, record: Record) -> int:
     server: subprocess.Popen[bytes] | None = None
     try:
         server = _start(record, log_path)
-        store.update(
+        _update(
+            store,
             name,
             pid=server.pid,
             pid_start=start_time(server.pid),
@@ -104,14 +120,18 @@ def run_job(store: Store, record: Record) -> int:
     except _StopRequestedError:
         if server is not None:
             _stop(server)
-        store.update(name, state="Stopped", pid=None)
+        _update(store, name, state="Stopped", pid=None)
         return 0
     if code == 0:
-        store.update(name, state="Succeeded", pid=None, message="")
+        _update(store, name, state="Succeeded", pid=None, message="")
         return 0
     last = "\n".join(tail(log_path, 20))
-    store.update(
-        name, state="Failed", pid=None, message=f"the job exited with {code}; last lines:\n{last}"
+    _update(
+        store,
+        name,
+        state="Failed",
+        pid=None,
+        message=f"the job exited with {code}; last lines:\n{last}",
     )
     return 1
 
@@ -122,7 +142,7 @@ def supervise(store: Store, name: str) -> int:
         return 1
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
-    store.update(name, supervisor_pid=os.getpid(), supervisor_start=start_time(os.getpid()))
+    _update(store, name, supervisor_pid=os.getpid(), supervisor_start=start_time(os.getpid()))
     if record.kind == "job":
         return run_job(store, record)
     log_path = store.log_path(name)
@@ -131,20 +151,21 @@ def supervise(store: Store, name: str) -> int:
     try:
         while True:
             server = _start(record, log_path)
-            store.update(
-                name, pid=server.pid, pid_start=start_time(server.pid), started=time.time()
+            _update(
+                store, name, pid=server.pid, pid_start=start_time(server.pid), started=time.time()
             )
             ready = False
             while server.poll() is None:
                 if not ready and _healthy(record.port):
                     ready, crashes = True, 0
-                    store.update(name, state="Ready", message="")
+                    _update(store, name, state="Ready", message="")
                 time.sleep(0.2)
             code = server.returncode
             crashes += 1
             if crashes >= MAX_CRASHES:
                 last = "\n".join(tail(log_path, 20))
-                store.update(
+                _update(
+                    store,
                     name,
                     state="Failed",
                     pid=None,
@@ -153,13 +174,13 @@ def supervise(store: Store, name: str) -> int:
                 )
                 return 1
             restarts += 1  # this supervisor is the only writer of restarts
-            store.update(name, state="Restarting", pid=None, restarts=restarts)
+            _update(store, name, state="Restarting", pid=None, restarts=restarts)
             time.sleep(backoff(crashes))
-            store.update(name, state="Starting")
+            _update(store, name, state="Starting")
     except _StopRequestedError:
         if server is not None:
             _stop(server)
-        store.update(name, state="Stopped", pid=None)
+        _update(store, name, state="Stopped", pid=None)
         return 0
 
 
