@@ -162,9 +162,17 @@ async def soak(
     rss_start = rss_bytes(pid)
     stop = time.monotonic() + duration
     bad = max(1, streams // 8)
+    samples: list[int] = []
+
+    async def sample_memory() -> None:  # the curve: a leak climbs, a warm cache is flat
+        while time.monotonic() < stop:
+            samples.append(rss_bytes(pid))
+            await asyncio.sleep(min(60.0, duration / 10))
+
     results = await asyncio.gather(
         *(good_client(url, stop, latencies, failures) for _ in range(streams)),
         *(bad_client(url, stop, share, outcomes) for _ in range(bad)),
+        sample_memory(),
     )
     rss_end = rss_bytes(pid)
     done = sum(r for r in results if isinstance(r, int))
@@ -182,6 +190,7 @@ async def soak(
         "rssStartBytes": rss_start,
         "rssEndBytes": rss_end,
         "rssGrowth": round(rss_end / rss_start - 1, 4) if rss_start else None,
+        "rssSamplesBytes": samples,
         "bad": {k: dict(v) for k, v in outcomes.items()},
     }
 

@@ -119,3 +119,44 @@ def test_the_sequence_limit_and_cancel() -> None:
     scheduler.finish(seqs[1])
     scheduler.finish(seqs[2])
     assert blocks.free_blocks == 32 and blocks.usage == 0.0
+
+
+def _serve_one_at_a_time(blocks: BlockManager, requests: int) -> int:
+    """Requests of two blocks each (a prompt of 5 tokens, 3 generated), one after the
+    other, each a different prompt; the hits on the last prompt, asked again."""
+    scheduler = Scheduler(blocks)
+    for n in range(requests):
+        scheduler.add(Sequence(n, [1000 + n, 1, 2, 3, 4], max_tokens=3))
+        while not scheduler.idle:
+            _run_step(scheduler)
+    before = blocks.stats.hits
+    scheduler.add(Sequence(requests, [1000 + requests - 1, 1, 2, 3, 4, 5, 6, 7, 8], 1))
+    _run_step(scheduler)
+    return blocks.stats.hits - before
+
+
+@pytest.mark.parametrize("fresh_last", [False, True])
+def test_memory_touched_follows_the_load_not_the_request_count(fresh_last: bool) -> None:
+    """Where the cache is committed on first write (a CPU), a server that serves one
+    request at a time must not walk through every block over time: used blocks are
+    handed out again before never-used ones. The prefix cache still holds the latest."""
+    blocks = BlockManager(num_blocks=64, block_size=4, fresh_last=fresh_last)
+    hits = _serve_one_at_a_time(blocks, requests=100)
+    assert hits == 4  # the last prompt's full first block came from the cache
+    if fresh_last:
+        assert blocks.touched_blocks <= 4  # one request's two blocks, and the next's
+    else:
+        assert blocks.touched_blocks == 64  # every block cycled through (a GPU's choice)
+
+
+def test_never_used_blocks_are_still_all_usable() -> None:
+    """``fresh_last`` changes the order, not the capacity; new blocks still lie in order."""
+    blocks = BlockManager(num_blocks=8, block_size=4, fresh_last=True)
+    first = blocks.allocate(list(range(12)))  # three blocks
+    assert first is not None and first[0] == [0, 1, 2]
+    second = blocks.allocate(list(range(100, 120)))  # the other five
+    assert second is not None and second[0] == [3, 4, 5, 6, 7]
+    assert blocks.free_blocks == 0 and blocks.allocate([1]) is None
+    blocks.free(first[0])
+    again = blocks.allocate([9] * 8)  # two of the freed blocks (the tail's go first)
+    assert again is not None and set(again[0]) <= {0, 1, 2} and blocks.touched_blocks == 8

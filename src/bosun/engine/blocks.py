@@ -6,6 +6,14 @@ it, so two sequences with the same prefix share the blocks of that prefix (refer
 counted). A block whose last user finishes keeps its hash and contents until the block is
 needed again, so a later request with that prefix still finds it (least recently freed
 blocks are reused first).
+
+Where the cache's memory is committed as it is first written (a CPU's ``torch.empty``:
+pages are mapped on first touch), ``fresh_last`` hands out blocks already used before
+blocks never used: the memory a server holds then follows its peak load, not the
+number of requests it served (cycling through every block would commit the whole cache
+over time, which looks like a leak). The prefix cache then keeps what fits in the blocks
+touched so far. Where the cache is allocated up front (a GPU), never-used blocks go
+first, so cached prefixes live as long as possible.
 """
 
 from __future__ import annotations
@@ -45,29 +53,44 @@ class BlockManager:
     num_blocks: int
     block_size: int
     prefix_caching: bool = True
+    fresh_last: bool = False  # used blocks before never-used ones (memory touched lazily)
     blocks: list[Block] = field(init=False)
     stats: BlockStats = field(default_factory=BlockStats)
     # Free blocks, least recently freed first; a freed block keeps its hash until reused.
     _free: OrderedDict[int, None] = field(init=False)
+    # With fresh_last: blocks never handed out yet, lowest first.
+    _fresh: OrderedDict[int, None] = field(init=False)
     _by_hash: dict[int, int] = field(init=False)
+    _taken: bytearray = field(init=False)  # 1 for each block handed out at least once
+    _touched: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         if self.num_blocks < 1 or self.block_size < 1:
             raise ValueError("num_blocks and block_size must be at least 1")
         self.blocks = [Block(i) for i in range(self.num_blocks)]
-        self._free = OrderedDict((i, None) for i in range(self.num_blocks))
+        every = OrderedDict((i, None) for i in range(self.num_blocks))
+        self._free, self._fresh = (
+            (OrderedDict(), every) if self.fresh_last else (every, OrderedDict())
+        )
         self._by_hash = {}
+        self._taken = bytearray(self.num_blocks)
 
     # ------------------------------------------------------------------ queries
 
     @property
     def free_blocks(self) -> int:
-        return len(self._free)
+        return len(self._free) + len(self._fresh)
+
+    @property
+    def touched_blocks(self) -> int:
+        """Blocks handed out at least once: where memory is committed on first write, the
+        cache's memory in use."""
+        return self._touched
 
     @property
     def usage(self) -> float:
         """Fraction of blocks held by running sequences (0..1)."""
-        return 1.0 - len(self._free) / self.num_blocks
+        return 1.0 - self.free_blocks / self.num_blocks
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
@@ -99,7 +122,7 @@ class BlockManager:
         share no blocks."""
         cached = self._cached_prefix(tokens, salt)
         reusable = sum(1 for b in cached if self.blocks[b].ref_count == 0)
-        if self.blocks_for(len(tokens)) - len(cached) + reusable > len(self._free):
+        if self.blocks_for(len(tokens)) - len(cached) + reusable > self.free_blocks:
             return None
         table: list[int] = []
         for block_id in cached:
@@ -117,12 +140,17 @@ class BlockManager:
 
     def _take(self, after: int | None = None) -> int:
         """A free block: the one after ``after`` when it is free (a sequence whose blocks
-        lie in order is read without a gather), else the least recently freed."""
-        if after is not None and after + 1 in self._free:
+        lie in order is read without a gather), else the least recently freed; with
+        ``fresh_last``, a never-used block only when no used one is free."""
+        pool = self._free if self._free else self._fresh
+        if after is not None and after + 1 in pool:
             block_id = after + 1
-            del self._free[block_id]
+            del pool[block_id]
         else:
-            block_id, _ = self._free.popitem(last=False)
+            block_id, _ = pool.popitem(last=False)
+        if not self._taken[block_id]:
+            self._taken[block_id] = 1
+            self._touched += 1
         block = self.blocks[block_id]
         if block.hash != NO_HASH and self._by_hash.get(block.hash) == block_id:
             del self._by_hash[block.hash]  # evicted from the prefix cache
@@ -133,7 +161,7 @@ class BlockManager:
         """Make ``table`` hold ``tokens`` tokens; False (nothing changed) when the free
         blocks do not suffice."""
         needed = self.blocks_for(tokens) - len(table)
-        if needed > len(self._free):
+        if needed > self.free_blocks:
             return False
         for _ in range(needed):
             table.append(self._take(table[-1] if table else None))

@@ -295,7 +295,9 @@ class BosunEngine:
         self._grammar = helper.submit(_grammar_for, self._tokenizer)
         helper.shutdown(wait=False)
         self._scheduler = Scheduler(
-            BlockManager(runner.num_blocks, runner.block_size, runner.prefix_caching),
+            BlockManager(
+                runner.num_blocks, runner.block_size, runner.prefix_caching, runner.lazy_memory
+            ),
             max_num_seqs=options.max_num_seqs,
             max_batched_tokens=max(options.max_batched_tokens, 1),
         )

@@ -35,7 +35,9 @@ def generate_greedy(
 ) -> OfflineResult:
     """Generate ``max_tokens`` greedy tokens (EOS ignored) for every prompt, batched by the
     scheduler. ``staggered``: one prompt arrives before each step instead of all at once."""
-    blocks = BlockManager(runner.num_blocks, runner.block_size, runner.prefix_caching)
+    blocks = BlockManager(
+        runner.num_blocks, runner.block_size, runner.prefix_caching, runner.lazy_memory
+    )
     scheduler = Scheduler(blocks, max_num_seqs, max_batched_tokens)
     seqs = [Sequence(i, list(p), max_tokens) for i, p in enumerate(prompts)]
     arrivals = list(seqs) if staggered else []

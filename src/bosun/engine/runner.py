@@ -78,6 +78,8 @@ class ModelRunner(Protocol):
     num_blocks: int  # KV-cache blocks of BLOCK_SIZE tokens
     block_size: int
     prefix_caching: bool  # sequences may share the blocks of a common prefix
+    # The cache's memory is committed as blocks are first written (CPU), not up front.
+    lazy_memory: bool
     attention: str  # how attention is computed, for the log
 
     def run(self, items: list[RunItem]) -> torch.Tensor:
@@ -195,6 +197,7 @@ class DecoderRunner:
         self.max_len = _context(options, cfg.max_position, device)
         self.block_size = BLOCK_SIZE
         self.prefix_caching = True
+        self.lazy_memory = device.type == "cpu"
         self.num_blocks = _kv_blocks(options, self.max_len, device, model, dtype)
         self.cache = PagedKVCache.allocate(cfg, self.num_blocks, BLOCK_SIZE, dtype, device)
         self._device = device
@@ -393,6 +396,7 @@ class TransformersRunner:
         self._device = device
         self.block_size = BLOCK_SIZE
         self.prefix_caching = False  # each sequence has a cache of its own
+        self.lazy_memory = False  # no block memory: the blocks only count tokens
         self.attention = "transformers"
         self._adapters: dict[int, str] = {}  # slot -> peft adapter name
         self.num_blocks = options.slots * -(-self.max_len // BLOCK_SIZE)
