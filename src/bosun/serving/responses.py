@@ -29,6 +29,7 @@ __all__ = [
     "errors",
     "events",
     "install_openapi",
+    "text",
 ]
 
 FinishReason = Literal["stop", "length", "abort"]
@@ -209,6 +210,11 @@ _WHY = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": why} for status, why in _WHY.items()
 }
+
+
+def text(description: str) -> dict[str, Any]:
+    """A plain-text 200 (metrics, adapter loading)."""
+    return {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": description}
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

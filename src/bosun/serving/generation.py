@@ -1,0 +1,234 @@
+"""Generation shared by the endpoints that generate: running a request's choices to the
+end (:func:`collect`) or streaming them as server-sent events (:func:`stream`), and the
+OpenAI shapes of usage and logprobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from bosun.engine.client import GenerationRequest, ModelInfo, TokenEvent
+from bosun.serving.errors import ClientGoneError
+from bosun.serving.responses import errors, events
+from bosun.serving.state import Choice, Server, now
+
+__all__ = [
+    "GENERATION_ERRORS",
+    "adapter_of",
+    "chat_logprobs",
+    "collect",
+    "completion_logprobs",
+    "generated",
+    "stream",
+    "usage",
+]
+
+GENERATION_ERRORS = errors(400, 401, 404, 408, 413, 429, 500, 503)
+
+
+def generated(model: type[BaseModel], chunk: type[BaseModel]) -> dict[str, Any]:
+    """A generation's 200: ``model`` as JSON, or server-sent events of ``chunk``."""
+    return {
+        "model": model,
+        "content": {"text/event-stream": {"schema": events(chunk)}},
+        "description": "JSON, or with stream: true server-sent events ending in [DONE]",
+    }
+
+
+def adapter_of(info: ModelInfo) -> str | None:
+    """A model with a parent is a LoRA adapter over it."""
+    return info.name if info.parent else None
+
+
+def usage(choices: list[Choice], prompt_tokens: int) -> dict[str, Any]:
+    completion = sum(len(c.token_ids) for c in choices)
+    cached = max((c.cached_tokens for c in choices), default=0)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def chat_logprobs(choice: Choice) -> dict[str, Any]:
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {
+        "content": [
+            {**entry(tok, lp), "top_logprobs": [entry(t, p) for t, p in top]}
+            for tok, lp, top in choice.logprobs
+        ]
+    }
+
+
+def completion_logprobs(choice: Choice, offset: int = 0) -> dict[str, Any]:
+    offsets, position = [], offset
+    for tok, _, _ in choice.logprobs:
+        offsets.append(position)
+        position += len(tok)
+    return {
+        "tokens": [t for t, _, _ in choice.logprobs],
+        "token_logprobs": [lp for _, lp, _ in choice.logprobs],
+        "top_logprobs": [dict(top) for _, _, top in choice.logprobs],
+        "text_offset": offsets,
+    }
+
+
+def _sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+async def _watch_disconnect(request: Request, task: asyncio.Future[Any]) -> bool:
+    """Cancel ``task`` when the client leaves; True if it did."""
+    while not task.done():
+        if await request.is_disconnected():
+            task.cancel()
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def collect(
+    server: Server, request: Request, requests: list[GenerationRequest]
+) -> list[Choice]:
+    tasks = [asyncio.create_task(server.run(r, Choice(i))) for i, r in enumerate(requests)]
+    gathered = asyncio.gather(*tasks)
+    watcher = asyncio.create_task(_watch_disconnect(request, gathered))
+    try:
+        return list(await gathered)
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled() and watcher.result():
+            raise ClientGoneError from None
+        raise
+    finally:
+        # One choice refused (a full queue, a bad prompt) or the client gone: no other
+        # choice of this request keeps generating for nobody.
+        watcher.cancel()
+        for task in tasks:
+            task.cancel()
+
+
+async def stream(
+    server: Server,
+    request: Request,
+    requests: list[GenerationRequest],
+    rid: str,
+    info: ModelInfo,
+    *,
+    chat: bool,
+    include_usage: bool,
+    prompt_tokens: int,
+    echo: list[str] | None = None,
+    n: int = 1,
+) -> StreamingResponse:
+    """Start the generations, wait for the first token (so that a full queue or a bad
+    request is still an HTTP error), then stream Server-Sent Events."""
+    created = now()
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    queue: asyncio.Queue[tuple[int, TokenEvent | None]] = asyncio.Queue()
+    choices = [Choice(i) for i in range(len(requests))]
+
+    async def one(i: int, r: GenerationRequest) -> None:
+        async def push(event: TokenEvent) -> None:
+            await queue.put((i, event))
+
+        try:
+            await server.run(r, choices[i], push)
+        finally:
+            await queue.put((i, None))
+
+    tasks = [asyncio.create_task(one(i, r)) for i, r in enumerate(requests)]
+    first = await queue.get()
+    if first[1] is None and tasks[first[0]].done() and tasks[first[0]].exception() is not None:
+        for t in tasks:
+            t.cancel()
+        raise tasks[first[0]].exception()  # type: ignore[misc]
+
+    def chunk(
+        index: int,
+        payload: dict[str, Any],
+        finish: str | None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"index": index}
+        if chat:
+            body["delta"] = payload
+        else:
+            body.update(payload)
+        body["logprobs"] = logprobs
+        body["finish_reason"] = finish
+        out = {"id": rid, "object": kind, "created": created, "model": info.name, "choices": [body]}
+        if include_usage:
+            out["usage"] = None
+        return out
+
+    async def events() -> AsyncIterator[str]:
+        started: set[int] = set()
+        done = 0
+        pending = [first]
+        try:
+            while done < len(requests):
+                i, event = pending.pop() if pending else await queue.get()
+                if event is None:
+                    done += 1
+                    error = (
+                        tasks[i].exception()
+                        if tasks[i].done() and not tasks[i].cancelled()
+                        else None
+                    )
+                    if error is not None:
+                        yield _sse(
+                            {
+                                "error": {
+                                    "message": str(error),
+                                    "type": "server_error",
+                                    "param": None,
+                                    "code": None,
+                                }
+                            }
+                        )
+                        return
+                    continue
+                if i not in started:
+                    started.add(i)
+                    if chat:
+                        yield _sse(chunk(i, {"role": "assistant", "content": ""}, None))
+                    elif echo is not None:
+                        yield _sse(chunk(i, {"text": echo[i // n]}, None))
+                logprobs = None
+                if event.logprobs:
+                    c = Choice(i, logprobs=list(event.logprobs))
+                    logprobs = chat_logprobs(c) if chat else completion_logprobs(c)
+                payload = {"content": event.text} if chat else {"text": event.text}
+                if event.text or event.finish_reason is None or logprobs:
+                    yield _sse(chunk(i, payload, None, logprobs))
+                if event.finish_reason is not None:
+                    yield _sse(chunk(i, {} if chat else {"text": ""}, event.finish_reason))
+            if include_usage:
+                yield _sse(
+                    {
+                        "id": rid,
+                        "object": kind,
+                        "created": created,
+                        "model": info.name,
+                        "choices": [],
+                        "usage": usage(choices, prompt_tokens),
+                    }
+                )
+            yield _sse("[DONE]")
+        finally:
+            # A client that goes away closes this generator: its generations are cancelled.
+            for t in tasks:
+                t.cancel()
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
