@@ -204,6 +204,7 @@ def test_the_installed_script_runs() -> None:
         (["--log-level", "loud"], "--log-level: 'loud' is not one of"),
         (["--engine", "vllm"], "--engine: 'vllm' is not one of"),
         (["--max-batched-tokens", "0"], "--max-batched-tokens"),
+        (["--tool-call-parser", "mistral"], "--tool-call-parser: 'mistral' is not one of"),
     ],
 )
 def test_serve_refuses_bad_flags(args: list[str], message: str) -> None:
@@ -235,3 +236,10 @@ def test_validate_checks_every_file_and_fails_if_any_is_bad(tmp_path: Path) -> N
     assert "Traceback" not in err
     code, out, _ = run("validate", *(str(p) for p in sorted(EXAMPLES.glob("*.yaml"))))
     assert code == 0 and out.count("valid: ") == 6
+
+
+def test_the_tool_call_parsers_the_cli_offers_are_the_servers() -> None:
+    from bosun.cli.main import TOOL_CALL_PARSERS
+    from bosun.serving.tools import PARSERS
+
+    assert set(TOOL_CALL_PARSERS) == set(PARSERS)

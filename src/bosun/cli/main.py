@@ -48,6 +48,11 @@ InstanceTypeOpt = Annotated[
 OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="Output format.")]
 
 
+# `bosun serve --tool-call-parser`: the names of bosun.serving.tools.PARSERS (checked
+# there by a test; this module imports no serving code before it must).
+TOOL_CALL_PARSERS = ("hermes",)
+
+
 def _load(file: Path) -> Workspace:
     from bosun.api import BosunError, load_workspace
     from bosun.cli.environment import allowed_hosts
@@ -468,6 +473,14 @@ def serve(
         int | None,
         typer.Option(min=1024, help="Larger request bodies are refused, 413 (default 4 MiB)."),
     ] = None,
+    tool_call_parser: Annotated[
+        str,
+        typer.Option(
+            help="How the model writes tool calls under tool_choice auto: hermes "
+            "(<tool_call>{json}</tool_call>, Qwen2.5 and ChatML models; also Bosun's prompt "
+            "for templates without tools)."
+        ),
+    ] = "hermes",
     allow_runtime_lora: Annotated[
         bool,
         typer.Option(
@@ -529,6 +542,8 @@ def serve(
         fail(f"--quantization: {quantization!r} is not one of auto, int8, none")
     if backend not in ("auto", "bosun", "transformers"):
         fail(f"--engine: {backend!r} is not one of auto, bosun, transformers")
+    if tool_call_parser not in TOOL_CALL_PARSERS:
+        fail(f"--tool-call-parser: {tool_call_parser!r} is not one of hermes")
     adapters = tuple(_parse_adapter(a) for a in adapter or [])
     try:
         import uvicorn
@@ -563,7 +578,10 @@ def serve(
     )
     _log_to_stderr("bosun", log_level)
     settings = ServeSettings(
-        api_key=api_key, public_metrics=public_metrics, runtime_lora=allow_runtime_lora
+        api_key=api_key,
+        public_metrics=public_metrics,
+        runtime_lora=allow_runtime_lora,
+        tool_parser=tool_call_parser,
     )
     if max_request_bytes is not None:
         settings = replace(settings, max_request_bytes=max_request_bytes)

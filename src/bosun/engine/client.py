@@ -107,6 +107,7 @@ class ModelInfo:
     parent: str | None = None
     embeddings: bool = False
     vocab_size: int | None = None  # token ids a prompt may hold: 0 to vocab_size - 1
+    tool_template: bool = False  # its chat template renders tools (``tools=``) itself
 
 
 @dataclass

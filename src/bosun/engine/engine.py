@@ -157,6 +157,7 @@ class BosunEngine:
                     base.created,
                     parent=base.name,
                     vocab_size=base.vocab_size,
+                    tool_template=base.tool_template,
                 )
                 for a in self._adapters.values()
             ),
@@ -305,8 +306,15 @@ class BosunEngine:
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
         name = options.served_name or local.name
         vocab = local.config.get("vocab_size")
+        template = getattr(self._tokenizer, "chat_template", None) or ""
         self._info = [
-            ModelInfo(name, runner.max_len, int(time.time()), vocab_size=vocab and int(vocab))
+            ModelInfo(
+                name,
+                runner.max_len,
+                int(time.time()),
+                vocab_size=vocab and int(vocab),
+                tool_template="tools" in template,  # Jinja that reads the tools it is given
+            )
         ]
         self._runner = runner
         for name, path, strength in options.adapters:

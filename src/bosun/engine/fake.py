@@ -42,6 +42,7 @@ class FakeEngine:
         max_running: int = 8,
         max_waiting: int = 64,
         delay: float = 0.0,
+        answer: str | None = None,
     ) -> None:
         self._models = [
             ModelInfo(
@@ -53,6 +54,9 @@ class FakeEngine:
         ]
         self.max_model_len = max_model_len
         self.delay = delay
+        # What it generates, word by word (words joined by spaces): TEXT, or ``answer``
+        # (a tool call in some family's format, say), from its first word on.
+        self.words = answer.split(" ") if answer is not None else TEXT
         self._slots = asyncio.Semaphore(max_running) if max_running else None
         self.max_running = max_running
         self.max_waiting = max_waiting
@@ -134,7 +138,8 @@ class FakeEngine:
             self._waiting -= 1
         self._running += 1
         rng = random.Random(params.seed if params.seed is not None else request.request_id)
-        offset = rng.randrange(len(TEXT)) if params.temperature > 0 else 0
+        words = self.words
+        offset = rng.randrange(len(words)) if params.temperature > 0 and words is TEXT else 0
         stops = StopMatcher(params.stop)
         finished = False
         try:
@@ -143,10 +148,13 @@ class FakeEngine:
                     await asyncio.sleep(self.delay)
                 else:
                     await asyncio.sleep(0)
-                word = TEXT[(offset + i) % len(TEXT)]
+                word = words[(offset + i) % len(words)]
                 text, stopped = stops.feed(("" if i == 0 else " ") + word)
-                last = stopped or i == params.max_tokens - 1
-                reason: FinishReason | None = "stop" if stopped else ("length" if last else None)
+                done = words is not TEXT and i == len(words) - 1  # the answer is complete
+                last = stopped or done or i == params.max_tokens - 1
+                reason: FinishReason | None = (
+                    "stop" if stopped or done else ("length" if last else None)
+                )
                 if last and not stopped:
                     text += stops.flush()
                 logprobs: tuple[tuple[str, float, tuple[tuple[str, float], ...]], ...] = ()

@@ -1,11 +1,14 @@
-"""``POST /v1/chat/completions``: a conversation through the model's chat template."""
+"""``POST /v1/chat/completions``: a conversation through the model's chat template, with
+tool calling (``tools.py``)."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
 from bosun.engine.client import GenerationRequest
 from bosun.serving.errors import APIError
@@ -15,12 +18,22 @@ from bosun.serving.generation import (
     chat_logprobs,
     collect,
     generated,
+    sse,
     stream,
     usage,
 )
 from bosun.serving.protocol import ChatCompletionRequest, sampling_params
 from bosun.serving.responses import ChatCompletion, ChatCompletionChunk
-from bosun.serving.state import ServerDep, now
+from bosun.serving.state import Choice, ServerDep, now
+from bosun.serving.tools import (
+    PARSERS,
+    ToolCall,
+    ToolMode,
+    call_schema,
+    mode_of,
+    parse_constrained,
+    prompt_messages,
+)
 
 __all__ = ["router"]
 
@@ -36,25 +49,28 @@ async def chat(
     body: ChatCompletionRequest, request: Request, server: ServerDep
 ) -> Response | dict[str, Any]:
     info = server.model(body.model)
-    try:
-        messages: list[dict[str, object]] = [
-            {"role": m.role, "content": m.text(), **({"name": m.name} if m.name else {})}
-            for m in body.messages
-        ]
-    except ValueError as exc:
-        raise APIError(400, str(exc), param="messages") from None
-    prompt = await server.chat_prompt(messages, body.tools)
+    mode, named = mode_of(body)
+    shaped = body.response_format is not None and body.response_format.type != "text"
+    if mode in ("required", "named") and shaped:
+        raise APIError(
+            400,
+            "response_format: a JSON format and a required tool call cannot both shape the answer",
+            param="response_format",
+        )
+    messages, tools = prompt_messages(body, mode, info.tool_template)
+    prompt = await server.chat_prompt(messages, tools)
     server.check_prompt(info, prompt, "messages")
     max_tokens = server.budget(info, len(prompt), body.requested_max_tokens, "messages")
     rid = f"chatcmpl-{uuid.uuid4().hex}"
-    requests = [
-        GenerationRequest(
-            f"{rid}-{i}", prompt, sampling_params(body, max_tokens, i), adapter_of(info)
-        )
-        for i in range(body.n)
-    ]
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    schema = call_schema(body, named) if mode in ("required", "named") else None
+    requests = []
+    for i in range(body.n):
+        params = sampling_params(body, max_tokens, i)
+        if schema is not None:  # held to a valid call of the offered tools
+            params = replace(params, json_schema=schema, json_object=False)
+        requests.append(GenerationRequest(f"{rid}-{i}", prompt, params, adapter_of(info)))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    if body.stream and mode == "none":
         return await stream(
             server,
             request,
@@ -66,6 +82,9 @@ async def chat(
             prompt_tokens=len(prompt),
         )
     choices = await collect(server, request, requests)
+    answers = [_answer(c, body, mode, server.settings.tool_parser) for c in choices]
+    if body.stream:  # with tools: the calls are known once the text is complete
+        return _streamed(rid, info.name, answers, choices, len(prompt), include_usage)
     return {
         "id": rid,
         "object": "chat.completion",
@@ -74,11 +93,91 @@ async def chat(
         "choices": [
             {
                 "index": c.index,
-                "message": {"role": "assistant", "content": c.text},
+                "message": {
+                    "role": "assistant",
+                    "content": content,
+                    **({"tool_calls": [call.wire() for call in calls]} if calls else {}),
+                },
                 "logprobs": chat_logprobs(c) if body.logprobs else None,
-                "finish_reason": c.finish_reason,
+                "finish_reason": "tool_calls" if calls else c.finish_reason,
             }
-            for c in choices
+            for c, (content, calls) in zip(choices, answers, strict=True)
         ],
         "usage": usage(choices, len(prompt)),
     }
+
+
+def _answer(
+    choice: Choice, body: ChatCompletionRequest, mode: ToolMode, parser: str
+) -> tuple[str | None, list[ToolCall]]:
+    """A choice's content and tool calls."""
+    if mode == "none":
+        return choice.text, []
+    if mode in ("required", "named"):
+        try:
+            return None, parse_constrained(choice.text)
+        except (ValueError, KeyError, TypeError):  # cut short by max_tokens: no call
+            return choice.text, []
+    names = {t.function.name for t in body.tools or []}
+    content, calls = PARSERS[parser](choice.text, names)
+    if not body.parallel_tool_calls:
+        calls = calls[:1]
+    return content, calls
+
+
+def _streamed(
+    rid: str,
+    model: str,
+    answers: list[tuple[str | None, list[ToolCall]]],
+    choices: list[Choice],
+    prompt_tokens: int,
+    include_usage: bool,
+) -> StreamingResponse:
+    """Finished choices as OpenAI's chunks: the role, the content, each call (whole, with
+    its index), then the finish reason; usage last when asked for."""
+    created = now()
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None) -> str:
+        body: dict[str, Any] = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ],
+        }
+        if include_usage:
+            body["usage"] = None
+        return sse(body)
+
+    def events() -> list[str]:
+        out = []
+        for c, (content, calls) in zip(choices, answers, strict=True):
+            out.append(chunk(c.index, {"role": "assistant", "content": ""}, None))
+            if content:
+                out.append(chunk(c.index, {"content": content}, None))
+            if calls:
+                wire = [call.wire(k) for k, call in enumerate(calls)]
+                out.append(chunk(c.index, {"tool_calls": wire}, None))
+            out.append(chunk(c.index, {}, "tool_calls" if calls else c.finish_reason))
+        if include_usage:
+            last = {
+                "id": rid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage(choices, prompt_tokens),
+            }
+            out.append(sse(last))
+        out.append(sse("[DONE]"))
+        return out
+
+    async def send() -> Any:
+        for event in events():
+            yield event
+
+    return StreamingResponse(
+        send(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -71,7 +72,10 @@ def _validation(exc: RequestValidationError) -> APIError:
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     if first.get("type") == "missing":
         message = "required parameter is missing"
-    return APIError(400, f"{param}: {message}" if param else message, param=param)
+    if param is None:  # a check across fields names its field first: "tool_choice: ..."
+        named = re.match(r"([a-z_]+): ", message)
+        return APIError(400, message, param=named.group(1) if named else None)
+    return APIError(400, f"{param}: {message}", param=param)
 
 
 def install_error_handlers(app: FastAPI) -> None:

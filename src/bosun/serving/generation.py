@@ -25,6 +25,7 @@ __all__ = [
     "collect",
     "completion_logprobs",
     "generated",
+    "sse",
     "stream",
     "usage",
 ]
@@ -82,7 +83,7 @@ def completion_logprobs(choice: Choice, offset: int = 0) -> dict[str, Any]:
     }
 
 
-def _sse(data: dict[str, Any] | str) -> str:
+def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
@@ -185,7 +186,7 @@ async def stream(
                         else None
                     )
                     if error is not None:
-                        yield _sse(
+                        yield sse(
                             {
                                 "error": {
                                     "message": str(error),
@@ -200,20 +201,20 @@ async def stream(
                 if i not in started:
                     started.add(i)
                     if chat:
-                        yield _sse(chunk(i, {"role": "assistant", "content": ""}, None))
+                        yield sse(chunk(i, {"role": "assistant", "content": ""}, None))
                     elif echo is not None:
-                        yield _sse(chunk(i, {"text": echo[i // n]}, None))
+                        yield sse(chunk(i, {"text": echo[i // n]}, None))
                 logprobs = None
                 if event.logprobs:
                     c = Choice(i, logprobs=list(event.logprobs))
                     logprobs = chat_logprobs(c) if chat else completion_logprobs(c)
                 payload = {"content": event.text} if chat else {"text": event.text}
                 if event.text or event.finish_reason is None or logprobs:
-                    yield _sse(chunk(i, payload, None, logprobs))
+                    yield sse(chunk(i, payload, None, logprobs))
                 if event.finish_reason is not None:
-                    yield _sse(chunk(i, {} if chat else {"text": ""}, event.finish_reason))
+                    yield sse(chunk(i, {} if chat else {"text": ""}, event.finish_reason))
             if include_usage:
-                yield _sse(
+                yield sse(
                     {
                         "id": rid,
                         "object": kind,
@@ -223,7 +224,7 @@ async def stream(
                         "usage": usage(choices, prompt_tokens),
                     }
                 )
-            yield _sse("[DONE]")
+            yield sse("[DONE]")
         finally:
             # A client that goes away closes this generator: its generations are cancelled.
             for t in tasks:

@@ -14,10 +14,14 @@ __all__ = [
     "ChatMessage",
     "CompletionRequest",
     "EmbeddingRequest",
+    "FunctionDefinition",
     "LoadLoraAdapterRequest",
+    "NamedToolChoice",
     "ResponseFormat",
     "StreamOptions",
+    "ToolDefinition",
     "UnloadLoraAdapterRequest",
+    "check_json_schema",
     "sampling_params",
 ]
 
@@ -69,6 +73,49 @@ class ChatMessage(_Wire):
                 raise ValueError(f"content part of type {part.get('type')!r} is not supported")
             parts.append(str(part.get("text", "")))
         return "".join(parts)
+
+
+_TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class FunctionDefinition(_Wire):
+    name: str = Field(pattern=_TOOL_NAME, description="a-z, A-Z, 0-9, _ and -, at most 64")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_json_schema(value)
+        return value
+
+
+class ToolDefinition(_Wire):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class ToolChoiceFunction(_Wire):
+    name: str
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"]
+    function: ToolChoiceFunction
+
+
+def check_json_schema(schema: dict[str, Any]) -> None:
+    """``schema`` is a JSON Schema (draft 2020-12, which OpenAI's tools use)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "the top level"
+        raise ValueError(f"not a JSON Schema: at {where}: {exc.message}") from None
 
 
 class _Sampling(_Wire):
@@ -124,14 +171,30 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     response_format: ResponseFormat | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tools: list[ToolDefinition] | None = Field(default=None, max_length=128)
+    parallel_tool_calls: bool = True
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     @model_validator(mode="after")
     def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
+    @model_validator(mode="after")
+    def _tools_as_chosen(self) -> ChatCompletionRequest:
+        names = [t.function.name for t in self.tools or []]
+        if len(set(names)) != len(names):
+            raise ValueError("tools: each function needs a name of its own")
+        choice = self.tool_choice
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(
+                f"tool_choice: names {choice.function.name!r}, which is not among the tools "
+                f"offered ({', '.join(names) or 'none'})"
+            )
+        if choice == "required" and not names:
+            raise ValueError("tool_choice: required needs at least one tool in tools")
         return self
 
     @property

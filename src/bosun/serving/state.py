@@ -32,6 +32,8 @@ class ServeSettings:
     # directory, so it is off unless asked for (vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING).
     runtime_lora: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # How the model writes tool calls under tool_choice "auto" (tools.PARSERS).
+    tool_parser: str = "hermes"
 
 
 @dataclass

@@ -1,0 +1,273 @@
+"""Tool calling for chat completions: what the model is shown, how it is held to a call,
+and how its output becomes ``tool_calls``.
+
+``tool_choice``:
+
+- ``"none"``: the tools are not shown; the answer is text.
+- ``"required"``, or a named function: decoding is constrained (the engine's structured
+  output) to a JSON call, ``{"name": ..., "arguments": {...}}`` (an array of them when
+  ``parallel_tool_calls``), whose arguments validate against that tool's ``parameters``.
+- ``"auto"`` (the default when tools are given): the model decides; its text is parsed
+  by its family's parser (:data:`PARSERS`). Text that only looks like a call but does not
+  parse stays content: nothing is lost.
+
+A chat template that renders tools itself gets them (``tools=``); one that has no tool
+section (SmolLM2's) gets them in the system prompt in Hermes' format (:data:`TOOL_PROMPT`),
+and earlier calls and results as text in that format, so small models can call tools too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bosun.serving.errors import APIError
+from bosun.serving.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
+
+__all__ = [
+    "PARSERS",
+    "TOOL_PROMPT",
+    "ToolCall",
+    "ToolMode",
+    "call_schema",
+    "mode_of",
+    "parse_constrained",
+    "prompt_messages",
+]
+
+ToolMode = Literal["none", "auto", "required", "named"]
+
+TOOL_PROMPT = """You may call functions to answer. The functions, as JSON schemas:
+<tools>
+{tools}
+</tools>
+To call one, answer with its name and arguments as JSON inside tags, one call per tag:
+<tool_call>
+{{"name": "<function name>", "arguments": {{<arguments>}}}}
+</tool_call>
+A function's result comes back inside <tool_response></tool_response>."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+    id: str = ""
+
+    def wire(self, index: int | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+        return out if index is None else {"index": index, **out}
+
+
+def _new_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def mode_of(body: ChatCompletionRequest) -> tuple[ToolMode, str | None]:
+    """How the request wants tools used, and the one function it names (if it does)."""
+    if not body.tools or body.tool_choice == "none":
+        return "none", None
+    if isinstance(body.tool_choice, NamedToolChoice):
+        return "named", body.tool_choice.function.name
+    if body.tool_choice == "required":
+        return "required", None
+    return "auto", None
+
+
+def call_schema(body: ChatCompletionRequest, named: str | None) -> dict[str, Any]:
+    """The JSON Schema the constrained output follows: one call (or with
+    ``parallel_tool_calls`` an array of calls) of the named tool, or of any tool offered."""
+    calls = []
+    for tool in body.tools or []:
+        fn = tool.function
+        if named is not None and fn.name != named:
+            continue
+        calls.append(
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": fn.name},
+                    "arguments": _closed(fn.parameters or {"type": "object", "properties": {}}),
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    one = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    if body.parallel_tool_calls and named is None:
+        return {"type": "array", "items": one, "minItems": 1}
+    return one
+
+
+def _closed(schema: Any) -> Any:
+    """``schema`` with every object that lists its properties closed to others, unless it
+    says otherwise (OpenAI's strict mode does the same): an open object lets a small model
+    invent keys until its tokens run out. What is produced still validates against the
+    tool's own schema."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: _closed(v) for k, v in out["properties"].items()}
+        out.setdefault("additionalProperties", False)
+    for key in ("items", "additionalProperties", "not", "if", "then", "else"):
+        if isinstance(out.get(key), dict):
+            out[key] = _closed(out[key])
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        if isinstance(out.get(key), list):
+            out[key] = [_closed(s) for s in out[key]]
+    for key in ("$defs", "definitions"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: _closed(v) for k, v in out[key].items()}
+    return out
+
+
+def parse_constrained(text: str) -> list[ToolCall]:
+    """The calls in a constrained answer (its grammar guarantees the shape)."""
+    value = json.loads(text)
+    items = value if isinstance(value, list) else [value]
+    return [ToolCall(i["name"], json.dumps(i["arguments"]), _new_id()) for i in items]
+
+
+_HERMES = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+
+def parse_hermes(text: str, names: set[str]) -> tuple[str | None, list[ToolCall]]:
+    """Hermes' ``<tool_call>{json}</tool_call>`` (Qwen2.5 and other ChatML models, and
+    Bosun's prompt for templates without tools). A tag that does not hold a call of an
+    offered tool is left in the content, as written."""
+    calls: list[ToolCall] = []
+    kept: list[str] = []
+    last = 0
+    for match in _HERMES.finditer(text):
+        call = _as_call(match.group(1), names)
+        if call is None:
+            continue
+        kept.append(text[last : match.start()])
+        last = match.end()
+        calls.append(call)
+    kept.append(text[last:])
+    content = "".join(kept).strip()
+    return (content or None) if calls else text, calls
+
+
+def _as_call(raw: str, names: set[str]) -> ToolCall | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or value.get("name") not in names:
+        return None
+    arguments = value.get("arguments", value.get("parameters", {}))
+    if isinstance(arguments, str):  # some models write the arguments as a JSON string
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return None
+    if not isinstance(arguments, dict):
+        return None
+    return ToolCall(str(value["name"]), json.dumps(arguments), _new_id())
+
+
+# The parsers of model families' tool-call formats, by the name `--tool-call-parser` takes.
+PARSERS: dict[str, Callable[[str, set[str]], tuple[str | None, list[ToolCall]]]] = {
+    "hermes": parse_hermes,
+}
+
+
+def prompt_messages(
+    body: ChatCompletionRequest, mode: ToolMode, template_has_tools: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The messages for the chat template and the ``tools`` argument it gets. Checks that
+    every ``tool`` message answers a call made earlier in the conversation."""
+    called: set[str] = set()
+    messages: list[dict[str, Any]] = []
+    shown = mode != "none" and body.tools
+    for i, m in enumerate(body.messages):
+        try:
+            text = m.text()
+        except ValueError as exc:
+            raise APIError(400, f"messages[{i}].content: {exc}", param="messages") from None
+        if m.role == "tool" and (not m.tool_call_id or m.tool_call_id not in called):
+            raise APIError(
+                400,
+                f"messages[{i}].tool_call_id: {m.tool_call_id!r} answers no tool call made "
+                "by an earlier assistant message",
+                param="messages",
+            )
+        calls = _history_calls(m, i)
+        called |= {c["id"] for c in calls if c.get("id")}
+        messages.append(_rendered(m, text, calls, template_has_tools))
+    tools = [t.model_dump(exclude_none=True) for t in body.tools or []] if shown else None
+    if tools and not template_has_tools:
+        listed = "\n".join(json.dumps(t["function"]) for t in tools)
+        prompt = TOOL_PROMPT.format(tools=listed)
+        if messages and messages[0]["role"] in ("system", "developer"):
+            messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{prompt}"}
+        else:
+            messages.insert(0, {"role": "system", "content": prompt})
+        tools = None
+    return messages, tools
+
+
+def _history_calls(m: ChatMessage, i: int) -> list[dict[str, Any]]:
+    """An assistant message's earlier calls, checked: each has a function name and JSON
+    arguments."""
+    calls = []
+    for j, call in enumerate(m.tool_calls or []):
+        fn = call.get("function") if isinstance(call, dict) else None
+        name = fn.get("name") if isinstance(fn, dict) else None
+        raw = fn.get("arguments", "{}") if isinstance(fn, dict) else None
+        try:
+            arguments = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            arguments = None
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            raise APIError(
+                400,
+                f"messages[{i}].tool_calls[{j}]: a call needs function.name and "
+                "function.arguments (a JSON object, as text)",
+                param="messages",
+            )
+        calls.append({"id": call.get("id"), "name": name, "arguments": arguments})
+    return calls
+
+
+def _rendered(
+    m: ChatMessage, text: str, calls: list[dict[str, Any]], template_has_tools: bool
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": text}
+    if m.name:
+        out["name"] = m.name
+    if template_has_tools:  # Hugging Face's message shape for tool-aware templates
+        if calls:
+            out["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {k: c[k] for k in ("name", "arguments")},
+                }
+                for c in calls
+            ]
+        if m.role == "tool":
+            out["tool_call_id"] = m.tool_call_id
+        return out
+    if calls:  # the template knows only text: calls and results as Hermes' tags
+        tags = "\n".join(
+            "<tool_call>\n"
+            + json.dumps({"name": c["name"], "arguments": c["arguments"]})
+            + "\n</tool_call>"
+            for c in calls
+        )
+        out["content"] = f"{text}\n{tags}".strip()
+    if m.role == "tool":
+        out = {"role": "user", "content": f"<tool_response>\n{text}\n</tool_response>"}
+    return out

