@@ -204,7 +204,7 @@ def test_the_installed_script_runs() -> None:
         (["--log-level", "loud"], "--log-level: 'loud' is not one of"),
         (["--engine", "vllm"], "--engine: 'vllm' is not one of"),
         (["--max-batched-tokens", "0"], "--max-batched-tokens"),
-        (["--tool-call-parser", "mistral"], "--tool-call-parser: 'mistral' is not one of"),
+        (["--tool-call-parser", "pythonic"], "--tool-call-parser: 'pythonic' is not one of"),
     ],
 )
 def test_serve_refuses_bad_flags(args: list[str], message: str) -> None:

@@ -15,8 +15,17 @@ import openai
 import pytest
 
 from bosun.engine.fake import FakeEngine
+from bosun.serving.app import ServeSettings
 from bosun.serving.protocol import ChatCompletionRequest
-from bosun.serving.tools import call_schema, mode_of, parse_hermes, prompt_messages
+from bosun.serving.tools import (
+    PARSERS,
+    call_schema,
+    mode_of,
+    parse_hermes,
+    parse_llama3_json,
+    parse_mistral,
+    prompt_messages,
+)
 from tests.serving.server import running_server
 
 MODEL = "fake-model"
@@ -121,6 +130,52 @@ def test_several_calls_and_parallel_tool_calls_false() -> None:
             model=MODEL, messages=ASK, tools=[WEATHER, TIME], parallel_tool_calls=False
         )
     assert [t.function.name for t in answer.choices[0].message.tool_calls or []] == ["get_weather"]
+
+
+FAMILIES = {
+    "hermes": CALL,
+    "llama3_json": '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}',
+    "mistral": '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}}]',
+}
+
+
+@pytest.mark.parametrize("parser", sorted(FAMILIES))
+def test_each_familys_format_is_parsed_by_its_parser(parser: str) -> None:
+    """A real server whose model writes a call in its family's format, served with that
+    family's --tool-call-parser; the other parsers leave the same text as content."""
+    with running_server(
+        FakeEngine(answer=FAMILIES[parser]), ServeSettings(tool_parser=parser)
+    ) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        answer = client.chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER])
+    (call,) = answer.choices[0].message.tool_calls or []
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather",
+        {"city": "Paris"},
+    )
+    assert answer.choices[0].finish_reason == "tool_calls"
+    for other in set(PARSERS) - {parser}:
+        text = FAMILIES[parser]
+        assert PARSERS[other](text, {"get_weather"}) == (text, [])
+
+
+def test_llama3_json_several_calls_and_plain_answers() -> None:
+    two = '{"name": "get_weather", "parameters": {"city": "Oslo"}}; {"name": "get_time", "parameters": {}}'
+    content, calls = parse_llama3_json(two, {"get_weather", "get_time"})
+    assert content is None and [c.name for c in calls] == ["get_weather", "get_time"]
+    for text in (
+        "The weather is fine.",
+        '{"name": "get_weather", "parameters": {"city": "Oslo"}} and more',
+    ):
+        assert parse_llama3_json(text, {"get_weather"}) == (text, [])
+
+
+def test_mistral_keeps_what_comes_before_the_calls() -> None:
+    text = 'Let me look. [TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}]'
+    content, calls = parse_mistral(text, {"get_weather"})
+    assert content == "Let me look." and calls[0].name == "get_weather"
+    broken = "Let me look. [TOOL_CALLS] [{oops"
+    assert parse_mistral(broken, {"get_weather"}) == (broken, [])
 
 
 def _request(**fields: Any) -> ChatCompletionRequest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.alias_generators import to_camel
@@ -82,6 +83,9 @@ class ModelSpec(_Data):
     sliding_window: int | None = None
     dtype: str = "bfloat16"
     tunable: bool = False
+    # How the model writes tool calls: vLLM's --tool-call-parser name (Bosun's engine
+    # parses the same formats); None where the model has no tool-calling format.
+    tool_parser: Literal["hermes", "llama3_json", "mistral"] | None = None
     source: str = ""
     weight_bytes_on_disk: int | None = Field(
         default=None, description="Exact bytes of the checkpoint's tensors, when known."

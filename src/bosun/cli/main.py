@@ -50,7 +50,7 @@ OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="Output format
 
 # `bosun serve --tool-call-parser`: the names of bosun.serving.tools.PARSERS (checked
 # there by a test; this module imports no serving code before it must).
-TOOL_CALL_PARSERS = ("hermes",)
+TOOL_CALL_PARSERS = ("hermes", "llama3_json", "mistral")
 
 
 def _load(file: Path) -> Workspace:
@@ -477,8 +477,8 @@ def serve(
         str,
         typer.Option(
             help="How the model writes tool calls under tool_choice auto: hermes "
-            "(<tool_call>{json}</tool_call>, Qwen2.5 and ChatML models; also Bosun's prompt "
-            "for templates without tools)."
+            "(<tool_call>{json}</tool_call>: Qwen2.5, ChatML models, and Bosun's prompt for "
+            "templates without tools), llama3_json (Llama 3.1+) or mistral ([TOOL_CALLS])."
         ),
     ] = "hermes",
     allow_runtime_lora: Annotated[
@@ -543,7 +543,9 @@ def serve(
     if backend not in ("auto", "bosun", "transformers"):
         fail(f"--engine: {backend!r} is not one of auto, bosun, transformers")
     if tool_call_parser not in TOOL_CALL_PARSERS:
-        fail(f"--tool-call-parser: {tool_call_parser!r} is not one of hermes")
+        fail(
+            f"--tool-call-parser: {tool_call_parser!r} is not one of {', '.join(TOOL_CALL_PARSERS)}"
+        )
     adapters = tuple(_parse_adapter(a) for a in adapter or [])
     try:
         import uvicorn

@@ -158,6 +158,8 @@ def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
     command += ["--max-model-len", str(plan.max_model_len)]
     command += ["--max-concurrency", str(max(plan.concurrency, 1))]
     command += ["--quantization", plan.quantization]  # what the plan sized the memory for
+    if plan.spec is not None and plan.spec.tool_parser:
+        command += ["--tool-call-parser", plan.spec.tool_parser]
     if plan.accelerator.is_gpu:
         command += ["--device", "cuda"]
     for adapter in ws.spec.inference.adapters if ws.spec.inference else []:

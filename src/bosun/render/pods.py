@@ -94,6 +94,7 @@ def server_args(ws: Workspace, plan: Plan) -> list[str]:
         "--dtype",
         plan.dtype,
     ]
+    parser = plan.spec.tool_parser if plan.spec is not None else None
     if plan.runtime == "vllm":
         args = ["vllm", "serve", plan.model_ref, *common]
         args += ["--tensor-parallel-size", str(plan.tensor_parallel_size)]
@@ -104,6 +105,8 @@ def server_args(ws: Workspace, plan: Plan) -> list[str]:
         if plan.quantization != "none":
             bnb = plan.quantization == "bitsandbytes-4bit"
             args += ["--quantization", "bitsandbytes" if bnb else plan.quantization]
+        if parser:  # vLLM parses tool calls only when told how the model writes them
+            args += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
         if inference.adapters:
             args += ["--enable-lora", "--max-loras", str(len(inference.adapters))]
             args.append("--lora-modules")
@@ -112,6 +115,8 @@ def server_args(ws: Workspace, plan: Plan) -> list[str]:
         args = ["bosun", "serve", "--model", plan.model_ref, *common]
         args += ["--device", "cpu" if plan.cpu_only else "cuda"]
         args += ["--quantization", plan.quantization]  # what the plan sized
+        if parser:
+            args += ["--tool-call-parser", parser]
         for adapter in inference.adapters:
             args += [
                 "--adapter",

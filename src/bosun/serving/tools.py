@@ -36,6 +36,9 @@ __all__ = [
     "call_schema",
     "mode_of",
     "parse_constrained",
+    "parse_hermes",
+    "parse_llama3_json",
+    "parse_mistral",
     "prompt_messages",
 ]
 
@@ -177,9 +180,54 @@ def _as_call(raw: str, names: set[str]) -> ToolCall | None:
     return ToolCall(str(value["name"]), json.dumps(arguments), _new_id())
 
 
-# The parsers of model families' tool-call formats, by the name `--tool-call-parser` takes.
+def parse_llama3_json(text: str, names: set[str]) -> tuple[str | None, list[ToolCall]]:
+    """Llama 3.1 and later: the whole answer is a call, ``{"name": ..., "parameters":
+    {...}}`` (after ``<|python_tag|>`` when the template asks for it), several joined by
+    ``;``. Anything else is content, as written."""
+    body = text.strip().removeprefix("<|python_tag|>").strip()
+    if not body.startswith("{"):
+        return text, []
+    decoder = json.JSONDecoder()
+    calls: list[ToolCall] = []
+    at = 0
+    while at < len(body):
+        try:
+            value, end = decoder.raw_decode(body, at)
+        except ValueError:
+            return text, []
+        call = _as_call(json.dumps(value), names)
+        if call is None:
+            return text, []
+        calls.append(call)
+        at = end
+        while at < len(body) and body[at] in " \n\t;":
+            at += 1
+    return None, calls
+
+
+def parse_mistral(text: str, names: set[str]) -> tuple[str | None, list[ToolCall]]:
+    """Mistral: ``[TOOL_CALLS]`` and a JSON array of calls; what comes before it is
+    content. An array that does not parse leaves everything content."""
+    before, marker, after = text.partition("[TOOL_CALLS]")
+    if not marker:
+        return text, []
+    try:
+        value = json.loads(after.strip())
+    except ValueError:
+        return text, []
+    items = value if isinstance(value, list) else [value]
+    calls = [_as_call(json.dumps(item), names) for item in items]
+    if not calls or any(c is None for c in calls):
+        return text, []
+    return before.strip() or None, [c for c in calls if c is not None]
+
+
+# The parsers of model families' tool-call formats, by the name `--tool-call-parser` takes
+# (vLLM's names, so a preset names one parser for both runtimes).
 PARSERS: dict[str, Callable[[str, set[str]], tuple[str | None, list[ToolCall]]]] = {
     "hermes": parse_hermes,
+    "llama3_json": parse_llama3_json,
+    "mistral": parse_mistral,
 }
 
 
