@@ -4,13 +4,13 @@ tool calling (``tools.py``)."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from bosun.engine.client import GenerationRequest
+from bosun.engine.client import GenerationRequest, ModelInfo
 from bosun.serving.errors import APIError
 from bosun.serving.generation import (
     GENERATION_ERRORS,
@@ -24,7 +24,7 @@ from bosun.serving.generation import (
 )
 from bosun.serving.protocol import ChatCompletionRequest, sampling_params
 from bosun.serving.responses import ChatCompletion, ChatCompletionChunk
-from bosun.serving.state import Choice, ServerDep, now
+from bosun.serving.state import Choice, Server, ServerDep, now
 from bosun.serving.tools import (
     PARSERS,
     ToolCall,
@@ -35,7 +35,7 @@ from bosun.serving.tools import (
     prompt_messages,
 )
 
-__all__ = ["router"]
+__all__ = ["Prepared", "answer_of", "prepare", "router"]
 
 router = APIRouter()
 
@@ -48,29 +48,11 @@ router = APIRouter()
 async def chat(
     body: ChatCompletionRequest, request: Request, server: ServerDep
 ) -> Response | dict[str, Any]:
-    info = server.model(body.model)
-    mode, named = mode_of(body)
-    shaped = body.response_format is not None and body.response_format.type != "text"
-    if mode in ("required", "named") and shaped:
-        raise APIError(
-            400,
-            "response_format: a JSON format and a required tool call cannot both shape the answer",
-            param="response_format",
-        )
-    messages, tools = prompt_messages(body, mode, info.tool_template)
-    prompt = await server.chat_prompt(messages, tools)
-    server.check_prompt(info, prompt, "messages")
-    max_tokens = server.budget(info, len(prompt), body.requested_max_tokens, "messages")
     rid = f"chatcmpl-{uuid.uuid4().hex}"
-    schema = call_schema(body, named) if mode in ("required", "named") else None
-    requests = []
-    for i in range(body.n):
-        params = sampling_params(body, max_tokens, i)
-        if schema is not None:  # held to a valid call of the offered tools
-            params = replace(params, json_schema=schema, json_object=False)
-        requests.append(GenerationRequest(f"{rid}-{i}", prompt, params, adapter_of(info)))
+    run = await prepare(server, body, rid)
+    info, prompt, requests = run.info, run.prompt, run.requests
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    if body.stream and mode == "none":
+    if body.stream and run.mode == "none":
         return await stream(
             server,
             request,
@@ -82,7 +64,7 @@ async def chat(
             prompt_tokens=len(prompt),
         )
     choices = await collect(server, request, requests)
-    answers = [_answer(c, body, mode, server.settings.tool_parser) for c in choices]
+    answers = [answer_of(c, body, run.mode, server.settings.tool_parser) for c in choices]
     if body.stream:  # with tools: the calls are known once the text is complete
         return _streamed(rid, info.name, answers, choices, len(prompt), include_usage)
     return {
@@ -107,7 +89,44 @@ async def chat(
     }
 
 
-def _answer(
+@dataclass(frozen=True)
+class Prepared:
+    """A chat request made ready to generate: its model, how tools are used, the prompt's
+    tokens and one engine request per choice."""
+
+    info: ModelInfo
+    mode: ToolMode
+    prompt: list[int]
+    requests: list[GenerationRequest]
+
+
+async def prepare(server: Server, body: ChatCompletionRequest, rid: str) -> Prepared:
+    """Checks, the chat template, the context budget and each choice's sampling (held to a
+    tool call where ``tool_choice`` requires one). The Responses API shares it."""
+    info = server.model(body.model)
+    mode, named = mode_of(body)
+    shaped = body.response_format is not None and body.response_format.type != "text"
+    if mode in ("required", "named") and shaped:
+        raise APIError(
+            400,
+            "response_format: a JSON format and a required tool call cannot both shape the answer",
+            param="response_format",
+        )
+    messages, tools = prompt_messages(body, mode, info.tool_template)
+    prompt = await server.chat_prompt(messages, tools)
+    server.check_prompt(info, prompt, "messages")
+    max_tokens = server.budget(info, len(prompt), body.requested_max_tokens, "messages")
+    schema = call_schema(body, named) if mode in ("required", "named") else None
+    requests = []
+    for i in range(body.n):
+        params = sampling_params(body, max_tokens, i)
+        if schema is not None:  # held to a valid call of the offered tools
+            params = replace(params, json_schema=schema, json_object=False)
+        requests.append(GenerationRequest(f"{rid}-{i}", prompt, params, adapter_of(info)))
+    return Prepared(info, mode, prompt, requests)
+
+
+def answer_of(
     choice: Choice, body: ChatCompletionRequest, mode: ToolMode, parser: str
 ) -> tuple[str | None, list[ToolCall]]:
     """A choice's content and tool calls."""
