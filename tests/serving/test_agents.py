@@ -1,5 +1,6 @@
-"""The OpenAI Agents SDK (``openai-agents``) pointed at a real ``bosun serve`` (SmolLM2):
-an agent with one function tool calls it, gets its result, and finishes with an answer."""
+"""The OpenAI Agents SDK (``openai-agents``) pointed at a real ``bosun serve`` (SmolLM2),
+through chat completions and through the Responses API: an agent with one function tool
+calls it, gets its result, and finishes with an answer."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from agents import (
     Agent,
     ModelSettings,
     OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
     Runner,
     function_tool,
     set_tracing_disabled,
@@ -40,7 +42,8 @@ def base() -> Iterator[str]:
         yield f"{url}/v1"
 
 
-def test_an_agent_calls_its_tool_and_answers(base: str) -> None:
+@pytest.mark.parametrize("api", ["chat_completions", "responses"])
+def test_an_agent_calls_its_tool_and_answers(base: str, api: str) -> None:
     asked: list[str] = []
 
     @function_tool
@@ -55,7 +58,11 @@ def test_an_agent_calls_its_tool_and_answers(base: str) -> None:
             name="weather",
             instructions="Answer questions about the weather using the tool.",
             tools=[get_weather],
-            model=OpenAIChatCompletionsModel(model=MODEL, openai_client=client),
+            model=(
+                OpenAIChatCompletionsModel(model=MODEL, openai_client=client)
+                if api == "chat_completions"
+                else OpenAIResponsesModel(model=MODEL, openai_client=client)
+            ),
             # Required on the first turn; the SDK then resets it to auto (reset_tool_choice),
             # so the second turn may answer in text with the tool's result.
             model_settings=ModelSettings(tool_choice="required", temperature=0, max_tokens=64),

@@ -481,6 +481,13 @@ def serve(
             "templates without tools), llama3_json (Llama 3.1+) or mistral ([TOOL_CALLS])."
         ),
     ] = "hermes",
+    responses_store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the Responses API's stored responses in this SQLite file (default: "
+            "in memory); either way for an hour."
+        ),
+    ] = None,
     allow_runtime_lora: Annotated[
         bool,
         typer.Option(
@@ -584,6 +591,7 @@ def serve(
         public_metrics=public_metrics,
         runtime_lora=allow_runtime_lora,
         tool_parser=tool_call_parser,
+        responses_store=responses_store,
     )
     if max_request_bytes is not None:
         settings = replace(settings, max_request_bytes=max_request_bytes)

@@ -1,7 +1,8 @@
 """The FastAPI application: ``build_app(settings, engine)``. No work at import time.
 
 One module per endpoint, as vLLM's entrypoints are: ``chat.py``, ``completions.py``,
-``embeddings.py``, ``models.py`` (models and adapters), ``system.py`` (health and metrics),
+``responses_api.py``, ``embeddings.py``, ``models.py`` (models and adapters), ``system.py``
+(health and metrics),
 each an ``APIRouter``; what they share lives in ``state.py`` (settings, checks, a
 generation run) and ``generation.py`` (collecting and streaming choices). Wire models:
 ``protocol.py`` (requests) and ``responses.py`` (answers, as documented)."""
@@ -15,7 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from bosun.engine.client import EngineClient
-from bosun.serving import chat, completions, embeddings, models, system
+from bosun.serving import chat, completions, embeddings, models, responses_api, system
 from bosun.serving.errors import install_error_handlers
 from bosun.serving.guard import GuardSettings, RequestGuard
 from bosun.serving.responses import install_openapi
@@ -49,7 +50,7 @@ def build_app(settings: ServeSettings, engine: EngineClient) -> FastAPI:
 
     app = FastAPI(title="Bosun", version="0.1.0", lifespan=lifespan)
     app.state.server = server
-    for module in (system, models, chat, completions, embeddings):
+    for module in (system, models, chat, completions, embeddings, responses_api):
         app.include_router(module.router)
     install_error_handlers(app)
     install_openapi(app)

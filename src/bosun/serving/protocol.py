@@ -18,6 +18,9 @@ __all__ = [
     "LoadLoraAdapterRequest",
     "NamedToolChoice",
     "ResponseFormat",
+    "ResponsesFunctionTool",
+    "ResponsesNamedToolChoice",
+    "ResponsesRequest",
     "StreamOptions",
     "ToolDefinition",
     "UnloadLoraAdapterRequest",
@@ -222,6 +225,37 @@ class CompletionRequest(_Sampling):
     @property
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens
+
+
+class ResponsesFunctionTool(FunctionDefinition):
+    """A function tool as the Responses API writes it (flat, not under ``function``)."""
+
+    type: Literal["function"]
+
+
+class ResponsesNamedToolChoice(_Wire):
+    type: Literal["function"]
+    name: str
+
+
+class ResponsesRequest(_Wire):
+    """``POST /v1/responses``: text or message input, function tools, a stored
+    conversation to continue (``previous_response_id``)."""
+
+    model: str
+    input: str | list[dict[str, Any]] = Field(min_length=1)
+    instructions: str | None = None
+    tools: list[ResponsesFunctionTool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | ResponsesNamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stream: bool = False
+    store: bool = True
+    previous_response_id: str | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
 
 
 class EmbeddingRequest(_Wire):

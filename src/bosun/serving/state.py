@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,6 +20,7 @@ from bosun.engine.client import EngineClient, GenerationRequest, ModelInfo, Toke
 from bosun.serving.errors import APIError
 from bosun.serving.guard import DEFAULT_MAX_REQUEST_BYTES
 from bosun.serving.metrics import Metrics
+from bosun.serving.response_store import ResponseStore
 
 __all__ = ["Choice", "ServeSettings", "Server", "ServerDep", "get_server", "now", "warm_up"]
 
@@ -34,6 +36,10 @@ class ServeSettings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     # How the model writes tool calls under tool_choice "auto" (tools.PARSERS).
     tool_parser: str = "hermes"
+    # Where stored responses (the Responses API's store: true) are kept: a SQLite file,
+    # or None for memory; for how long.
+    responses_store: Path | None = None
+    responses_ttl_s: float = 3600.0
 
 
 @dataclass
@@ -61,6 +67,7 @@ class Server:
         self.failed: str | None = None
         model = engine.models[0].name
         self.metrics = Metrics(model, engine.stats)
+        self.responses = ResponseStore(settings.responses_store, settings.responses_ttl_s)
 
     # ------------------------------------------------------------------ checks
 
