@@ -19,6 +19,7 @@ from bosun.serving.app import ServeSettings
 from bosun.serving.protocol import ChatCompletionRequest
 from bosun.serving.tools import (
     PARSERS,
+    StreamHolder,
     call_schema,
     mode_of,
     parse_hermes,
@@ -75,6 +76,7 @@ def test_auto_parses_the_call_out_of_the_text(calling: openai.OpenAI) -> None:
 
 
 def test_streamed_calls_are_assembled_by_the_client(calling: openai.OpenAI) -> None:
+    """Under auto, content streams token by token and what may be a call is held."""
     chunks = list(
         calling.chat.completions.create(
             model=MODEL,
@@ -85,6 +87,12 @@ def test_streamed_calls_are_assembled_by_the_client(calling: openai.OpenAI) -> N
         )
     )
     deltas = [c.choices[0].delta for c in chunks if c.choices]
+    # The words before the call stream as content, token by token, before the call.
+    content = [k for k, d in enumerate(deltas) if d.content]
+    first_call = next(k for k, d in enumerate(deltas) if d.tool_calls)
+    assert "".join(deltas[k].content or "" for k in content).strip() == "Checking."
+    assert content and max(content) < first_call
+    assert not any("<tool" in (d.content or "") for d in deltas)  # held, never shown
     calls = [t for d in deltas for t in d.tool_calls or []]
     assert [(t.index, t.function and t.function.name) for t in calls] == [(0, "get_weather")]
     assert json.loads(calls[0].function.arguments or "") == {"city": "Paris"}  # type: ignore[union-attr]
@@ -157,6 +165,22 @@ def test_each_familys_format_is_parsed_by_its_parser(parser: str) -> None:
     for other in set(PARSERS) - {parser}:
         text = FAMILIES[parser]
         assert PARSERS[other](text, {"get_weather"}) == (text, [])
+
+
+@pytest.mark.parametrize("parser", sorted(FAMILIES))
+def test_the_stream_holder_shows_text_and_never_a_call(parser: str) -> None:
+    """Fed token by token (here: character by character), each family's call is never
+    sent as content; an answer that is no call is sent whole, nothing lost."""
+    holder = StreamHolder(parser, {"get_weather"}, parallel=True)
+    shown = "".join(holder.feed(0, ch) for ch in FAMILIES[parser])
+    rest, calls, reason = holder.finish(0, "stop")
+    assert "get_weather" not in shown + rest and reason == "tool_calls"
+    assert [c["function"]["name"] for c in calls] == ["get_weather"]
+    plain = "It is {sunny} <tool> [TOOL] today."
+    holder = StreamHolder(parser, {"get_weather"}, parallel=True)
+    shown = "".join(holder.feed(1, ch) for ch in plain)
+    rest, calls, reason = holder.finish(1, "stop")
+    assert shown + rest == plain and calls == [] and reason == "stop"
 
 
 def test_llama3_json_several_calls_and_plain_answers() -> None:

@@ -27,6 +27,7 @@ from bosun.serving.responses import ChatCompletion, ChatCompletionChunk
 from bosun.serving.state import Choice, Server, ServerDep, now
 from bosun.serving.tools import (
     PARSERS,
+    StreamHolder,
     ToolCall,
     ToolMode,
     call_schema,
@@ -52,7 +53,11 @@ async def chat(
     run = await prepare(server, body, rid)
     info, prompt, requests = run.info, run.prompt, run.requests
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    if body.stream and run.mode == "none":
+    if body.stream and run.mode in ("none", "auto"):
+        holder = None
+        if run.mode == "auto":  # content streams; what may be a call is held, then parsed
+            names = {t.function.name for t in body.tools or []}
+            holder = StreamHolder(server.settings.tool_parser, names, body.parallel_tool_calls)
         return await stream(
             server,
             request,
@@ -62,10 +67,11 @@ async def chat(
             chat=True,
             include_usage=include_usage,
             prompt_tokens=len(prompt),
+            holder=holder,
         )
     choices = await collect(server, request, requests)
     answers = [answer_of(c, body, run.mode, server.settings.tool_parser) for c in choices]
-    if body.stream:  # with tools: the calls are known once the text is complete
+    if body.stream:  # a required call: known once its JSON is complete
         return _streamed(rid, info.name, answers, choices, len(prompt), include_usage)
     return {
         "id": rid,

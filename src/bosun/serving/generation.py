@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -31,6 +31,20 @@ __all__ = [
 ]
 
 GENERATION_ERRORS = errors(400, 401, 404, 408, 413, 429, 500, 503)
+
+
+class Holder(Protocol):
+    """Holds back streamed text that may turn out to be something else (a tool call)."""
+
+    def feed(self, index: int, delta: str) -> str:
+        """What of choice ``index``'s new text may be sent now."""
+        ...
+
+    def finish(
+        self, index: int, reason: str | None
+    ) -> tuple[str, list[dict[str, Any]], str | None]:
+        """At the end: content still to send, tool calls as deltas, the finish reason."""
+        ...
 
 
 def generated(model: type[BaseModel], chunk: type[BaseModel]) -> dict[str, Any]:
@@ -129,6 +143,7 @@ async def stream(
     prompt_tokens: int,
     echo: list[str] | None = None,
     n: int = 1,
+    holder: Holder | None = None,
 ) -> StreamingResponse:
     """Start the generations, wait for the first token (so that a full queue or a bad
     request is still an HTTP error), then stream Server-Sent Events."""
@@ -208,11 +223,20 @@ async def stream(
                 if event.logprobs:
                     c = Choice(i, logprobs=list(event.logprobs))
                     logprobs = chat_logprobs(c) if chat else completion_logprobs(c)
-                payload = {"content": event.text} if chat else {"text": event.text}
-                if event.text or event.finish_reason is None or logprobs:
+                text = event.text if holder is None else holder.feed(i, event.text)
+                payload = {"content": text} if chat else {"text": text}
+                if text or logprobs or (event.finish_reason is None and holder is None):
                     yield sse(chunk(i, payload, None, logprobs))
-                if event.finish_reason is not None:
-                    yield sse(chunk(i, {} if chat else {"text": ""}, event.finish_reason))
+                if event.finish_reason is None:
+                    continue
+                reason: str | None = event.finish_reason
+                if holder is not None:  # what was held, as content or as calls
+                    rest, calls, reason = holder.finish(i, reason)
+                    if rest:
+                        yield sse(chunk(i, {"content": rest}, None))
+                    if calls:
+                        yield sse(chunk(i, {"tool_calls": calls}, None))
+                yield sse(chunk(i, {} if chat else {"text": ""}, reason))
             if include_usage:
                 yield sse(
                     {

@@ -29,8 +29,10 @@ from bosun.serving.errors import APIError
 from bosun.serving.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
 
 __all__ = [
+    "HOLDS",
     "PARSERS",
     "TOOL_PROMPT",
+    "StreamHolder",
     "ToolCall",
     "ToolMode",
     "call_schema",
@@ -229,6 +231,70 @@ PARSERS: dict[str, Callable[[str, set[str]], tuple[str | None, list[ToolCall]]]]
     "llama3_json": parse_llama3_json,
     "mistral": parse_mistral,
 }
+
+
+def _hold_at(text: str, marker: str) -> int:
+    """How much of ``text`` can be shown: up to ``marker``, or up to a tail that may be
+    the start of it."""
+    at = text.find(marker)
+    if at >= 0:
+        return at
+    for k in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:k]):
+            return len(text) - k
+    return len(text)
+
+
+def _hold_llama3(text: str) -> int:
+    """A Llama 3 call is the whole answer: nothing is shown while it may be one."""
+    start = text.lstrip()
+    tag = "<|python_tag|>"
+    if not start or start.startswith(("{", tag)) or tag.startswith(start[: len(tag)]):
+        return 0
+    return len(text)
+
+
+# How much of a partial answer may already be streamed as content, per parser.
+HOLDS: dict[str, Callable[[str], int]] = {
+    "hermes": lambda text: _hold_at(text, "<tool_call>"),
+    "llama3_json": _hold_llama3,
+    "mistral": lambda text: _hold_at(text, "[TOOL_CALLS]"),
+}
+
+
+class StreamHolder:
+    """Streams content token by token under ``tool_choice: "auto"``, holding back what may
+    be the start of a call; at the end the whole answer is parsed, and its calls (or the
+    held text, when it was no call after all) are sent."""
+
+    def __init__(self, parser: str, names: set[str], parallel: bool) -> None:
+        self.parse, self.hold = PARSERS[parser], HOLDS[parser]
+        self.names, self.parallel = names, parallel
+        self.texts: dict[int, str] = {}
+        self.sent: dict[int, int] = {}
+
+    def feed(self, index: int, delta: str) -> str:
+        text = self.texts[index] = self.texts.get(index, "") + delta
+        sent = self.sent.get(index, 0)
+        safe = self.hold(text)
+        if safe <= sent:
+            return ""
+        self.sent[index] = safe
+        return text[sent:safe]
+
+    def finish(
+        self, index: int, reason: str | None
+    ) -> tuple[str, list[dict[str, Any]], str | None]:
+        """(content not yet sent, the calls as deltas, the finish reason)."""
+        text, sent = self.texts.get(index, ""), self.sent.get(index, 0)
+        content, calls = self.parse(text, self.names)
+        if not self.parallel:
+            calls = calls[:1]
+        if not calls:
+            return text[sent:], [], reason
+        shown, final = text[:sent], content or ""
+        rest = final[len(shown) :] if final.startswith(shown) else ""
+        return rest, [call.wire(k) for k, call in enumerate(calls)], "tool_calls"
 
 
 def prompt_messages(
