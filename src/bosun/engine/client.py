@@ -75,6 +75,7 @@ class SamplingParams:
     logprobs: int | None = None  # number of top alternatives to return, or None
     json_schema: dict[str, object] | None = None  # constrain output to this schema
     json_object: bool = False
+    schema_param: str = "response_format"  # the request field the schema came from
 
 
 @dataclass(frozen=True)

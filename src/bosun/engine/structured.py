@@ -30,13 +30,15 @@ class TokenizerGrammar:
         if params.json_schema is None and not params.json_object:
             return None
         schema = params.json_schema if params.json_schema is not None else {"type": "object"}
-        return JsonConstraint(self._tokenizer, schema)
+        return JsonConstraint(self._tokenizer, schema, params.schema_param)
 
 
 class JsonConstraint:
     """The allowed next tokens of one sequence, advanced token by token."""
 
-    def __init__(self, tokenizer: Any, schema: dict[str, Any]) -> None:
+    def __init__(
+        self, tokenizer: Any, schema: dict[str, Any], param: str = "response_format"
+    ) -> None:
         import llguidance
 
         try:
@@ -44,12 +46,11 @@ class JsonConstraint:
                 json.dumps(schema), defaults={"whitespace_flexible": False}
             )
         except (ValueError, TypeError) as exc:
-            raise InvalidRequestError(f"response_format: {exc}", "response_format") from None
+            raise InvalidRequestError(f"{param}: {exc}", param) from None
         self._matcher = llguidance.LLMatcher(tokenizer, grammar)
         if self._matcher.is_error():
             raise InvalidRequestError(
-                f"response_format: the JSON schema is not supported: {self._matcher.get_error()}",
-                "response_format",
+                f"{param}: the JSON schema is not supported: {self._matcher.get_error()}", param
             )
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:

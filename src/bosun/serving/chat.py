@@ -127,7 +127,7 @@ async def prepare(server: Server, body: ChatCompletionRequest, rid: str) -> Prep
     for i in range(body.n):
         params = sampling_params(body, max_tokens, i)
         if schema is not None:  # held to a valid call of the offered tools
-            params = replace(params, json_schema=schema, json_object=False)
+            params = replace(params, json_schema=schema, json_object=False, schema_param="tools")
         requests.append(GenerationRequest(f"{rid}-{i}", prompt, params, adapter_of(info)))
     return Prepared(info, mode, prompt, requests)
 
