@@ -246,14 +246,39 @@ def test_open_objects_are_closed_for_decoding_only_where_they_list_properties() 
         },
     }
     tool = {"type": "function", "function": {"name": "odd", "parameters": odd}}
-    args = call_schema(_request(tools=[tool], tool_choice="required"), None)["items"]
-    args = args["properties"]["arguments"]
+    schema = call_schema(_request(tools=[tool], tool_choice="required"), None)
+    assert schema["items"]["properties"]["arguments"] == {"$ref": "#/$defs/tool-odd"}
+    args = schema["$defs"]["tool-odd"]
     assert args["additionalProperties"] is False
     assert set(args["properties"]) == {"properties", "free"}
     assert args["properties"]["properties"]["additionalProperties"] is False
     assert args["properties"]["free"]["additionalProperties"] is True  # as it said
     jsonschema.validate({"properties": {"a": 1}, "free": {"x": 2}}, args)
     jsonschema.validate({"properties": {"a": 1}, "free": {"x": 2}}, odd)  # still valid there
+
+
+def test_a_schema_that_refers_to_itself_still_resolves_inside_the_call() -> None:
+    """A tool's ``$ref``s point into its own schema; wrapped in the call schema they are
+    rebased, so the call validates as the tool's schema says."""
+    tree = {
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {"v": {"type": "integer"}, "child": {"$ref": "#/$defs/node"}},
+                "required": ["v"],
+            }
+        },
+        "type": "object",
+        "properties": {"root": {"$ref": "#/$defs/node"}},
+        "required": ["root"],
+    }
+    tool = {"type": "function", "function": {"name": "tree", "parameters": tree}}
+    schema = call_schema(_request(tools=[tool, WEATHER], tool_choice="required"), None)
+    good = {"root": {"v": 1, "child": {"v": 2}}}
+    jsonschema.validate([{"name": "tree", "arguments": good}], schema)
+    jsonschema.validate(good, tree)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{"name": "tree", "arguments": {"root": {"child": {}}}}], schema)
 
 
 HISTORY: list[dict[str, Any]] = [
@@ -318,6 +343,18 @@ def test_history_renders_for_templates_with_and_without_tools() -> None:
             "not among the tools offered",
         ),
         ({"tool_choice": "required"}, "tool_choice", "needs at least one tool"),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "f", "parameters": {"type": "string"}},
+                    }
+                ]
+            },
+            "tools.function.parameters",
+            "an object schema",
+        ),
         ({"tools": [WEATHER, WEATHER]}, "tools", "a name of its own"),
         (
             {

@@ -92,6 +92,11 @@ class FunctionDefinition(_Wire):
     def _json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
             check_json_schema(value)
+            if value.get("type", "object") != "object":
+                raise ValueError(
+                    f"a function's parameters are an object schema (type: object), "
+                    f"not type: {value['type']!r}"
+                )
         return value
 
 

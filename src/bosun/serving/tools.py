@@ -89,27 +89,45 @@ def mode_of(body: ChatCompletionRequest) -> tuple[ToolMode, str | None]:
 
 def call_schema(body: ChatCompletionRequest, named: str | None) -> dict[str, Any]:
     """The JSON Schema the constrained output follows: one call (or with
-    ``parallel_tool_calls`` an array of calls) of the named tool, or of any tool offered."""
+    ``parallel_tool_calls`` an array of calls) of the named tool, or of any tool offered.
+    Each tool's schema sits whole under ``$defs``, its own references rewritten to point
+    there, so a schema that refers to itself (``#``, ``#/$defs/...``) still resolves."""
     calls = []
+    defs: dict[str, Any] = {}
     for tool in body.tools or []:
         fn = tool.function
         if named is not None and fn.name != named:
             continue
+        key = f"tool-{fn.name}"
+        defs[key] = _rebased(_closed(fn.parameters or {"type": "object", "properties": {}}), key)
         calls.append(
             {
                 "type": "object",
                 "properties": {
                     "name": {"const": fn.name},
-                    "arguments": _closed(fn.parameters or {"type": "object", "properties": {}}),
+                    "arguments": {"$ref": f"#/$defs/{key}"},
                 },
                 "required": ["name", "arguments"],
                 "additionalProperties": False,
             }
         )
-    one = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    one: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
     if body.parallel_tool_calls and named is None:
-        return {"type": "array", "items": one, "minItems": 1}
-    return one
+        one = {"type": "array", "items": one, "minItems": 1}
+    return {**one, "$defs": defs}
+
+
+def _rebased(schema: Any, key: str) -> Any:
+    """``schema`` with its local references (``#...``) pointing into ``$defs/key``."""
+    if isinstance(schema, list):
+        return [_rebased(s, key) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _rebased(v, key) for k, v in schema.items()}
+    ref = out.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#"):
+        out["$ref"] = f"#/$defs/{key}{ref[1:]}"
+    return out
 
 
 def _closed(schema: Any) -> Any:
