@@ -88,8 +88,12 @@ def test_streamed_events_in_the_documented_order(client: openai.OpenAI) -> None:
     assert "response.output_text.delta" in kinds and "response.output_text.done" in kinds
     assert kinds[-1] in ("response.completed", "response.incomplete")
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert deltas == ["The", " quick", " brown", " fox"]  # token by token, as generated
+    text = "".join(deltas)
     assert text == " ".join(TEXT[:4])
+    done = events[-1].response  # type: ignore[union-attr]
+    assert client.responses.retrieve(done.id).output_text == text  # stored, as streamed
     # The client's helper wants a completed response: a model that ends its answer.
     with running_server(FakeEngine(answer="Hello there.")) as url:
         ending = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)

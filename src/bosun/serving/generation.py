@@ -14,12 +14,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from bosun.engine.client import GenerationRequest, ModelInfo, TokenEvent
-from bosun.serving.errors import ClientGoneError
+from bosun.serving.errors import ClientGoneError, error_body
 from bosun.serving.responses import errors, events
 from bosun.serving.state import Choice, Server, now
 
 __all__ = [
     "GENERATION_ERRORS",
+    "Holder",
+    "LiveRun",
     "adapter_of",
     "chat_logprobs",
     "collect",
@@ -131,6 +133,58 @@ async def collect(
             task.cancel()
 
 
+class LiveRun:
+    """A request's choices generating in the background, their events read in arrival
+    order (``async for index, event``; ``None`` ends a choice). :meth:`start` waits for the
+    first event, so a request refused up front (a full queue, bad input) is still an HTTP
+    error rather than a stream that fails."""
+
+    def __init__(self, server: Server, requests: list[GenerationRequest]) -> None:
+        self.choices = [Choice(i) for i in range(len(requests))]
+        self._queue: asyncio.Queue[tuple[int, TokenEvent | None]] = asyncio.Queue()
+        self._tasks = [asyncio.create_task(self._one(server, i, r)) for i, r in enumerate(requests)]
+        self._pending: list[tuple[int, TokenEvent | None]] = []
+        self._ended = 0
+
+    @classmethod
+    async def start(cls, server: Server, requests: list[GenerationRequest]) -> LiveRun:
+        live = cls(server, requests)
+        first = await live._queue.get()
+        if first[1] is None and live.error(first[0]) is not None:
+            live.cancel()
+            raise live.error(first[0])  # type: ignore[misc]
+        live._pending.append(first)
+        return live
+
+    async def _one(self, server: Server, i: int, request: GenerationRequest) -> None:
+        async def push(event: TokenEvent) -> None:
+            await self._queue.put((i, event))
+
+        try:
+            await server.run(request, self.choices[i], push)
+        finally:
+            await self._queue.put((i, None))
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, TokenEvent | None]]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[tuple[int, TokenEvent | None]]:
+        while self._ended < len(self._tasks):
+            item = self._pending.pop() if self._pending else await self._queue.get()
+            if item[1] is None:
+                self._ended += 1
+            yield item
+
+    def error(self, i: int) -> BaseException | None:
+        """Why choice ``i`` ended, if it failed."""
+        task = self._tasks[i]
+        return task.exception() if task.done() and not task.cancelled() else None
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+
 async def stream(
     server: Server,
     request: Request,
@@ -149,24 +203,8 @@ async def stream(
     request is still an HTTP error), then stream Server-Sent Events."""
     created = now()
     kind = "chat.completion.chunk" if chat else "text_completion"
-    queue: asyncio.Queue[tuple[int, TokenEvent | None]] = asyncio.Queue()
-    choices = [Choice(i) for i in range(len(requests))]
-
-    async def one(i: int, r: GenerationRequest) -> None:
-        async def push(event: TokenEvent) -> None:
-            await queue.put((i, event))
-
-        try:
-            await server.run(r, choices[i], push)
-        finally:
-            await queue.put((i, None))
-
-    tasks = [asyncio.create_task(one(i, r)) for i, r in enumerate(requests)]
-    first = await queue.get()
-    if first[1] is None and tasks[first[0]].done() and tasks[first[0]].exception() is not None:
-        for t in tasks:
-            t.cancel()
-        raise tasks[first[0]].exception()  # type: ignore[misc]
+    live = await LiveRun.start(server, requests)
+    choices = live.choices
 
     def chunk(
         index: int,
@@ -188,29 +226,12 @@ async def stream(
 
     async def events() -> AsyncIterator[str]:
         started: set[int] = set()
-        done = 0
-        pending = [first]
         try:
-            while done < len(requests):
-                i, event = pending.pop() if pending else await queue.get()
-                if event is None:
-                    done += 1
-                    error = (
-                        tasks[i].exception()
-                        if tasks[i].done() and not tasks[i].cancelled()
-                        else None
-                    )
+            async for i, event in live:
+                if event is None:  # this choice ended; with an error, the stream does too
+                    error = live.error(i)
                     if error is not None:
-                        yield sse(
-                            {
-                                "error": {
-                                    "message": str(error),
-                                    "type": "server_error",
-                                    "param": None,
-                                    "code": None,
-                                }
-                            }
-                        )
+                        yield sse(error_body(str(error), "server_error"))
                         return
                     continue
                 if i not in started:
@@ -251,8 +272,7 @@ async def stream(
             yield sse("[DONE]")
         finally:
             # A client that goes away closes this generator: its generations are cancelled.
-            for t in tasks:
-                t.cancel()
+            live.cancel()
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

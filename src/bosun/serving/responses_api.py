@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from bosun.serving.chat import answer_of, prepare
+from bosun.serving.chat import Prepared, answer_of, prepare
 from bosun.serving.errors import APIError
-from bosun.serving.generation import collect, sse
+from bosun.serving.generation import LiveRun, collect, sse
 from bosun.serving.protocol import ChatCompletionRequest, ResponsesRequest
 from bosun.serving.responses import errors
-from bosun.serving.state import Choice, ServerDep, now
-from bosun.serving.tools import ToolCall
+from bosun.serving.state import Choice, Server, ServerDep, now
+from bosun.serving.tools import StreamHolder, ToolCall
 
 __all__ = ["router"]
 
@@ -67,6 +68,8 @@ async def create(body: ResponsesRequest, request: Request, server: ServerDep) ->
     chat = _as_chat(body, conversation)
     rid = f"resp_{uuid.uuid4().hex}"
     run = await prepare(server, chat, rid)
+    if body.stream and run.mode in ("none", "auto"):  # text as it comes
+        return await _live(server, body, chat, run, rid, conversation)
     (choice,) = await collect(server, request, run.requests)
     content, calls = answer_of(choice, chat, run.mode, server.settings.tool_parser)
     output = _output(content, calls)
@@ -261,51 +264,154 @@ def _response(
     }
 
 
+class _Events:
+    """Numbered Responses API events, as server-sent events."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def __call__(self, kind: str, **fields: Any) -> str:
+        event = {"type": kind, "sequence_number": self.sent, **fields}
+        self.sent += 1
+        return f"event: {kind}\n{sse(event)}"
+
+
+async def _live(
+    server: Server,
+    body: ResponsesRequest,
+    chat: ChatCompletionRequest,
+    run: Prepared,
+    rid: str,
+    conversation: list[dict[str, Any]],
+) -> StreamingResponse:
+    """Stream the text token by token (under ``"auto"``, holding what may be a call), then
+    the calls, then the completed response, which is stored as the others are."""
+    live = await LiveRun.start(server, run.requests)
+    names = {t.function.name for t in chat.tools or []}
+    parser = server.settings.tool_parser
+    holder = StreamHolder(parser, names, chat.parallel_tool_calls) if run.mode == "auto" else None
+    emit = _Events()
+    message_id = f"msg_{uuid.uuid4().hex}"
+    base = {"item_id": message_id, "output_index": 0, "content_index": 0}
+    start = _response(body, rid, run.info.name, [], live.choices[0], "in_progress")
+
+    async def events() -> AsyncIterator[str]:
+        shown = ""
+
+        def delta(text: str) -> list[str]:
+            """A piece of the message's text; the message opens with its first piece."""
+            lines = []
+            if not shown:
+                item: dict[str, Any] = {"type": "message", "id": message_id, "role": "assistant"}
+                item |= {"status": "in_progress", "content": []}
+                part = {"type": "output_text", "text": "", "annotations": []}
+                lines.append(emit("response.output_item.added", output_index=0, item=item))
+                lines.append(emit("response.content_part.added", **base, part=part))
+            lines.append(emit("response.output_text.delta", **base, delta=text, logprobs=[]))
+            return lines
+
+        try:
+            yield emit("response.created", response={**start, "usage": None})
+            yield emit("response.in_progress", response={**start, "usage": None})
+            async for _, event in live:
+                if event is None:
+                    error = live.error(0)
+                    if error is not None:
+                        yield emit("error", code="server_error", message=str(error), param=None)
+                        return
+                    continue
+                text = event.text if holder is None else holder.feed(0, event.text)
+                if text:
+                    for line in delta(text):
+                        yield line
+                    shown += text
+            choice = live.choices[0]
+            calls: list[ToolCall] = []
+            if holder is not None:  # what was held: calls, or text after all
+                rest, _, _ = holder.finish(0, choice.finish_reason)
+                _, calls = answer_of(choice, chat, run.mode, parser)
+                if rest and not calls:
+                    for line in delta(rest):
+                        yield line
+                    shown += rest
+            output = _output(shown or None, calls)
+            if shown:
+                output[0]["id"] = message_id
+                part = output[0]["content"][0]
+                yield emit("response.output_text.done", **base, text=shown, logprobs=[])
+                yield emit("response.content_part.done", **base, part=part)
+                yield emit("response.output_item.done", output_index=0, item=output[0])
+            for index, item in enumerate(output):
+                if item["type"] == "function_call":
+                    for line in _call_events(emit, index, item):
+                        yield line
+            response = _response(body, rid, run.info.name, output, choice, "completed")
+            if body.store:
+                server.responses.put(response, [*conversation, *_as_messages(shown or None, calls)])
+            done = (
+                "response.completed" if response["status"] == "completed" else "response.incomplete"
+            )
+            yield emit(done, response=response)
+        finally:
+            live.cancel()
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _call_events(emit: _Events, index: int, item: dict[str, Any]) -> list[str]:
+    base = {"item_id": item["id"], "output_index": index}
+    return [
+        emit(
+            "response.output_item.added",
+            output_index=index,
+            item={**item, "status": "in_progress", "arguments": ""},
+        ),
+        emit("response.function_call_arguments.delta", **base, delta=item["arguments"]),
+        emit(
+            "response.function_call_arguments.done",
+            **base,
+            name=item["name"],
+            arguments=item["arguments"],
+        ),
+        emit("response.output_item.done", output_index=index, item=item),
+    ]
+
+
 def _streamed(response: dict[str, Any]) -> StreamingResponse:
-    """The documented event sequence for a complete response: created, in progress, each
-    output item (its text or arguments whole, as one delta), completed."""
-    events: list[dict[str, Any]] = []
-
-    def emit(kind: str, **fields: Any) -> None:
-        events.append({"type": kind, "sequence_number": len(events), **fields})
-
+    """The documented event sequence for a response known whole (a required call): created,
+    in progress, each output item, completed."""
+    emit = _Events()
     started = {**response, "status": "in_progress", "output": [], "usage": None}
-    emit("response.created", response=started)
-    emit("response.in_progress", response=started)
+    lines = [emit("response.created", response=started)]
+    lines.append(emit("response.in_progress", response=started))
     for index, item in enumerate(response["output"]):
         if item["type"] == "message":
             part = item["content"][0]
-            emit(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "status": "in_progress", "content": []},
+            lines.append(
+                emit(
+                    "response.output_item.added",
+                    output_index=index,
+                    item={**item, "status": "in_progress", "content": []},
+                )
             )
             base = {"item_id": item["id"], "output_index": index, "content_index": 0}
-            emit("response.content_part.added", **base, part={**part, "text": ""})
-            emit("response.output_text.delta", **base, delta=part["text"], logprobs=[])
-            emit("response.output_text.done", **base, text=part["text"], logprobs=[])
-            emit("response.content_part.done", **base, part=part)
+            lines.append(emit("response.content_part.added", **base, part={**part, "text": ""}))
+            lines.append(
+                emit("response.output_text.delta", **base, delta=part["text"], logprobs=[])
+            )
+            lines.append(emit("response.output_text.done", **base, text=part["text"], logprobs=[]))
+            lines.append(emit("response.content_part.done", **base, part=part))
+            lines.append(emit("response.output_item.done", output_index=index, item=item))
         else:
-            emit(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "status": "in_progress", "arguments": ""},
-            )
-            base = {"item_id": item["id"], "output_index": index}
-            emit("response.function_call_arguments.delta", **base, delta=item["arguments"])
-            emit(
-                "response.function_call_arguments.done",
-                **base,
-                name=item["name"],
-                arguments=item["arguments"],
-            )
-        emit("response.output_item.done", output_index=index, item=item)
+            lines += _call_events(emit, index, item)
     final = "response.completed" if response["status"] == "completed" else "response.incomplete"
-    emit(final, response=response)
+    lines.append(emit(final, response=response))
 
-    async def send() -> Any:
-        for event in events:
-            yield f"event: {event['type']}\n{sse(event)}"
+    async def send() -> AsyncIterator[str]:
+        for line in lines:
+            yield line
 
     return StreamingResponse(
         send(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
