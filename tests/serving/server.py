@@ -1,8 +1,11 @@
-"""A real uvicorn server on a loopback port, in a thread, for the official openai client."""
+"""A real uvicorn server on a loopback port, in a thread, for the official openai client;
+and a real `bosun serve` process."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -62,3 +65,38 @@ def running_server(
     finally:
         server.should_exit = True
         thread.join(timeout=60)
+
+
+@contextmanager
+def serve_process(model: str, *args: str, ready_timeout: float = 300) -> Iterator[str]:
+    """A real `bosun serve` process, as a user starts it; yields its /v1 base URL once
+    /health is ready, and stops it after."""
+    port = free_port()
+    command = [sys.executable, "-m", "bosun.cli.main", "serve", "--model", model]
+    command += ["--port", str(port), "--log-level", "warning", *args]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if server.poll() is not None:
+                err = server.stderr.read().decode() if server.stderr else ""
+                raise RuntimeError(f"bosun serve exited: {err}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("bosun serve did not become ready")
+            time.sleep(0.3)
+        yield f"{url}/v1"
+    finally:
+        server.terminate()
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if server.stderr is not None:
+            server.stderr.close()

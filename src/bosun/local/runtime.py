@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from bosun.api import BosunError, Workspace
@@ -150,11 +151,14 @@ def serve_model(ws: Workspace, plan: Plan) -> str:
     return plan.model if workload is not None and workload.preset else plan.model_ref
 
 
-def serve_command(ws: Workspace, plan: Plan, port: int) -> list[str]:
+def serve_command(ws: Workspace, plan: Plan, port: int, responses: Path | None = None) -> list[str]:
     """The `bosun serve` command line that runs ``plan`` on this machine. Context and
-    concurrency are the plan's, which sized the KV cache for exactly them."""
+    concurrency are the plan's, which sized the KV cache for exactly them. ``responses``:
+    where the Responses API keeps stored responses (beside the local state)."""
     command = [sys.executable, "-m", "bosun.cli.main", "serve", "--model", serve_model(ws, plan)]
     command += ["--served-model-name", plan.model, "--port", str(port)]
+    if responses is not None:
+        command += ["--responses-store", str(responses)]
     command += ["--max-model-len", str(plan.max_model_len)]
     command += ["--max-concurrency", str(max(plan.concurrency, 1))]
     command += ["--quantization", plan.quantization]  # what the plan sized the memory for
@@ -298,7 +302,11 @@ def reserve(
             model=plan.model,
             file=file,
             port=chosen,
-            command=tune_command(store, ws, plan, name) if job else serve_command(ws, plan, chosen),
+            command=(
+                tune_command(store, ws, plan, name)
+                if job
+                else serve_command(ws, plan, chosen, store.root / "responses" / f"{name}.db")
+            ),
             kind="job" if job else "server",
             devices=devices,
             env=env,
