@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_name  # benchmarks/machine.py
 
 from bosun.engine import offline
 from bosun.engine.blocks import BlockManager
@@ -33,13 +33,6 @@ QUESTIONS = [
     "Write one sentence about the sea.",
     "What is two plus two?",
 ]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> int:

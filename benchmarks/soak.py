@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import signal
 import socket
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from machine import cpu_name  # benchmarks/machine.py
 
 MODEL = "smollm2-135m-instruct"
 QUESTIONS = [
@@ -51,13 +51,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 async def good_client(url: str, stop: float, latencies: list[float], failures: Counter[str]) -> int:

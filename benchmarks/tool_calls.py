@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import openai
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_name  # noqa: E402 - benchmarks/machine.py
 from tests.serving.server import running_server  # noqa: E402
 
 from bosun.engine.engine import BosunEngine, EngineOptions  # noqa: E402
@@ -176,13 +176,6 @@ def _schemas() -> list[tuple[str, dict[str, Any]]]:
             ),
         ]
     return out
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> int:
