@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed-dev
 EXAMPLE ?= examples/01-cpu-smollm2.yaml
+TEMPLATES := .cache/chat-templates
 
 .PHONY: run test lint typecheck layers unit bench clean lock test-latest mutation
 
@@ -68,8 +69,19 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) $(TEMPLATES)/.fetched
 	$(BIN)/pytest
+
+# Real models' chat templates (constraints/templates.lock), for the tests that render
+# conversations with tool calls through each preset family's template.
+$(TEMPLATES)/.fetched: constraints/templates.lock | $(BIN)/python
+	rm -rf $(TEMPLATES) && mkdir -p $(TEMPLATES)/sdist
+	$(PIP) download --quiet --no-deps --no-binary :all: --require-hashes \
+	  -r constraints/templates.lock -d $(TEMPLATES)/sdist
+	tar -xzf $(TEMPLATES)/sdist/*.tar.gz -C $(TEMPLATES) --strip-components=5 \
+	  --wildcards '*/vendor/llama.cpp/models/templates/*.jinja'
+	rm -rf $(TEMPLATES)/sdist
+	touch $@
 
 test: lint typecheck layers unit
 
@@ -80,4 +92,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tuning_bench.py --json benchmarks/results/tuning.json
 
 clean:
-	rm -rf $(VENV) $(LATEST) mutants .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) mutants .cache .pytest_cache .mypy_cache .ruff_cache

@@ -30,9 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests.serving.server import running_server  # noqa: E402
 
+from bosun.engine.client import TemplateAbilities  # noqa: E402
 from bosun.engine.engine import BosunEngine, EngineOptions  # noqa: E402
+from bosun.serving.conversation import prompt_messages  # noqa: E402
 from bosun.serving.protocol import ChatCompletionRequest  # noqa: E402
-from bosun.serving.tools import prompt_messages  # noqa: E402
 
 PRESET = "smollm2-135m-instruct"
 WEATHER = {
@@ -98,7 +99,7 @@ def chat(question: str, answer: str) -> dict[str, Any]:
     body = ChatCompletionRequest.model_validate(
         {"model": PRESET, "messages": [{"role": "user", "content": question}], "tools": [WEATHER]}
     )
-    messages, _ = prompt_messages(body, "auto", template_has_tools=False)
+    messages, _ = prompt_messages(body, "auto", TemplateAbilities())
     return {"messages": [*messages, {"role": "assistant", "content": answer}]}
 
 

@@ -25,7 +25,6 @@ from bosun.serving.tools import (
     parse_hermes,
     parse_llama3_json,
     parse_mistral,
-    prompt_messages,
 )
 from tests.serving.server import running_server, serve_process
 
@@ -279,49 +278,6 @@ def test_a_schema_that_refers_to_itself_still_resolves_inside_the_call() -> None
     jsonschema.validate(good, tree)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate([{"name": "tree", "arguments": {"root": {"child": {}}}}], schema)
-
-
-HISTORY: list[dict[str, Any]] = [
-    {"role": "system", "content": "You are terse."},
-    *ASK,
-    {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "call_1",
-                "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-            }
-        ],
-    },
-    {"role": "tool", "tool_call_id": "call_1", "content": '{"celsius": 21}'},
-]
-
-
-def test_history_renders_for_templates_with_and_without_tools() -> None:
-    body = _request(messages=HISTORY, tools=[WEATHER])
-    plain, tools = prompt_messages(body, "auto", template_has_tools=False)
-    assert tools is None  # shown in the system prompt instead
-    assert plain[0]["role"] == "system" and plain[0]["content"].startswith("You are terse.")
-    assert '"name": "get_weather"' in plain[0]["content"] and "<tool_call>" in plain[0]["content"]
-    assert plain[2] == {
-        "role": "assistant",
-        "content": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
-    }
-    assert plain[3] == {
-        "role": "user",
-        "content": '<tool_response>\n{"celsius": 21}\n</tool_response>',
-    }
-    aware, tools = prompt_messages(body, "auto", template_has_tools=True)
-    assert tools is not None and tools[0]["function"]["name"] == "get_weather"
-    assert aware[2]["tool_calls"][0]["function"] == {
-        "name": "get_weather",
-        "arguments": {"city": "Paris"},
-    }
-    assert aware[3] == {"role": "tool", "content": '{"celsius": 21}', "tool_call_id": "call_1"}
-    hidden, tools = prompt_messages(_request(messages=ASK, tools=[WEATHER]), "none", False)
-    assert tools is None and hidden == ASK
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ __all__ = [
     "InvalidRequestError",
     "ModelInfo",
     "SamplingParams",
+    "TemplateAbilities",
     "TokenEvent",
     "UnknownAdapterError",
 ]
@@ -100,6 +101,19 @@ class TokenEvent:
 
 
 @dataclass(frozen=True)
+class TemplateAbilities:
+    """What the model's chat template renders (:func:`bosun.engine.chat_template.probe`)."""
+
+    tools: bool = False  # the tool definitions it is given (``tools=``)
+    tool_calls: bool = False  # an assistant message's calls and the tool results
+    parallel_calls: bool = False  # ... also two calls in one assistant message
+    system: bool = True  # a system message (Gemma 2's refuses one)
+    # ... also when the conversation ends with a tool result, not a user message (Mistral's
+    # template shows it only in a last user message)
+    system_mid_conversation: bool = True
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str
     max_model_len: int
@@ -108,7 +122,7 @@ class ModelInfo:
     parent: str | None = None
     embeddings: bool = False
     vocab_size: int | None = None  # token ids a prompt may hold: 0 to vocab_size - 1
-    tool_template: bool = False  # its chat template renders tools (``tools=``) itself
+    template: TemplateAbilities = TemplateAbilities()
 
 
 @dataclass

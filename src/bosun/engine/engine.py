@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from bosun.engine.blocks import BlockManager
+from bosun.engine.chat_template import probe, render
 from bosun.engine.client import (
     EngineError,
     EngineOverloadedError,
@@ -157,7 +158,7 @@ class BosunEngine:
                     base.created,
                     parent=base.name,
                     vocab_size=base.vocab_size,
-                    tool_template=base.tool_template,
+                    template=base.template,
                 )
                 for a in self._adapters.values()
             ),
@@ -306,14 +307,13 @@ class BosunEngine:
         self._eos = set(eos if isinstance(eos, list) else [eos]) - {None}
         name = options.served_name or local.name
         vocab = local.config.get("vocab_size")
-        template = getattr(self._tokenizer, "chat_template", None) or ""
         self._info = [
             ModelInfo(
                 name,
                 runner.max_len,
                 int(time.time()),
                 vocab_size=vocab and int(vocab),
-                tool_template="tools" in template,  # Jinja that reads the tools it is given
+                template=probe(self._render),
             )
         ]
         self._runner = runner
@@ -345,12 +345,10 @@ class BosunEngine:
     def apply_chat_template(
         self, messages: list[dict[str, object]], tools: list[dict[str, object]] | None = None
     ) -> list[int]:
-        ids = self._tokenizer.apply_chat_template(
-            messages, tools=tools, add_generation_prompt=True, tokenize=True
-        )
-        if hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return list(ids)
+        return self.tokenize(self._render(messages, tools))
+
+    def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+        return render(self._tokenizer, messages, tools)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         raise InvalidRequestError(

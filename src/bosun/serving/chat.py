@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from bosun.engine.client import GenerationRequest, ModelInfo
+from bosun.serving.conversation import prompt_messages
 from bosun.serving.errors import APIError
 from bosun.serving.generation import (
     GENERATION_ERRORS,
@@ -33,7 +34,6 @@ from bosun.serving.tools import (
     call_schema,
     mode_of,
     parse_constrained,
-    prompt_messages,
 )
 
 __all__ = ["Prepared", "answer_of", "prepare", "router"]
@@ -118,7 +118,7 @@ async def prepare(server: Server, body: ChatCompletionRequest, rid: str) -> Prep
             "response_format: a JSON format and a required tool call cannot both shape the answer",
             param="response_format",
         )
-    messages, tools = prompt_messages(body, mode, info.tool_template)
+    messages, tools = prompt_messages(body, mode, info.template)
     prompt = await server.chat_prompt(messages, tools)
     server.check_prompt(info, prompt, "messages")
     max_tokens = server.budget(info, len(prompt), body.requested_max_tokens, "messages")

@@ -11,9 +11,8 @@ and how its output becomes ``tool_calls``.
   by its family's parser (:data:`PARSERS`). Text that only looks like a call but does not
   parse stays content: nothing is lost.
 
-A chat template that renders tools itself gets them (``tools=``); one that has no tool
-section (SmolLM2's) gets them in the system prompt in Hermes' format (:data:`TOOL_PROMPT`),
-and earlier calls and results as text in that format, so small models can call tools too.
+What the model is shown (the tools, earlier calls and their results) depends on its chat
+template: :mod:`bosun.serving.conversation`.
 """
 
 from __future__ import annotations
@@ -25,13 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bosun.serving.errors import APIError
-from bosun.serving.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
+from bosun.serving.protocol import ChatCompletionRequest, NamedToolChoice
 
 __all__ = [
     "HOLDS",
     "PARSERS",
-    "TOOL_PROMPT",
     "StreamHolder",
     "ToolCall",
     "ToolMode",
@@ -41,20 +38,9 @@ __all__ = [
     "parse_hermes",
     "parse_llama3_json",
     "parse_mistral",
-    "prompt_messages",
 ]
 
 ToolMode = Literal["none", "auto", "required", "named"]
-
-TOOL_PROMPT = """You may call functions to answer. The functions, as JSON schemas:
-<tools>
-{tools}
-</tools>
-To call one, answer with its name and arguments as JSON inside tags, one call per tag:
-<tool_call>
-{{"name": "<function name>", "arguments": {{<arguments>}}}}
-</tool_call>
-A function's result comes back inside <tool_response></tool_response>."""
 
 
 @dataclass(frozen=True)
@@ -313,93 +299,3 @@ class StreamHolder:
         shown, final = text[:sent], content or ""
         rest = final[len(shown) :] if final.startswith(shown) else ""
         return rest, [call.wire(k) for k, call in enumerate(calls)], "tool_calls"
-
-
-def prompt_messages(
-    body: ChatCompletionRequest, mode: ToolMode, template_has_tools: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """The messages for the chat template and the ``tools`` argument it gets. Checks that
-    every ``tool`` message answers a call made earlier in the conversation."""
-    called: set[str] = set()
-    messages: list[dict[str, Any]] = []
-    shown = mode != "none" and body.tools
-    for i, m in enumerate(body.messages):
-        try:
-            text = m.text()
-        except ValueError as exc:
-            raise APIError(400, f"messages[{i}].content: {exc}", param="messages") from None
-        if m.role == "tool" and (not m.tool_call_id or m.tool_call_id not in called):
-            raise APIError(
-                400,
-                f"messages[{i}].tool_call_id: {m.tool_call_id!r} answers no tool call made "
-                "by an earlier assistant message",
-                param="messages",
-            )
-        calls = _history_calls(m, i)
-        called |= {c["id"] for c in calls if c.get("id")}
-        messages.append(_rendered(m, text, calls, template_has_tools))
-    tools = [t.model_dump(exclude_none=True) for t in body.tools or []] if shown else None
-    if tools and not template_has_tools:
-        listed = "\n".join(json.dumps(t["function"]) for t in tools)
-        prompt = TOOL_PROMPT.format(tools=listed)
-        if messages and messages[0]["role"] in ("system", "developer"):
-            messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{prompt}"}
-        else:
-            messages.insert(0, {"role": "system", "content": prompt})
-        tools = None
-    return messages, tools
-
-
-def _history_calls(m: ChatMessage, i: int) -> list[dict[str, Any]]:
-    """An assistant message's earlier calls, checked: each has a function name and JSON
-    arguments."""
-    calls = []
-    for j, call in enumerate(m.tool_calls or []):
-        fn = call.get("function") if isinstance(call, dict) else None
-        name = fn.get("name") if isinstance(fn, dict) else None
-        raw = fn.get("arguments", "{}") if isinstance(fn, dict) else None
-        try:
-            arguments = json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            arguments = None
-        if not isinstance(name, str) or not isinstance(arguments, dict):
-            raise APIError(
-                400,
-                f"messages[{i}].tool_calls[{j}]: a call needs function.name and "
-                "function.arguments (a JSON object, as text)",
-                param="messages",
-            )
-        calls.append({"id": call.get("id"), "name": name, "arguments": arguments})
-    return calls
-
-
-def _rendered(
-    m: ChatMessage, text: str, calls: list[dict[str, Any]], template_has_tools: bool
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": text}
-    if m.name:
-        out["name"] = m.name
-    if template_has_tools:  # Hugging Face's message shape for tool-aware templates
-        if calls:
-            out["tool_calls"] = [
-                {
-                    "id": c["id"],
-                    "type": "function",
-                    "function": {k: c[k] for k in ("name", "arguments")},
-                }
-                for c in calls
-            ]
-        if m.role == "tool":
-            out["tool_call_id"] = m.tool_call_id
-        return out
-    if calls:  # the template knows only text: calls and results as Hermes' tags
-        tags = "\n".join(
-            "<tool_call>\n"
-            + json.dumps({"name": c["name"], "arguments": c["arguments"]})
-            + "\n</tool_call>"
-            for c in calls
-        )
-        out["content"] = f"{text}\n{tags}".strip()
-    if m.role == "tool":
-        out = {"role": "user", "content": f"<tool_response>\n{text}\n</tool_response>"}
-    return out
