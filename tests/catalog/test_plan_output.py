@@ -69,8 +69,9 @@ def test_plan_json_names_every_field() -> None:
         "reason": plan.reason,
         "warnings": [],
     }
-    # The figures themselves, of 16 H100s: 2 GiB of overhead with NCCL and CUDA graphs.
-    assert (m.overhead_bytes, m.device_capacity_bytes) == (2 * GIB, plan.accelerator.memory_bytes)
+    # The figures themselves, of 16 H100s: the CUDA context, NCCL and CUDA graphs.
+    overhead = 2 * int(1.8 * GIB) + GIB // 2
+    assert (m.overhead_bytes, m.device_capacity_bytes) == (overhead, plan.accelerator.memory_bytes)
     assert m.kv_bytes_per_token == 2 * 126 * 8 * 128 * 2
     assert len({m.weights_bytes, m.kv_cache_bytes, m.activation_bytes, m.per_device_bytes}) == 4
 
@@ -104,7 +105,7 @@ def test_a_cpu_plan_summarises_its_memory() -> None:
 
 def test_fit_reasons() -> None:
     memory = rules.Memory(0, 0, 0, 0, 0, 0, 9 * GIB, 0, 1234)
-    est = rules.Estimate(GIB, 0, 0, GIB // 2, 0)
+    est = rules.Estimate(GIB, 0, 0, GIB // 2, 0, 0, 0)
     assert rules.fit_reason(inputs(), est, 2, 2, memory) == (
         "fits on 4 x toy-gpu (tensor parallel 2, 2 pipeline stages): 1.50 GiB of 9.00 GiB "
         "usable per device for 1000-token context; room for 1234 KV tokens"
@@ -166,16 +167,16 @@ SMALL = replace(GPU, memory_bytes=2 * GIB)  # 1.80 GiB usable
     ],
 )
 def test_shortfall_reasons(x: rules.Inputs, sharers: int, expected: str) -> None:
-    est = rules.Estimate(2 * GIB, 0, GIB // 4, GIB // 4, 1)
+    est = rules.Estimate(2 * GIB, 0, GIB // 4, GIB // 4, 1, 0, 0)
     assert rules.shortfall_reason(x, est, 1, sharers, int(1.8 * GIB)) == expected
 
 
 def test_a_shortfall_suggests_a_max_model_len_of_at_least_256() -> None:
     usable = 2 * GIB * 0.9
-    tight = rules.Estimate(usable - 255 * 1000, 0, 0, 0, 1000)  # room for 255 tokens
+    tight = rules.Estimate(usable - 255 * 1000, 0, 0, 0, 1000, 0, 0)  # room for 255 tokens
     reason = rules.shortfall_reason(inputs(profile=SMALL), tight, 1, 1, int(usable))
     assert "maxModelLen" not in reason
-    enough = rules.Estimate(usable - 256 * 1000, 0, 0, 0, 1000)
+    enough = rules.Estimate(usable - 256 * 1000, 0, 0, 0, 1000, 0, 0)
     reason = rules.shortfall_reason(inputs(profile=SMALL), enough, 1, 1, int(usable))
     assert reason.startswith("toy needs ")
     assert reason.endswith("; maxModelLen 256 would fit; it would fit on 1 x nvidia-t4-16gb")

@@ -34,9 +34,39 @@ def test_8b_fits_one_h100_with_a_long_context() -> None:
     assert plan.fits
     assert (plan.devices_per_replica, plan.tensor_parallel_size) == (1, 1)
     assert plan.runtime == "vllm"
-    # 8,030,261,248 bf16 weights; 131072 tokens x 128 KiB of KV cache.
-    assert plan.memory.weights_bytes == pytest.approx(8_030_261_248 * 2, rel=0.001)
+    # 8,030,261,248 bf16 weights, 2% larger once loaded; 131072 tokens x 128 KiB of KV cache.
+    assert plan.memory.weights_bytes == pytest.approx(8_030_261_248 * 2 * 1.02, rel=0.001)
     assert plan.memory.kv_cache_bytes == 131072 * 128 * 1024
+
+
+def test_coder_32b_needs_two_a100s_at_its_full_context() -> None:
+    """61 GiB of checkpoint, 2% more once loaded, 8 GiB of KV cache at 32768 tokens and vLLM's
+    own memory: over the 72 GiB usable on one A100-80GB (vLLM would refuse to start). One
+    GPU per node: two pipeline stages on two nodes; asked for one GPU: does not fit, and
+    says which context would."""
+    ws = inference("qwen2.5-coder-32b-instruct")
+    spread = plan_for(None, resource={"instanceType": "Standard_NC24ads_A100_v4"}, **ws)
+    assert spread.fits and (spread.pipeline_parallel_size, spread.nodes_to_provision) == (2, 2)
+    alone = plan_for(
+        None,
+        resource={"instanceType": "Standard_NC24ads_A100_v4", "accelerator": {"count": 1}},
+        **ws,
+    )
+    assert not alone.fits and alone.memory.per_device_bytes > alone.memory.usable_bytes
+    assert "maxModelLen" in alone.reason
+    two = plan_for(None, resource={"instanceType": "Standard_NC48ads_A100_v4"}, **ws)
+    assert two.fits and two.tensor_parallel_size == 2
+
+
+def test_pipeline_weights_add_up_to_the_model_not_a_vocab_matrix_per_stage() -> None:
+    """Llama-3.3-70B on single 24 GB GPUs: 70,553,706,496 bf16 weights (untied), 2% larger
+    once loaded, whatever the number of stages; each stage holds its layers, only the first
+    the embedding and only the last the head."""
+    for context in (2048, 32768):
+        ws = inference("llama-3.3-70b-instruct", maxModelLen=context)
+        plan = plan_for(None, resource={"instanceType": "g5.xlarge"}, **ws)
+        assert plan.fits and plan.pipeline_parallel_size > 1
+        assert plan.memory.weights_bytes == pytest.approx(70_553_706_496 * 2 * 1.02, rel=1e-6)
 
 
 def test_8b_on_an_l4_fits_with_a_short_context_only() -> None:

@@ -107,21 +107,22 @@ def test_weight_element_bytes(
 @pytest.mark.parametrize(
     ("x", "tp", "pp", "expected", "why"),
     [
-        (inputs(), 1, 1, 1_056_000, "400,000 layer weights and 128,000 vocab, x 2 bytes"),
-        (inputs(), 2, 1, 528_000, "tensor parallel halves everything"),
-        (inputs(), 1, 2, 528_000, "a stage: 2 layers and one vocab matrix"),
-        (inputs(), 1, 3, 528_000, "3 stages of 4 layers: the busiest holds ceil(4/3) = 2"),
-        (inputs(), 1, 4, 328_000, "one layer and one vocab matrix"),
-        (inputs(dtype="float32"), 1, 1, 2_112_000, "float32: twice bfloat16"),
+        (inputs(), 1, 1, 1_056_000 * 1.02, "400,000 layer weights and 128,000 vocab, x 2 bytes"),
+        (inputs(profile=cpu_profile(0)), 1, 1, 1_056_000, "vLLM on CPUs: no load growth"),
+        (inputs(), 2, 1, 528_000 * 1.02, "tensor parallel halves everything"),
+        (inputs(), 1, 2, 528_000 * 1.02, "a stage: 2 layers and one vocab matrix"),
+        (inputs(), 1, 3, 400_000 * 1.02, "stages of 1, 2, 1 layers: the middle one, no vocab"),
+        (inputs(), 1, 4, 328_000 * 1.02, "one layer and one vocab matrix"),
+        (inputs(dtype="float32"), 1, 1, 2_112_000 * 1.02, "float32: twice bfloat16"),
         (
             inputs(quantization=Quantization.GPTQ),
             1,
             1,
-            468_500,
+            468_500 * 1.02,
             "gptq layers at 0.53125 bytes; embeddings stay 16-bit",
         ),
-        (inputs(quantization=Quantization.BNB_4BIT), 1, 1, 481_000, "nf4 layers at 0.5625"),
-        (inputs(quantization=Quantization.FP8), 1, 1, 656_000, "fp8 layers at one byte"),
+        (inputs(quantization=Quantization.BNB_4BIT), 1, 1, 481_000 * 1.02, "nf4 at 0.5625"),
+        (inputs(quantization=Quantization.FP8), 1, 1, 656_000 * 1.02, "fp8 layers at one byte"),
         (
             inputs(TIED, runtime="bosun", dtype="float32", quantization=Quantization.INT8),
             1,
@@ -133,7 +134,7 @@ def test_weight_element_bytes(
             inputs(TIED, dtype="float32", quantization=Quantization.INT8),
             1,
             1,
-            656_000,
+            656_000 * 1.02,
             "vllm's int8 has no separate head copy",
         ),
         (
@@ -143,10 +144,39 @@ def test_weight_element_bytes(
             912_000,
             "an untied head is already among the 16-bit (here float32) embeddings",
         ),
+        (inputs(TIED), 1, 1, 928_000 * 1.02, "tied: one vocab matrix on one stage"),
+        (inputs(TIED), 1, 2, 528_000 * 1.02, "tied on two stages: the last holds a head copy"),
     ],
 )
 def test_weights_rule(x: rules.Inputs, tp: int, pp: int, expected: float, why: str) -> None:
     assert rules.weights_rule(x, tp, pp) == pytest.approx(expected), why
+
+
+@pytest.mark.parametrize(
+    ("layers", "pp", "expected"),
+    [
+        # vLLM's own cases for get_pp_indices (tests/distributed/test_pipeline_partition.py)
+        (2, 2, [1, 1]),
+        (3, 2, [2, 1]),
+        (3, 3, [1, 1, 1]),
+        (4, 3, [1, 2, 1]),
+        (5, 3, [2, 2, 1]),
+        # Llama-3.3-70B over 9 and 10 stages
+        (80, 9, [9, 9, 9, 9, 9, 9, 9, 9, 8]),
+        (80, 10, [8] * 10),
+    ],
+)
+def test_pipeline_stages_rule(layers: int, pp: int, expected: list[int]) -> None:
+    assert rules.pipeline_stages_rule(layers, pp) == expected
+
+
+def test_stage_weights_add_up_to_the_model_and_its_head_copies() -> None:
+    """The plan's weights are the stages' sum: the checkpoint (x 1.02) plus, on a pipeline,
+    the head a tied model copies to its last stage; never a vocab matrix per stage."""
+    x = inputs(TIED)
+    assert sum(rules.stage_weights_rule(x, 1)) == pytest.approx(928_000 * 1.02)
+    assert sum(rules.stage_weights_rule(x, 4)) == pytest.approx((928_000 + 128_000) * 1.02)
+    assert sum(rules.stage_weights_rule(inputs(), 4)) == pytest.approx(1_056_000 * 1.02)
 
 
 @pytest.mark.parametrize(
@@ -226,10 +256,10 @@ def test_tuning_activations_rule(x: rules.Inputs, expected: float, why: str) -> 
     ("x", "ranks", "expected", "why"),
     [
         (inputs(profile=cpu_profile(0), cuda_graphs=False), 1, GIB, "Python, torch, server"),
-        (inputs(cuda_graphs=False), 1, GIB, "the CUDA context alone"),
-        (inputs(), 1, 1.5 * GIB, "and 0.5 GiB of CUDA graphs"),
-        (inputs(), 2, 2 * GIB, "and 0.5 GiB of NCCL buffers between ranks"),
-        (inputs(cuda_graphs=False), 8, 1.5 * GIB, "NCCL without graphs"),
+        (inputs(cuda_graphs=False), 1, int(1.8 * GIB), "vLLM's non-torch memory at tp 1"),
+        (inputs(), 1, int(1.8 * GIB) + GIB // 2, "and 0.5 GiB of CUDA graphs"),
+        (inputs(), 2, 2 * int(1.8 * GIB) + GIB // 2, "and 1.8 GiB of NCCL between ranks"),
+        (inputs(cuda_graphs=False), 8, 2 * int(1.8 * GIB), "NCCL without graphs"),
     ],
 )
 def test_overhead_rule(x: rules.Inputs, ranks: int, expected: float, why: str) -> None:
@@ -240,7 +270,10 @@ def test_estimate_of_serving_sums_the_rules() -> None:
     est = rules.estimate(inputs(concurrency=3), 2, 1)
     assert est.kv_per_token_dev == 128
     assert est.kv_dev == 128 * 1000 * 3  # per token x maxModelLen x concurrency
-    assert est.overhead_dev == 2 * GIB  # two ranks: NCCL
+    assert est.overhead_dev == 2 * int(1.8 * GIB) + GIB // 2  # two ranks: NCCL
+    # Over the replica: the model's 256 bytes per token (one KV head on each of two ranks).
+    assert est.kv_replica == 256 * 1000 * 3
+    assert est.weights_replica == pytest.approx(1_056_000 * 1.02)
     assert est.need == est.weights_dev + est.kv_dev + est.activation_dev + est.overhead_dev
 
 
@@ -248,7 +281,7 @@ def test_estimate_of_tuning_has_no_kv_cache_and_one_rank() -> None:
     est = rules.estimate(inputs(tuning=True, tuning_seq_len=10, tuning_batch=2), 1, 1)
     assert (est.kv_dev, est.kv_per_token_dev) == (0, 0)
     assert est.activation_dev == pytest.approx(299_520)
-    assert est.overhead_dev == 1.5 * GIB
+    assert est.overhead_dev == int(1.8 * GIB) + GIB // 2
 
 
 @pytest.mark.parametrize(
@@ -260,10 +293,10 @@ def test_utilization_rule(profile: AcceleratorProfile, expected: float) -> None:
 
 def test_fits_rule_is_inclusive_and_counts_sharers() -> None:
     usable = 10 * GIB * 0.9
-    exact = rules.Estimate(usable, 0, 0, 0, 0)
+    exact = rules.Estimate(usable, 0, 0, 0, 0, 0, 0)
     assert rules.fits_rule(inputs(), exact, 1)
     assert not rules.fits_rule(inputs(), replace(exact, weights_dev=usable + 1), 1)
-    half = rules.Estimate(usable / 2, 0, 0, 0, 0)
+    half = rules.Estimate(usable / 2, 0, 0, 0, 0, 0, 0)
     assert rules.fits_rule(inputs(), half, 2)
     assert not rules.fits_rule(inputs(), half, 3)
 
@@ -380,11 +413,11 @@ def test_explicit_layout_rule_refuses_counts_that_do_not_fill_whole_nodes() -> N
 
 
 def test_choose_layout_rule_takes_the_first_that_fits() -> None:
-    # 300,000 KV tokens x 256 bytes = 77 MB: 1.5 GiB + that fits 10 GiB on one device.
+    # 300,000 KV tokens x 256 bytes = 77 MB: 2.3 GiB + that fits 10 GiB on one device.
     x = inputs(max_model_len=300_000)
     assert rules.choose_layout_rule(x, [(1, 1), (2, 1)], 1)[:2] == (1, 1)
-    # On a 2 GiB device one rank needs 1.5 GiB + 77 MB + ... > 1.8 GiB; tp 2 halves the KV
-    # but adds NCCL (2 GiB of overhead): nothing fits, and the last layout is reported.
+    # On a 2 GiB device one rank needs 2.3 GiB + 77 MB + ... > 1.8 GiB; tp 2 halves the KV
+    # but adds NCCL (4.1 GiB of overhead): nothing fits, and the last layout is reported.
     small = replace(x, profile=replace(GPU, memory_bytes=2 * GIB), max_model_len=3_000_000)
     tp, pp, est, fits = rules.choose_layout_rule(small, [(1, 1), (2, 1)], 1)
     assert (tp, pp, fits) == (2, 1, False)
@@ -401,22 +434,24 @@ def test_choose_layout_rule_fits_anything_on_a_cpu_without_a_limit() -> None:
 def test_memory_rule_sizes_a_cpu_pod_without_a_limit_to_what_it_needs() -> None:
     x = inputs(profile=cpu_profile(0), cuda_graphs=False)
     est = rules.estimate(x, 1, 1)
-    memory = rules.memory_rule(x, est, 1, 1)
+    memory = rules.memory_rule(x, est, 1)
     assert memory.device_capacity_bytes == math.ceil(est.need / 0.9)
     assert memory.usable_bytes == int(memory.device_capacity_bytes * 0.9)
 
 
 def test_memory_rule_counts_kv_tokens_in_the_room_left_per_sharer() -> None:
     x = inputs()
-    est = rules.Estimate(GIB, 256 * 1000, 0, 0, 256)
-    alone = rules.memory_rule(x, est, 1, 1)
+    est = rules.Estimate(GIB, 256 * 1000, 0, 0, 256, 0, 0)
+    alone = rules.memory_rule(x, est, 1)
     assert alone.usable_bytes == int(10 * GIB * 0.9)
     assert alone.kv_capacity_tokens == int((10 * GIB * 0.9 - GIB) / 256)
-    shared = rules.memory_rule(x, est, 1, 2)
+    shared = rules.memory_rule(x, est, 2)
     assert shared.kv_capacity_tokens == int((10 * GIB * 0.9 / 2 - GIB) / 256)
-    full = rules.memory_rule(x, replace(est, weights_dev=10 * GIB), 1, 1)
+    full = rules.memory_rule(x, replace(est, weights_dev=10 * GIB), 1)
     assert full.kv_capacity_tokens == 0  # no room, not a negative count
-    assert (alone.weights_bytes, rules.memory_rule(x, est, 4, 1).weights_bytes) == (GIB, 4 * GIB)
+    replica = replace(est, weights_replica=4 * GIB, kv_replica=5 * 256 * 1000)
+    totals = rules.memory_rule(x, replica, 1)
+    assert (totals.weights_bytes, totals.kv_cache_bytes) == (4 * GIB, 5 * 256 * 1000)
     assert alone.kv_bytes_per_token == 256  # of the whole model, not the device
 
 
@@ -436,7 +471,7 @@ def test_shared_utilization_rule(
 
 
 def test_max_len_that_fits_rule_is_a_multiple_of_16_per_sequence() -> None:
-    est = rules.Estimate(GIB, 0, 0, 0, 256)
+    est = rules.Estimate(GIB, 0, 0, 0, 256, 0, 0)
     room = 10 * GIB * 0.9 - GIB
     assert rules.max_len_that_fits_rule(inputs(), est, 1) == int(room / 256) // 16 * 16
     assert rules.max_len_that_fits_rule(inputs(concurrency=4), est, 1) == (
@@ -720,11 +755,11 @@ def test_a_plan_that_fits_never_exceeds_the_device(
     spec: ModelSpec, memory: int, context: int, sharers: int, per_node: int
 ) -> None:
     x = gpu_inputs(spec, memory, context)
-    tp, pp, est, fits = rules.choose_layout_rule(x, rules.layouts_rule(x, per_node), sharers)
+    _, _, est, fits = rules.choose_layout_rule(x, rules.layouts_rule(x, per_node), sharers)
     usable = memory * 0.9
     assert fits == (est.need * sharers <= usable)
     if fits:
-        assert rules.memory_rule(x, est, tp * pp, sharers).kv_capacity_tokens >= context
+        assert rules.memory_rule(x, est, sharers).kv_capacity_tokens >= context
 
 
 @settings(max_examples=100, deadline=None)
@@ -746,13 +781,13 @@ def test_splitting_never_adds_weight_to_the_busiest_device(
 
 
 def test_pipeline_ranks_need_nccl_too() -> None:
-    assert rules.estimate(inputs(), 1, 2).overhead_dev == 2 * GIB
-    assert rules.estimate(inputs(), 1, 1).overhead_dev == 1.5 * GIB
+    assert rules.estimate(inputs(), 1, 2).overhead_dev == 2 * int(1.8 * GIB) + GIB // 2
+    assert rules.estimate(inputs(), 1, 1).overhead_dev == int(1.8 * GIB) + GIB // 2
 
 
 def test_memory_rule_leaves_room_for_activations_and_overhead() -> None:
-    est = rules.Estimate(GIB, 3000, GIB // 2, GIB // 4, 256)
-    memory = rules.memory_rule(inputs(), est, 4, 1)
+    est = rules.Estimate(GIB, 3000, GIB // 2, GIB // 4, 256, 4 * GIB, 12000)
+    memory = rules.memory_rule(inputs(), est, 1)
     assert memory.kv_capacity_tokens == int((10 * GIB * 0.9 - 1.75 * GIB) / 256)
     assert (memory.activation_bytes, memory.overhead_bytes) == (GIB // 2, GIB // 4)
     assert (memory.kv_cache_bytes, memory.weights_bytes) == (12000, 4 * GIB)
@@ -762,13 +797,13 @@ def test_memory_rule_leaves_room_for_activations_and_overhead() -> None:
 def test_max_len_that_fits_rule_edges() -> None:
     # 1,000 bytes per token: 8,000 tokens of room once activations and overhead are taken.
     usable = 10 * GIB * 0.9
-    est = rules.Estimate(usable - 8_000_000 - 300_000, 0, 200_000, 100_000, 1000)
+    est = rules.Estimate(usable - 8_000_000 - 300_000, 0, 200_000, 100_000, 1000, 0, 0)
     assert rules.max_len_that_fits_rule(inputs(), est, 1) == 8000
     odd = replace(est, weights_dev=usable - 1_000_000 - 300_000)  # 1,000 tokens: 992
     assert rules.max_len_that_fits_rule(inputs(), odd, 1) == 992
-    one_byte = rules.Estimate(usable - 5000, 0, 0, 0, 1)
+    one_byte = rules.Estimate(usable - 5000, 0, 0, 0, 1, 0, 0)
     assert rules.max_len_that_fits_rule(inputs(), one_byte, 1) == 4992
-    halves = rules.Estimate(usable / 2 - 5000, 0, 0, 0, 1)
+    halves = rules.Estimate(usable / 2 - 5000, 0, 0, 0, 1, 0, 0)
     assert rules.max_len_that_fits_rule(inputs(), halves, 2) == 4992
 
 

@@ -52,12 +52,20 @@ GIB = 2**30
 GPU_UTILIZATION = 0.90
 # On CPUs, leave room for the OS page cache and the tokenizer process.
 CPU_UTILIZATION = 0.90
-# CUDA context, cuBLAS workspaces and allocator slack per GPU process (measured ~0.7-1 GiB).
-GPU_RUNTIME_OVERHEAD = 1 * GIB
-# NCCL buffers when tensor or pipeline parallel ranks talk to each other.
-NCCL_OVERHEAD = GIB // 2
+# Memory a vLLM process holds outside its weights, activations and KV cache (CUDA context,
+# cuBLAS workspaces, allocator slack): vLLM's profiler reports it as non_torch_memory,
+# 1.79 GiB for Llama-3-8B on an H100 at tp 1 (vllm-project/vllm#10511). docs/sizing.md.
+GPU_RUNTIME_OVERHEAD = int(1.8 * GIB)
+# NCCL and custom all-reduce buffers when ranks talk: the same report gives 3.58 GiB of
+# non_torch_memory at tp 2, 1.79 GiB more than at tp 1.
+NCCL_OVERHEAD = int(1.8 * GIB)
 # CUDA graphs captured for decode batch sizes (vLLM logs 0.3-1 GiB for 1-70B models).
 CUDA_GRAPH_OVERHEAD = GIB // 2
+# Weights grow when vLLM loads them (vocab padded to a multiple of 64, rotary caches,
+# per-rank copies of small tensors): measured +0.7% for Qwen2.5-32B at tp 2
+# (vllm-project/vllm#15815, 30.71 GiB loaded per rank for 30.51 GiB of checkpoint); KAITO's
+# estimator allows 2%, which Bosun takes.
+WEIGHT_LOAD_GROWTH = 1.02
 # Python, torch and the HTTP server on a CPU-only pod.
 CPU_RUNTIME_OVERHEAD = 1 * GIB
 # Tokens one scheduler step processes (vLLM's max_num_batched_tokens) and sequences per step.
@@ -532,13 +540,16 @@ def inputs_rule(
 
 @dataclass(frozen=True)
 class Estimate:
-    """Bytes on the busiest device of one replica."""
+    """Bytes on the busiest device of one replica, and the replica's weights and KV cache
+    over all its devices."""
 
     weights_dev: float
     kv_dev: float
     activation_dev: float
     overhead_dev: float
     kv_per_token_dev: float
+    weights_replica: float
+    kv_replica: float
 
     @property
     def need(self) -> float:
@@ -552,20 +563,43 @@ def weight_element_bytes(dtype: str, quantization: Quantization) -> float:
     return _DTYPE_BYTES[dtype]
 
 
-def weights_rule(x: Inputs, tp: int, pp: int) -> float:
-    """Weight bytes on the busiest device: the layers of the largest pipeline stage and the
-    embeddings (a stage holds one of the two vocab matrices), split over tensor parallel
-    ranks. Quantized checkpoints keep embeddings and the head in 16 bits; the Bosun engine's
-    int8 adds an int8 copy of a tied head (its input embedding stays a float lookup)."""
+def pipeline_stages_rule(layers: int, pp: int) -> list[int]:
+    """Decoder layers on each pipeline stage, as vLLM splits them (``get_pp_indices``):
+    evenly, the remainder one layer each to the stages before the last, from the last but
+    one backwards (the last stage holds the output head)."""
+    stages = [layers // pp] * pp
+    for i in range(layers % pp):
+        stages[pp - 2 - i] += 1
+    return stages
+
+
+def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
+    """Weight bytes of each pipeline stage (all its tensor parallel ranks together): its
+    layers, and the vocab matrices it holds: the first stage the embedding, the last the
+    output head (a tied head is a second copy there); one stage alone holds both, once if
+    tied. Quantized checkpoints keep embeddings and the head in 16 bits; the Bosun engine's
+    int8 adds an int8 copy of a tied head (its input embedding stays a float lookup). vLLM
+    loads weights a little larger than the checkpoint (:data:`WEIGHT_LOAD_GROWTH`)."""
     s = x.spec
-    stage_layers = math.ceil(s.layers / pp)
-    embed_on_stage = s.embedding_parameters if pp == 1 else s.vocab_size * s.hidden_size
     wbytes = weight_element_bytes(x.dtype, x.quantization)
     embed_bytes = _DTYPE_BYTES[x.dtype] if x.quantization is not Quantization.NONE else wbytes
-    weights = (s.layer_parameters * stage_layers * wbytes + embed_on_stage * embed_bytes) / tp
+    matrix = s.vocab_size * s.hidden_size * embed_bytes
+    stages = pipeline_stages_rule(s.layers, pp)
+    if pp == 1:
+        vocab = [s.embedding_parameters * embed_bytes]
+    else:
+        vocab = [matrix] + [0.0] * (pp - 2) + [matrix]
+    weights = [n * s.layer_parameters * wbytes + v for n, v in zip(stages, vocab, strict=True)]
     if x.runtime == "bosun" and x.quantization is Quantization.INT8 and s.tied_embeddings:
-        weights += s.vocab_size * s.hidden_size * wbytes
-    return weights
+        weights[-1] += s.vocab_size * s.hidden_size * wbytes
+    growth = WEIGHT_LOAD_GROWTH if x.runtime == "vllm" and x.profile.is_gpu else 1.0
+    return [w * growth for w in weights]
+
+
+def weights_rule(x: Inputs, tp: int, pp: int) -> float:
+    """Weight bytes on the busiest device: the heaviest pipeline stage, split over tensor
+    parallel ranks."""
+    return max(stage_weights_rule(x, pp)) / tp
 
 
 def kv_per_token_rule(x: Inputs, tp: int, pp: int) -> float:
@@ -573,9 +607,18 @@ def kv_per_token_rule(x: Inputs, tp: int, pp: int) -> float:
     KV heads (heads split over tp; with fewer KV heads than ranks each rank keeps one
     replica). MLA's latent is replicated on every rank."""
     s = x.spec
-    stage_share = math.ceil(s.layers / pp) / s.layers
+    stage_share = max(pipeline_stages_rule(s.layers, pp)) / s.layers
     head_share = 1.0 if s.mla is not None else max(s.kv_heads / tp, 1) / s.kv_heads
     return s.kv_bytes_per_token(x.kv_element_bytes) * stage_share * head_share
+
+
+def replica_kv_per_token_rule(x: Inputs, tp: int) -> float:
+    """KV bytes per token over a replica's devices: the model's, times the copies tensor
+    parallel keeps (KV heads replicated when fewer than the ranks; MLA's latent on every
+    rank)."""
+    s = x.spec
+    copies = tp if s.mla is not None else max(s.kv_heads, tp) / s.kv_heads
+    return s.kv_bytes_per_token(x.kv_element_bytes) * copies
 
 
 def serving_activations_rule(x: Inputs, tp: int) -> float:
@@ -613,16 +656,21 @@ def overhead_rule(x: Inputs, ranks: int) -> float:
 
 def estimate(x: Inputs, tp: int, pp: int) -> Estimate:
     """The busiest device's bytes for a (tensor parallel, pipeline stages) layout."""
-    weights = weights_rule(x, tp, pp)
+    stages = stage_weights_rule(x, pp)
+    weights = max(stages) / tp
     if x.tuning:
-        return Estimate(weights, 0.0, tuning_activations_rule(x), overhead_rule(x, 1), 0.0)
+        activations, overhead = tuning_activations_rule(x), overhead_rule(x, 1)
+        return Estimate(weights, 0.0, activations, overhead, 0.0, sum(stages), 0.0)
     kv_per_token = kv_per_token_rule(x, tp, pp)
+    tokens = x.max_model_len * x.concurrency
     return Estimate(
         weights,
-        kv_per_token * x.max_model_len * x.concurrency,
+        kv_per_token * tokens,
         serving_activations_rule(x, tp),
         overhead_rule(x, tp * pp),
         kv_per_token,
+        sum(stages),
+        replica_kv_per_token_rule(x, tp) * tokens,
     )
 
 
@@ -711,7 +759,7 @@ def choose_layout_rule(
     return tp, pp, estimate(x, tp, pp), False
 
 
-def memory_rule(x: Inputs, est: Estimate, devices: int, sharers: int) -> Memory:
+def memory_rule(x: Inputs, est: Estimate, sharers: int) -> Memory:
     """The plan's memory summary: replica totals, the busiest device, and how many KV tokens
     the usable memory left over holds (per sharer)."""
     capacity = x.profile.memory_bytes
@@ -721,8 +769,8 @@ def memory_rule(x: Inputs, est: Estimate, devices: int, sharers: int) -> Memory:
     room = usable / sharers - est.weights_dev - est.activation_dev - est.overhead_dev
     kv_tokens = int(room / est.kv_per_token_dev) if est.kv_per_token_dev and room > 0 else 0
     return Memory(
-        weights_bytes=int(est.weights_dev * devices),
-        kv_cache_bytes=int(est.kv_dev * devices),
+        weights_bytes=int(est.weights_replica),
+        kv_cache_bytes=int(est.kv_replica),
         activation_bytes=int(est.activation_dev),
         overhead_bytes=int(est.overhead_dev),
         per_device_bytes=int(est.need),
@@ -875,7 +923,7 @@ def plan_workspace(
     else:
         layouts = layouts_rule(x, per_node)
     tp, pp, est, fits = choose_layout_rule(x, layouts, sharers)
-    memory = memory_rule(x, est, tp * pp, sharers)
+    memory = memory_rule(x, est, sharers)
     if fits:
         reason = fit_reason(x, est, tp, pp, memory)
     else:
