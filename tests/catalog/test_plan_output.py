@@ -214,7 +214,7 @@ def test_a_shortfall_suggests_a_max_model_len_of_at_least_256() -> None:
             {"resource": {"instanceType": "p5.48xlarge"}},
             {"accelerator": "nvidia-x"},
             "--accelerator: unknown accelerator profile 'nvidia-x'; did you mean "
-            "nvidia-t4-16gb, nvidia-l4-24gb, nvidia-l40s-48gb?",
+            "nvidia-t4-16gb, nvidia-l4-24gb, nvidia-a10-24gb?",
         ),
         (
             {"inference": {"preset": {"name": "smollm2-135m-instruct"}, "runtime": "vllm"}},

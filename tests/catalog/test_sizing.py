@@ -121,6 +121,27 @@ def test_instance_type_sets_profile_and_nodes() -> None:
     assert plan.devices_per_replica == 8 and plan.nodes_to_provision == 2
 
 
+@pytest.mark.parametrize(
+    ("itype", "gpu", "count", "mib"),
+    [
+        ("Standard_NV36ads_A10_v5", "NVIDIA A10", 1, 23028),  # KAITO's own test machine
+        ("Standard_NC40ads_H100_v5", "NVIDIA H100 NVL", 1, 95830),
+        ("Standard_NC80adis_H100_v5", "NVIDIA H100 NVL", 2, 95830),
+        ("g5.16xlarge", "NVIDIA A10G", 1, 23028),
+        ("g6.8xlarge", "NVIDIA L4", 1, 23034),
+        ("g6.16xlarge", "NVIDIA L4", 1, 23034),
+        ("a4-highgpu-8g", "NVIDIA B200", 8, 183359),
+        ("g4-standard-48", "NVIDIA RTX PRO 6000 Blackwell Server Edition", 1, 97887),
+    ],
+)
+def test_instance_types_carry_nvml_memory(itype: str, gpu: str, count: int, mib: int) -> None:
+    """Plans size against what NVML reports (the marketing 94 GB of an H100 NVL is 95830
+    MiB there), and the product name the DRA driver publishes."""
+    plan = plan_for(None, resource={"instanceType": itype}, **inference("llama-3.1-8b-instruct"))
+    assert (plan.accelerator.product_name, plan.devices_per_node) == (gpu, count)
+    assert plan.accelerator.memory_bytes == mib * 2**20
+
+
 def test_flags_override_the_workspace() -> None:
     ws = parse_workspace(example_data("03-"))
     plan = plan_workspace(ws, accelerator="nvidia-a100-80gb")
