@@ -116,3 +116,11 @@ def test_runtimes_follow_the_architecture() -> None:
     assert get_preset("qwen2.5-7b-instruct").runtimes == ("vllm", "bosun")
     assert get_preset("mixtral-8x7b-instruct").runtimes == ("vllm",)
     assert get_preset("deepseek-v2-lite-chat").runtimes == ("vllm",)
+
+
+def test_the_catalog_knows_what_the_bosun_decoder_runs() -> None:
+    """The catalog (which cannot import the engine) keeps its own list: the same one."""
+    from bosun.catalog.presets import BOSUN_ARCHITECTURES
+    from bosun.engine.model import SUPPORTED_ARCHITECTURES
+
+    assert BOSUN_ARCHITECTURES == SUPPORTED_ARCHITECTURES

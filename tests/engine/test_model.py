@@ -20,7 +20,7 @@ from bosun.engine.model import (
     unsupported,
 )
 from bosun.engine.runner import RunItem, RunnerOptions, load_runner
-from tests.engine.tiny import CFG, GEMMA2, MISTRAL, expected, hf_twin, variant
+from tests.engine.tiny import CFG, GEMMA2, GEMMA3, MISTRAL, QWEN3, expected, hf_twin, variant
 
 CPU = torch.device("cpu")
 BLOCK = 4
@@ -107,7 +107,9 @@ PHI3 = variant(
 
 
 @pytest.mark.parametrize(
-    "config", [PHI3, GEMMA2, MISTRAL], ids=["phi3", "gemma2", "mistral-sliding"]
+    "config",
+    [PHI3, GEMMA2, MISTRAL, QWEN3, GEMMA3],
+    ids=["phi3", "gemma2", "mistral-sliding", "qwen3", "gemma3"],
 )
 def test_other_architectures_decode_as_transformers(config: dict[str, Any]) -> None:
     """A prompt longer than the sliding windows, in two chunks on blocks out of order,
@@ -115,8 +117,10 @@ def test_other_architectures_decode_as_transformers(config: dict[str, Any]) -> N
     hf, decoder = hf_twin(config)
     if config is PHI3:
         assert "model.layers.0.self_attn.qkv_proj.weight" in hf.state_dict()
-    if config is GEMMA2:
+    if config is GEMMA2 or config is GEMMA3:
         assert [layer.window for layer in decoder.layers] == [4, 0]  # local, global
+    if config is QWEN3 or config is GEMMA3:
+        assert "model.layers.0.self_attn.q_norm.weight" in hf.state_dict()
     window = decoder.cfg.sliding_window
     cache = PagedKVCache.allocate(decoder.cfg, 8, BLOCK, torch.float32, CPU)
     table = [2, 0, 5, 7]
@@ -136,6 +140,10 @@ def test_other_architectures_decode_as_transformers(config: dict[str, Any]) -> N
         ({}, None),
         ({"architectures": ["GemmaForCausalLM"]}, "does not run GemmaForCausalLM"),
         ({"rope_scaling": {"type": "longrope"}}, "longrope rotary scaling"),
+        (
+            {"rope_parameters": {"full_attention": {"rope_type": "yarn"}}},
+            "yarn rotary scaling",
+        ),
         ({"partial_rotary_factor": 0.75}, "partial rotary"),
         ({"hidden_act": "relu2"}, "relu2 activation"),
         ({"sliding_window": 32}, None),
@@ -146,10 +154,13 @@ def test_what_the_decoder_cannot_run_is_named(change: dict[str, Any], reason: st
     assert why == reason if reason is None else (why is not None and reason in why)
 
 
-def test_a_saved_gemma2_checkpoint_is_served_by_the_bosun_decoder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("config", [GEMMA2, QWEN3, GEMMA3], ids=["gemma2", "qwen3", "gemma3"])
+def test_a_saved_checkpoint_is_served_by_the_bosun_decoder(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
     """From a directory as transformers saves it: auto picks the Bosun decoder, whose
     logits are transformers'."""
-    hf, _ = hf_twin(GEMMA2)
+    hf, _ = hf_twin(config)
     hf.save_pretrained(tmp_path)
     options = RunnerOptions("auto", "float32", "cpu", "none", 2, 32)
     runner = load_runner(LocalModel("gemma2-tiny", tmp_path), options)

@@ -98,15 +98,16 @@ def variant(**changes: Any) -> dict[str, Any]:
     return {**{k: v for k, v in HF_CONFIG.items() if k not in changes.pop("drop", ())}, **changes}
 
 
+# What Gemma 2 and 3 share: wider heads, GELU, a query scale of their own, a 4-token window.
+_GEMMA = dict(
+    head_dim=16, hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=12, sliding_window=4
+)
 # Gemma-2: sandwich norms, GELU, soft-capped scores and logits, and local (sliding, 4
 # tokens) and global attention alternating; caps small enough to matter here.
 GEMMA2 = variant(
     architectures=["Gemma2ForCausalLM"],
     model_type="gemma2",
-    head_dim=16,
-    hidden_activation="gelu_pytorch_tanh",
-    query_pre_attn_scalar=12,
-    sliding_window=4,
+    **_GEMMA,
     attn_logit_softcapping=2.0,
     final_logit_softcapping=3.0,
     pad_token_id=0,
@@ -114,4 +115,19 @@ GEMMA2 = variant(
 # Mistral with a 4-token sliding window on every layer.
 MISTRAL = variant(
     architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=4, drop=["head_dim"]
+)
+# Qwen3: RMSNorm over each head's q and k before rotary.
+QWEN3 = variant(architectures=["Qwen3ForCausalLM"], model_type="qwen3", tie_word_embeddings=False)
+# Gemma 3: Gemma 2's norms plus q/k norms, local (4-token window, its own rotary base) and
+# global layers (another base, positions scaled linearly), no soft-capping.
+GEMMA3 = variant(
+    architectures=["Gemma3ForCausalLM"],
+    model_type="gemma3_text",
+    **_GEMMA,
+    layer_types=["sliding_attention", "full_attention"],
+    rope_parameters={
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+        "full_attention": {"rope_type": "linear", "rope_theta": 1000.0, "factor": 2.0},
+    },
+    pad_token_id=0,
 )

@@ -32,9 +32,11 @@ BOSUN_ARCHITECTURES = frozenset(
     {
         "LlamaForCausalLM",
         "Qwen2ForCausalLM",
+        "Qwen3ForCausalLM",
         "MistralForCausalLM",
         "Phi3ForCausalLM",
         "Gemma2ForCausalLM",
+        "Gemma3ForCausalLM",
     }
 )
 

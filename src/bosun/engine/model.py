@@ -1,6 +1,7 @@
-"""One generic decoder for the Llama family (Llama, Mistral, Qwen2, Phi-3, SmolLM2) and Gemma-2
-over a paged KV cache: every forward pass computes the new tokens of many sequences at once (prompt
-chunks and single decode tokens), reading each one's context through its block table.
+"""One generic decoder for the Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3, SmolLM2) and
+Gemma 2 and 3 over a paged KV cache: every forward pass computes the new tokens of many
+sequences at once (prompt chunks and single decode tokens), reading each one's context
+through its block table.
 
 Shapes in comments: N new tokens in the step (all sequences, one after another), B
 sequences, Tq new tokens of one sequence (padded), H query heads, K KV heads, D head dim.
@@ -33,10 +34,15 @@ SUPPORTED_ARCHITECTURES = frozenset(
         "LlamaForCausalLM",
         "MistralForCausalLM",
         "Qwen2ForCausalLM",
+        "Qwen3ForCausalLM",
         "Phi3ForCausalLM",
         "Gemma2ForCausalLM",
+        "Gemma3ForCausalLM",
     }
 )
+# Rotary variants the decoder implements: plain, Llama 3.1's frequency scaling, and
+# positions divided by a factor (Gemma 3's global layers).
+_ROPE_TYPES = ("default", "llama3", "linear")
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -54,16 +60,25 @@ def unsupported(config: dict[str, Any]) -> str | None:
     names = config.get("architectures") or ["?"]
     if names[0] not in SUPPORTED_ARCHITECTURES:
         return f"it does not run {names[0]} yet"
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    kind = rope.get("rope_type", rope.get("type", "default"))
-    if kind not in ("default", "llama3"):
-        return f"it does not implement {kind} rotary scaling yet"
+    for rope in _rope_sets(config).values():
+        kind = rope.get("rope_type", rope.get("type", "default"))
+        if kind not in _ROPE_TYPES:
+            return f"it does not implement {kind} rotary scaling yet"
     if float(config.get("partial_rotary_factor", 1.0)) != 1.0:
         return "it does not implement partial rotary embeddings yet"
     activation = config.get("hidden_activation") or config.get("hidden_act") or "silu"
     if activation not in ACTIVATIONS:
         return f"it does not implement the {activation} activation yet"
     return None
+
+
+def _rope_sets(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Rotary parameters by layer type (``full_attention``, ``sliding_attention``): Gemma 3
+    gives each its own; other models one set for all, under the key ``full_attention``."""
+    rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+    if isinstance(rope.get("full_attention"), dict):
+        return {k: v for k, v in rope.items() if isinstance(v, dict)}
+    return {"full_attention": rope}
 
 
 def _sliding_layers(c: dict[str, Any]) -> tuple[bool, ...]:
@@ -94,7 +109,9 @@ class DecoderConfig:
     max_position: int
     tie_embeddings: bool
     attention_bias: bool
-    rope_scaling: dict[str, Any] | None = None
+    rope_scaling: dict[str, Any] | None = None  # Llama 3.1's frequency scaling
+    rope_linear_factor: float = 1.0  # positions divided by it (Gemma 3's global layers)
+    local_rope_theta: float = 0.0  # sliding-window layers' own base (Gemma 3); 0: rope_theta
     activation: str = "silu"
     attn_scale: float = 0.0  # 0: head_dim ** -0.5
     # Gemma-2: the embeddings are scaled by sqrt(hidden); norms around attention and MLP
@@ -106,6 +123,7 @@ class DecoderConfig:
     final_softcap: float = 0.0
     sliding_window: int = 0
     sliding_layers: tuple[bool, ...] = ()
+    qk_norm: bool = False  # RMSNorm of each head's q and k before rotary (Qwen3, Gemma 3)
 
     @property
     def scale(self) -> float:
@@ -114,10 +132,15 @@ class DecoderConfig:
     @classmethod
     def from_hf(cls, c: dict[str, Any]) -> DecoderConfig:
         heads = c["num_attention_heads"]
-        rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
-        theta = c.get("rope_theta") or rope.get("rope_theta") or 10000.0
-        scaling = rope if rope.get("rope_type", rope.get("type")) == "llama3" else None
-        gemma2 = c.get("model_type") == "gemma2"
+        ropes = _rope_sets(c)
+        rope = ropes["full_attention"]
+        theta = rope.get("rope_theta") or c.get("rope_theta") or 10000.0
+        kind = rope.get("rope_type", rope.get("type"))
+        scaling = rope if kind == "llama3" else None
+        local = ropes.get("sliding_attention", {}).get("rope_theta") or c.get(
+            "rope_local_base_freq"
+        )
+        gemma = c.get("model_type") in ("gemma2", "gemma3_text")
         sliding = _sliding_layers(c)
         return cls(
             vocab_size=c["vocab_size"],
@@ -133,23 +156,30 @@ class DecoderConfig:
             tie_embeddings=bool(c.get("tie_word_embeddings", False)),
             attention_bias=bool(c.get("attention_bias", False)) or c.get("model_type") == "qwen2",
             rope_scaling=scaling,
+            rope_linear_factor=float(rope.get("factor", 1.0)) if kind == "linear" else 1.0,
+            local_rope_theta=float(local or 0.0),
             activation=c.get("hidden_activation") or c.get("hidden_act") or "silu",
-            attn_scale=float(c["query_pre_attn_scalar"]) ** -0.5 if gemma2 else 0.0,
-            embed_scale=float(c["hidden_size"]) ** 0.5 if gemma2 else 1.0,
-            norm_offset=1.0 if gemma2 else 0.0,
-            sandwich_norms=gemma2,
+            attn_scale=float(c["query_pre_attn_scalar"]) ** -0.5 if gemma else 0.0,
+            embed_scale=float(c["hidden_size"]) ** 0.5 if gemma else 1.0,
+            norm_offset=1.0 if gemma else 0.0,
+            sandwich_norms=gemma,
             attn_softcap=float(c.get("attn_logit_softcapping") or 0.0),
             final_softcap=float(c.get("final_logit_softcapping") or 0.0),
             sliding_window=int(c.get("sliding_window") or 0) if any(sliding) else 0,
             sliding_layers=sliding,
+            qk_norm=c.get("model_type") in ("qwen3", "gemma3_text"),
         )
 
 
-def _inv_freq(cfg: DecoderConfig) -> torch.Tensor:
+def _inv_freq(cfg: DecoderConfig, theta: float = 0.0) -> torch.Tensor:
+    """Rotary frequencies for base ``theta`` (default: the global layers' own, with their
+    scaling; a sliding layer's base is used as given)."""
+    base = theta or cfg.rope_theta
     inv = 1.0 / (
-        cfg.rope_theta
-        ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64, device="cpu") / cfg.head_dim)
+        base ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64, device="cpu") / cfg.head_dim)
     )
+    if theta:
+        return inv.float()
     s = cfg.rope_scaling
     if s:  # Llama 3.1 frequency scaling
         factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
@@ -161,7 +191,7 @@ def _inv_freq(cfg: DecoderConfig) -> torch.Tensor:
         mid = (1 - smooth) * inv / factor + smooth * inv
         is_mid = (wavelen <= low_wavelen) & (wavelen >= high_wavelen)
         inv = torch.where(is_mid, mid, scaled)
-    return inv.float()
+    return (inv / cfg.rope_linear_factor).float()
 
 
 class RMSNorm(nn.Module):
@@ -225,6 +255,9 @@ class Layer(nn.Module):
         if cfg.sandwich_norms:
             self.pre_feedforward_layernorm = RMSNorm(h, cfg.rms_eps, cfg.norm_offset)
             self.post_feedforward_layernorm = RMSNorm(h, cfg.rms_eps, cfg.norm_offset)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(d, cfg.rms_eps, cfg.norm_offset)
+            self.k_norm = RMSNorm(d, cfg.rms_eps, cfg.norm_offset)
         self.gate_up_proj = nn.Linear(h, 2 * cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, h, bias=False)
 
@@ -234,6 +267,11 @@ class Layer(nn.Module):
         heads, kv_heads, d = cfg.heads, cfg.kv_heads, cfg.head_dim
         projected: torch.Tensor = self.qkv_proj(self.input_layernorm(x))
         qkv = projected.view(*x.shape[:-1], heads + 2 * kv_heads, d)
+        if cfg.qk_norm:
+            qkv[..., :heads, :] = self.q_norm(qkv[..., :heads, :])
+            qkv[..., heads : heads + kv_heads, :] = self.k_norm(
+                qkv[..., heads : heads + kv_heads, :]
+            )
         # Rotary embedding of q and k at once, in place (see _interleave_rotary).
         qk = qkv[..., : heads + kv_heads, :]
         qk32 = qk.float()
@@ -525,7 +563,15 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(Layer(cfg, i) for i in range(cfg.layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps, cfg.norm_offset)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self._frequencies()
+
+    def _frequencies(self) -> None:
+        """Rotary frequencies: buffers, computed rather than loaded (the module may live on
+        "meta" until its weights arrive). Sliding layers may have a base of their own."""
+        cfg = self.cfg
         self.register_buffer("inv_freq", _inv_freq(cfg), persistent=False)
+        local = _inv_freq(cfg, cfg.local_rope_theta) if cfg.local_rope_theta else None
+        self.register_buffer("local_inv_freq", local, persistent=False)
 
     def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Weights named as Hugging Face's *ForCausalLM checkpoints name them."""
@@ -548,6 +594,10 @@ class Decoder(nn.Module):
                     q = _interleave_rotary(q, self.cfg.heads, self.cfg.head_dim)
                     k = _interleave_rotary(k, self.cfg.kv_heads, self.cfg.head_dim)
                     mapped[f"{p}qkv_proj.{kind}"] = torch.cat([q, k, v])
+            for norm in ("q_norm", "k_norm"):  # over a head's dims: the same row order
+                weight = mapped.get(f"{p}{norm}.weight")
+                if weight is not None:
+                    mapped[f"{p}{norm}.weight"] = _interleave_rotary(weight, 1, self.cfg.head_dim)
             gate, up = (
                 mapped.pop(f"{p}gate_proj.weight", None),
                 mapped.pop(f"{p}up_proj.weight", None),
@@ -555,17 +605,15 @@ class Decoder(nn.Module):
             if gate is not None and up is not None:
                 mapped[f"{p}gate_up_proj.weight"] = torch.cat([gate, up])
         missing, unexpected = self.load_state_dict(mapped, strict=False, assign=True)
-        # Buffers are computed, not loaded: rebuild them (the module may live on "meta").
-        self.register_buffer("inv_freq", _inv_freq(self.cfg), persistent=False)
-        missing = [m for m in missing if m != "inv_freq"]
+        self._frequencies()
+        missing = [m for m in missing if m not in ("inv_freq", "local_inv_freq")]
         if missing or unexpected:
             raise ValueError(
                 f"checkpoint does not match the model: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}"
             )
 
-    def _rotary(self, positions: torch.Tensor) -> torch.Tensor:
-        inv_freq: torch.Tensor = self.inv_freq  # type: ignore[assignment]
+    def _rotary(self, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
         angles = positions[..., None].float() * inv_freq
         return torch.polar(torch.ones_like(angles), angles)
 
@@ -576,9 +624,14 @@ class Decoder(nn.Module):
         x = self.embed_tokens(tokens)
         if self.cfg.embed_scale != 1.0:  # rounded to the dtype first, as transformers does
             x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype).item()
-        rotary = self._rotary(step.positions)[:, None]  # [N, 1, D/2]
+        inv_freq: torch.Tensor = self.inv_freq  # type: ignore[assignment]
+        local_inv_freq: torch.Tensor | None = self.local_inv_freq  # type: ignore[assignment]
+        rotary = self._rotary(step.positions, inv_freq)[:, None]  # [N, 1, D/2]
+        local = rotary
+        if local_inv_freq is not None:
+            local = self._rotary(step.positions, local_inv_freq)[:, None]
         for i, layer in enumerate(self.layers):
-            x = layer(x, rotary, cache.kv[i], step)
+            x = layer(x, local if layer.window else rotary, cache.kv[i], step)
         logits: torch.Tensor = self.lm_head(self.norm(x[step.last])).float()
         if self.cfg.final_softcap:
             cap = self.cfg.final_softcap
