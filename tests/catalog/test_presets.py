@@ -36,6 +36,19 @@ REQUIRED = [
     "deepseek-r1-distill-qwen-7b",
     "deepseek-r1-distill-qwen-32b",
     "deepseek-v2-lite-chat",
+    "qwen3-0.6b",
+    "qwen3-1.7b",
+    "qwen3-4b",
+    "qwen3-8b",
+    "qwen3-14b",
+    "qwen3-32b",
+    "qwen3-8b-awq",
+    "qwen3-30b-a3b",
+    "qwen3-235b-a22b",
+    "gemma-3-270m-it",
+    "gemma-3-1b-it",
+    "gpt-oss-20b",
+    "gpt-oss-120b",
 ]
 
 
@@ -44,6 +57,9 @@ def test_catalog_covers_the_required_models() -> None:
     assert len(names) >= 25
     assert sorted(REQUIRED) == sorted(set(REQUIRED) & set(names))
     assert len(names) == len(set(names))
+
+
+QK_NORMS = ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Gemma3ForCausalLM")
 
 
 def _count_parameters(p: ModelSpec) -> int:
@@ -60,16 +76,26 @@ def _count_parameters(p: ModelSpec) -> int:
         )
     else:
         attn = 2 * h * p.attention_heads * p.head_dim + 2 * h * p.kv_heads * p.head_dim
-        if p.architecture == "Qwen2ForCausalLM":  # q, k and v carry biases
+        if p.architecture in ("Qwen2ForCausalLM", "GptOssForCausalLM"):  # q, k, v biases
             attn += (p.attention_heads + 2 * p.kv_heads) * p.head_dim
-    norms = (4 if p.architecture == "Gemma2ForCausalLM" else 2) * h
-    if p.mla is not None and p.experts:
+        if p.architecture in QK_NORMS:  # an RMSNorm over each head's q and k
+            attn += 2 * p.head_dim
+        if p.architecture == "GptOssForCausalLM":  # o_proj's bias and one sink per head
+            attn += h + p.attention_heads
+    norms = (4 if p.architecture.startswith("Gemma") else 2) * h
+    if p.architecture == "GptOssForCausalLM":  # biased experts and router
+        assert p.experts and p.moe_intermediate_size
+        w = p.moe_intermediate_size
+        experts = p.experts * (3 * h * w + 2 * w + h) + (h + 1) * p.experts
+        body = layers * (attn + experts + norms)
+    elif p.mla is not None and p.experts:
         assert p.moe_intermediate_size is not None
         moe = (p.experts + p.shared_experts) * 3 * h * p.moe_intermediate_size + h * p.experts
         dense = p.first_dense_layers * (attn + 3 * h * inter + norms)
         body = dense + (layers - p.first_dense_layers) * (attn + moe + norms)
     elif p.experts:
-        body = layers * (attn + p.experts * 3 * h * inter + h * p.experts + norms)
+        width = p.moe_intermediate_size or inter  # Qwen3-MoE's experts are narrower
+        body = layers * (attn + p.experts * 3 * h * width + h * p.experts + norms)
     else:
         body = layers * (attn + 3 * h * inter + norms)
     return p.embedding_parameters + body + h  # + the final norm
@@ -124,3 +150,39 @@ def test_the_catalog_knows_what_the_bosun_decoder_runs() -> None:
     from bosun.engine.model import SUPPORTED_ARCHITECTURES
 
     assert BOSUN_ARCHITECTURES == SUPPORTED_ARCHITECTURES
+
+
+@pytest.mark.parametrize(
+    ("name", "published"),
+    [
+        # Totals as the model cards print them (Qwen3's, Google's, OpenAI's), in billions.
+        ("qwen3-0.6b", "0.6"),
+        ("qwen3-1.7b", "1.7"),
+        ("qwen3-4b", "4.0"),
+        ("qwen3-8b", "8.2"),
+        ("qwen3-14b", "14.8"),
+        ("qwen3-32b", "32.8"),
+        ("qwen3-30b-a3b", "30.5"),
+        ("qwen3-235b-a22b", "235"),
+        ("gemma-3-270m-it", "0.27"),
+        ("gemma-3-1b-it", "1.0"),
+        ("gpt-oss-20b", "20.91"),
+        ("gpt-oss-120b", "116.83"),
+    ],
+)
+def test_parameter_counts_agree_with_the_model_cards(name: str, published: str) -> None:
+    """The counts above come from the architecture; the cards' own figures, to the digits
+    they print, pin them."""
+    digits = len(published.partition(".")[2])
+    assert round(get_preset(name).parameters / 1e9, digits) == float(published)
+
+
+def test_quantized_checkpoints_weigh_what_they_ship() -> None:
+    """gpt-oss-20b ships 12.8 GiB (13.8 GB): MXFP4 experts, bf16 for the rest."""
+    oss = get_preset("gpt-oss-20b")
+    assert oss.weight_bytes / 2**30 == pytest.approx(12.82, abs=0.01)
+    # AWQ: 4-bit layers with a scale and a zero per 128, 16-bit embeddings and head.
+    awq = get_preset("qwen3-8b-awq")
+    layers = awq.parameters - awq.embedding_parameters
+    assert awq.weight_bytes == round(layers * 0.53125 + awq.embedding_parameters * 2)
+    assert awq.runtimes == ("vllm",)  # the Bosun engine loads 16-bit weights

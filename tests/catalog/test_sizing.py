@@ -405,3 +405,31 @@ def test_longer_context_never_needs_fewer_devices(
 def test_same_input_same_plan() -> None:
     ws = parse_workspace(example_data("03-"))
     assert plan_workspace(ws).to_json() == plan_workspace(ws).to_json()
+
+
+def test_sliding_window_layers_hold_only_their_window() -> None:
+    """Gemma 3 1B at 32768 tokens: 4 global layers hold every token, 22 local layers 512;
+    one layer's KV is 2 x 1 head x 256 dims x 2 bytes = 1 KiB per token."""
+    plan = plan_for("nvidia-l4-24gb", **inference("gemma-3-1b-it", maxModelLen=32768))
+    assert plan.memory.kv_cache_bytes == (4 * 32768 + 22 * 512) * 1024
+    short = plan_for("nvidia-l4-24gb", **inference("gemma-3-1b-it", maxModelLen=256))
+    assert short.memory.kv_cache_bytes == 26 * 256 * 1024  # shorter than the window
+
+
+def test_gpt_oss_20b_fits_one_24gb_gpu_with_mxfp4_experts() -> None:
+    """The experts in MXFP4 (0.53 bytes a weight), attention and embeddings in bf16: 12.8
+    GiB of checkpoint, 13.1 loaded, as OpenAI says (it runs within 16 GB)."""
+    plan = plan_for("nvidia-l4-24gb", **inference("gpt-oss-20b"))
+    assert plan.fits and plan.devices_per_replica == 1
+    assert plan.quantization == "mxfp4"  # the checkpoint's own, with nothing asked
+    assert plan.memory.weights_bytes / GIB == pytest.approx(12.82 * 1.02, abs=0.01)
+
+
+def test_a_preset_checkpoint_keeps_its_format_unless_asked() -> None:
+    awq = plan_for("nvidia-l4-24gb", **inference("qwen3-8b-awq"))
+    assert awq.quantization == "awq" and awq.runtime == "vllm"
+    dense = plan_for("nvidia-l4-24gb", **inference("qwen3-8b"))
+    assert dense.quantization == "none"
+    assert awq.memory.weights_bytes < dense.memory.weights_bytes / 2.5
+    asked = plan_for("nvidia-h100-80gb", **inference("qwen3-8b", config={"quantization": "fp8"}))
+    assert asked.quantization == "fp8"

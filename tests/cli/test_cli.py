@@ -45,6 +45,28 @@ def test_models_lists_the_catalog() -> None:
     assert code == 0 and "llama-3.1-8b-instruct" in out
 
 
+def test_models_filter_by_family_size_and_hardware() -> None:
+    code, out, _ = run("models", "--family", "qwen3", "--max-size", "2B", "-o", "json")
+    assert code == 0
+    assert [m["name"] for m in json.loads(out)] == ["qwen3-0.6b", "qwen3-1.7b"]
+    # One A10G: gpt-oss-20b (MXFP4 experts) fits, its 120B sibling does not; each row says
+    # the layout and runtime the plan takes.
+    code, out, _ = run("models", "--family", "gpt-oss", "--fits", "g5.xlarge", "-o", "json")
+    rows = json.loads(out)
+    assert [(m["name"], m["layout"]) for m in rows] == [
+        ("gpt-oss-20b", "1 x nvidia-a10g-24gb, vllm")
+    ]
+    code, out, _ = run("models", "--family", "qwen3", "--fits", "cpu", "-o", "json")
+    assert code == 0 and {m["layout"].split(", ")[-1] for m in json.loads(out)} == {"bosun"}
+    for args, message in [
+        (["--family", "qwen9"], "--family: unknown family 'qwen9'"),
+        (["--max-size", "big"], "--max-size: 'big' is not a parameter count"),
+        (["--fits", "m9.huge"], "--fits: 'm9.huge' is neither an instance type"),
+    ]:
+        code, _, err = run("models", *args)
+        assert code == 2 and message in err
+
+
 def test_accelerators_lists_profiles_and_instance_types() -> None:
     _, out, _ = run("accelerators", "-o", "json")
     data = json.loads(out)

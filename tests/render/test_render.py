@@ -239,6 +239,30 @@ def test_vllm_command_carries_the_plan() -> None:
     assert flags["--served-model-name"] == "llama-3.3-70b-instruct"
 
 
+@pytest.mark.parametrize(
+    ("preset", "present", "absent"),
+    [
+        (
+            "qwen3-8b",
+            ["--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--reasoning-parser"],
+            ["--quantization"],
+        ),
+        # The checkpoint ships AWQ: vLLM reads that (and picks awq_marlin over awq).
+        ("qwen3-8b-awq", ["--reasoning-parser", "qwen3"], ["--quantization"]),
+        ("gpt-oss-20b", ["--tool-call-parser", "openai", "openai_gptoss"], ["--quantization"]),
+        ("llama-3.1-8b-instruct", ["llama3_json"], ["--reasoning-parser"]),
+    ],
+)
+def test_vllm_gets_each_presets_parsers_and_keeps_its_format(
+    preset: str, present: list[str], absent: list[str]
+) -> None:
+    data = workspace_data(inference={"preset": {"name": preset}})
+    _, docs = render(data, accelerator="nvidia-h100-80gb")
+    command = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert all(arg in command for arg in present), command
+    assert not any(arg in command for arg in absent), command
+
+
 def test_cpu_workspace_runs_bosun_serve_with_its_resources() -> None:
     _, docs = render(example_data("01-"))
     assert kinds(docs) == ["Deployment", "Service"]

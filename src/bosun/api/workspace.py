@@ -190,6 +190,8 @@ class Quantization(StrEnum):
     AWQ = "awq"
     GPTQ = "gptq"
     BNB_4BIT = "bitsandbytes-4bit"
+    MXFP4 = "mxfp4"
+    NVFP4 = "nvfp4"
 
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]

@@ -16,10 +16,12 @@ from pydantic.alias_generators import to_camel
 
 from bosun.api.errors import BosunError
 from bosun.api.load import load_yaml_documents
+from bosun.api.workspace import Quantization
 
 __all__ = [
     "BOSUN_ARCHITECTURES",
     "MLA",
+    "QUANT_BYTES",
     "ModelSpec",
     "UnknownPresetError",
     "all_presets",
@@ -40,7 +42,30 @@ BOSUN_ARCHITECTURES = frozenset(
     }
 )
 
-_DATA_FILES = ("smollm2", "qwen2.5", "llama", "mistral", "phi", "gemma2", "deepseek")
+# One file per family; a preset's family is its file's name.
+_DATA_FILES = (
+    "smollm2",
+    "qwen2.5",
+    "qwen3",
+    "llama",
+    "mistral",
+    "phi",
+    "gemma2",
+    "gemma3",
+    "gpt-oss",
+    "deepseek",
+)
+
+# Bytes per weight of quantized formats: the packed value plus its scales (and zeros).
+QUANT_BYTES = {
+    Quantization.FP8: 1.0,
+    Quantization.INT8: 1.0,
+    Quantization.AWQ: 0.5 + 4 / 128,  # 4-bit, fp16 scale + zero per group of 128
+    Quantization.GPTQ: 0.5 + 4 / 128,
+    Quantization.BNB_4BIT: 0.5 + 4 / 64,  # nf4, fp32 absmax per block of 64
+    Quantization.MXFP4: 0.5 + 1 / 32,  # fp4, an 8-bit power-of-two scale per 32
+    Quantization.NVFP4: 0.5 + 1 / 16,  # fp4, an fp8 scale per 16 (and one fp32 per tensor)
+}
 
 
 class _Data(BaseModel):
@@ -63,6 +88,7 @@ class ModelSpec(_Data):
     """Architecture facts of one model, enough to size it without loading weights."""
 
     name: str
+    family: str = ""  # the catalog file it comes from: qwen3, gemma3, llama...
     hf_id: str | None = None
     license: str = "unknown"
     architecture: str
@@ -83,11 +109,23 @@ class ModelSpec(_Data):
     first_dense_layers: int = 0
     mla: MLA | None = None
     sliding_window: int | None = None
+    # Layers that attend through the sliding window (the rest attend to everything): with
+    # a hybrid KV allocator (vLLM's) they hold only their window's keys and values.
+    sliding_layers: int = Field(default=0, ge=0)
     dtype: str = "bfloat16"
+    # The checkpoint's own weight format when it ships quantized (AWQ, GPTQ, FP8, MXFP4,
+    # NVFP4): what a plan sizes unless the Workspace says otherwise; vLLM reads it from the
+    # checkpoint. ``quantized`` says which weights it covers: every decoder layer's linear
+    # weights, or only the experts' (gpt-oss keeps attention and the router in 16 bits).
+    quantization: Quantization = Quantization.NONE
+    quantized: Literal["layers", "experts"] = "layers"
     tunable: bool = False
     # How the model writes tool calls: vLLM's --tool-call-parser name (Bosun's engine
-    # parses the same formats); None where the model has no tool-calling format.
-    tool_parser: Literal["hermes", "llama3_json", "mistral"] | None = None
+    # parses hermes, llama3_json and mistral); None where the model has no such format.
+    tool_parser: Literal["hermes", "llama3_json", "mistral", "openai"] | None = None
+    reasoning_parser: str | None = None  # vLLM's --reasoning-parser for thinking models
+    trust_remote_code: bool = False  # vLLM needs --trust-remote-code for its code
+    gated: bool = False  # the repository asks users to accept a license before download
     source: str = ""
     weight_bytes_on_disk: int | None = Field(
         default=None, description="Exact bytes of the checkpoint's tensors, when known."
@@ -99,7 +137,15 @@ class ModelSpec(_Data):
         """Bytes of the weights in the model's own dtype (what the checkpoint holds)."""
         if self.weight_bytes_on_disk is not None:
             return self.weight_bytes_on_disk
-        return self.parameters * (4 if self.dtype == "float32" else 2)
+        wide = 4 if self.dtype == "float32" else 2
+        if self.quantization is Quantization.NONE:
+            return self.parameters * wide
+        packed = (
+            self.expert_parameters
+            if self.quantized == "experts"
+            else self.parameters - self.embedding_parameters
+        )
+        return round(packed * QUANT_BYTES[self.quantization] + (self.parameters - packed) * wide)
 
     @property
     def is_moe(self) -> bool:
@@ -108,9 +154,19 @@ class ModelSpec(_Data):
     @property
     def runtimes(self) -> tuple[str, ...]:
         """Runtimes that can serve this model."""
-        if self.architecture in BOSUN_ARCHITECTURES and not self.is_moe and self.mla is None:
+        dense = not self.is_moe and self.mla is None
+        own_weights = self.quantization is Quantization.NONE  # the engine loads 16-bit ones
+        if self.architecture in BOSUN_ARCHITECTURES and dense and own_weights:
             return ("vllm", "bosun")
         return ("vllm",)
+
+    def kv_bytes_per_sequence(self, tokens: int, element_bytes: float) -> float:
+        """KV cache bytes of one sequence of ``tokens``: full-attention layers hold every
+        token, sliding-window layers at most their window (vLLM's hybrid allocator)."""
+        per_layer = self.kv_bytes_per_token(element_bytes) / self.layers
+        window = min(tokens, self.sliding_window or tokens)
+        full = self.layers - self.sliding_layers
+        return per_layer * (full * tokens + self.sliding_layers * window)
 
     def kv_bytes_per_token(self, element_bytes: float) -> float:
         """KV cache bytes one token occupies over all layers.
@@ -121,6 +177,15 @@ class ModelSpec(_Data):
         if self.mla is not None:
             return (self.mla.kv_lora_rank + self.mla.qk_rope_head_dim) * self.layers * element_bytes
         return 2 * self.layers * self.kv_heads * self.head_dim * element_bytes
+
+    @property
+    def expert_parameters(self) -> int:
+        """Parameters of every layer's routed and shared experts (0 for a dense model)."""
+        if not self.is_moe:
+            return 0
+        width = self.moe_intermediate_size or self.intermediate_size
+        experts = (self.experts or 0) + self.shared_experts
+        return (self.layers - self.first_dense_layers) * experts * 3 * self.hidden_size * width
 
     @property
     def embedding_parameters(self) -> int:
@@ -144,7 +209,7 @@ class ModelSpec(_Data):
 def _load_file(stem: str) -> list[ModelSpec]:
     text = resources.files("bosun.catalog").joinpath(f"data/{stem}.yaml").read_text("utf-8")
     (rows,) = load_yaml_documents(text)
-    return [ModelSpec.model_validate(row) for row in rows]
+    return [ModelSpec.model_validate({"family": stem, **row}) for row in rows]
 
 
 @cache

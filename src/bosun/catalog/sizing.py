@@ -40,7 +40,13 @@ from bosun.catalog.accelerators import (
     mig_profile,
 )
 from bosun.catalog.byo import spec_from_directory
-from bosun.catalog.presets import ModelSpec, UnknownPresetError, find_by_hf_id, get_preset
+from bosun.catalog.presets import (
+    QUANT_BYTES,
+    ModelSpec,
+    UnknownPresetError,
+    find_by_hf_id,
+    get_preset,
+)
 
 __all__ = ["DEFAULT_GPU", "Memory", "Plan", "PlanError", "Target", "plan_workspace"]
 
@@ -80,14 +86,6 @@ MAX_NODES_PER_REPLICA = 16
 TUNING_SEQ_LEN, TUNING_BATCH = 2048, 1
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-# Bytes per weight for quantized checkpoints: the packed value plus group scales/zeros.
-_QUANT_BYTES = {
-    Quantization.FP8: 1.0,
-    Quantization.INT8: 1.0,
-    Quantization.AWQ: 0.5 + 4 / 128,  # 4-bit, fp16 scale + zero per group of 128
-    Quantization.GPTQ: 0.5 + 4 / 128,
-    Quantization.BNB_4BIT: 0.5 + 4 / 64,  # nf4, fp32 absmax per block of 64
-}
 
 
 class PlanError(BosunError):
@@ -342,10 +340,9 @@ def _resolve_runtime(ws: Workspace, spec: ModelSpec | None, cpu: bool, target: T
         if runtime not in supported:
             runtime = supported[0]
         if cpu and runtime != "bosun":
-            arch = spec.architecture if spec else "this model"
             raise PlanError(
-                f"spec.inference.runtime: only vllm serves {arch}, and vllm needs GPUs; "
-                "give the Workspace an accelerator"
+                f"spec.inference.runtime: only vllm serves {_what(spec)}, and vllm needs "
+                "GPUs; give the Workspace an accelerator"
             )
         return runtime
     if requested is Runtime.VLLM and cpu:
@@ -353,12 +350,20 @@ def _resolve_runtime(ws: Workspace, spec: ModelSpec | None, cpu: bool, target: T
             "spec.inference.runtime: vllm needs GPUs; use runtime: bosun (or auto) on CPUs"
         )
     if requested.value not in supported:
-        arch = spec.architecture if spec else "this model"
         raise PlanError(
-            f"spec.inference.runtime: the bosun engine does not run {arch} yet; "
+            f"spec.inference.runtime: the bosun engine does not run {_what(spec)} yet; "
             "use runtime: vllm (or auto)"
         )
     return requested.value
+
+
+def _what(spec: ModelSpec | None) -> str:
+    """The model in an error: its architecture, and its weights' format when quantized."""
+    if spec is None:
+        return "this model"
+    if spec.quantization is not Quantization.NONE:
+        return f"{spec.architecture} with {spec.quantization.value} weights"
+    return spec.architecture
 
 
 # --------------------------------------------------------------------------- rules: what runs
@@ -424,9 +429,12 @@ def dtype_rule(
     return dtype
 
 
-def quantization_rule(ws: Workspace, runtime: str, cpu: bool) -> Quantization:
-    """The Workspace's quantization (``model.quantization`` or ``config.quantization``); the
-    Bosun engine's own choice when it serves (see _bosun_quantization); 4-bit for QLoRA."""
+def quantization_rule(
+    ws: Workspace, runtime: str, cpu: bool, spec: ModelSpec | None = None
+) -> Quantization:
+    """The Workspace's quantization (``model.quantization`` or ``config.quantization``), else
+    the format the preset's checkpoint ships in; the Bosun engine's own choice when it
+    serves (see _bosun_quantization); 4-bit for QLoRA."""
     model_section = ws.workload.model
     config = ws.workload.config
     quantization = model_section.quantization if model_section else Quantization.NONE
@@ -439,6 +447,8 @@ def quantization_rule(ws: Workspace, runtime: str, cpu: bool) -> Quantization:
             raise PlanError(
                 f"spec.inference.config.quantization: unknown method; use one of {choices}"
             ) from None
+    if quantization is Quantization.NONE and not configured and spec is not None:
+        quantization = spec.quantization
     tuning = ws.spec.tuning
     if tuning is None:
         if runtime != "bosun":
@@ -558,8 +568,8 @@ class Estimate:
 
 def weight_element_bytes(dtype: str, quantization: Quantization) -> float:
     """Bytes per weight: the quantized format's (with its scales), else the dtype's."""
-    if quantization in _QUANT_BYTES:
-        return _QUANT_BYTES[quantization]
+    if quantization in QUANT_BYTES:
+        return QUANT_BYTES[quantization]
     return _DTYPE_BYTES[dtype]
 
 
@@ -577,9 +587,11 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
     """Weight bytes of each pipeline stage (all its tensor parallel ranks together): its
     layers, and the vocab matrices it holds: the first stage the embedding, the last the
     output head (a tied head is a second copy there); one stage alone holds both, once if
-    tied. Quantized checkpoints keep embeddings and the head in 16 bits; the Bosun engine's
-    int8 adds an int8 copy of a tied head (its input embedding stays a float lookup). vLLM
-    loads weights a little larger than the checkpoint (:data:`WEIGHT_LOAD_GROWTH`)."""
+    tied. Quantized checkpoints keep embeddings and the head in 16 bits, and a checkpoint
+    quantized only in its experts (gpt-oss) keeps attention and the router in 16 bits too;
+    the Bosun engine's int8 adds an int8 copy of a tied head (its input embedding stays a
+    float lookup). vLLM loads weights a little larger than the checkpoint
+    (:data:`WEIGHT_LOAD_GROWTH`)."""
     s = x.spec
     wbytes = weight_element_bytes(x.dtype, x.quantization)
     embed_bytes = _DTYPE_BYTES[x.dtype] if x.quantization is not Quantization.NONE else wbytes
@@ -589,7 +601,11 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
         vocab = [s.embedding_parameters * embed_bytes]
     else:
         vocab = [matrix] + [0.0] * (pp - 2) + [matrix]
-    weights = [n * s.layer_parameters * wbytes + v for n, v in zip(stages, vocab, strict=True)]
+    layer = s.layer_parameters * wbytes
+    if x.quantization is s.quantization and s.quantized == "experts":
+        experts = s.expert_parameters / s.layers
+        layer = experts * wbytes + (s.layer_parameters - experts) * _DTYPE_BYTES[x.dtype]
+    weights = [n * layer + v for n, v in zip(stages, vocab, strict=True)]
     if x.runtime == "bosun" and x.quantization is Quantization.INT8 and s.tied_embeddings:
         weights[-1] += s.vocab_size * s.hidden_size * wbytes
     growth = WEIGHT_LOAD_GROWTH if x.runtime == "vllm" and x.profile.is_gpu else 1.0
@@ -661,7 +677,14 @@ def estimate(x: Inputs, tp: int, pp: int) -> Estimate:
     if x.tuning:
         activations, overhead = tuning_activations_rule(x), overhead_rule(x, 1)
         return Estimate(weights, 0.0, activations, overhead, 0.0, sum(stages), 0.0)
-    kv_per_token = kv_per_token_rule(x, tp, pp)
+    # Per token at this context: with vLLM's hybrid allocator, sliding-window layers hold
+    # at most their window (the Bosun engine's cache gives every layer every token).
+    s = x.spec
+    share = 1.0
+    if x.runtime == "vllm":
+        windowed = s.kv_bytes_per_sequence(x.max_model_len, 1) / s.kv_bytes_per_token(1)
+        share = windowed / x.max_model_len
+    kv_per_token = kv_per_token_rule(x, tp, pp) * share
     tokens = x.max_model_len * x.concurrency
     return Estimate(
         weights,
@@ -670,7 +693,7 @@ def estimate(x: Inputs, tp: int, pp: int) -> Estimate:
         overhead_rule(x, tp * pp),
         kv_per_token,
         sum(stages),
-        replica_kv_per_token_rule(x, tp) * tokens,
+        replica_kv_per_token_rule(x, tp) * share * tokens,
     )
 
 
@@ -892,7 +915,7 @@ def plan_workspace(
     sharing, sharers = sharing_rule(ws, profile)
     min_memory_rule(ws, profile)
     dtype = dtype_rule(ws, spec, profile, warnings)
-    quantization = quantization_rule(ws, runtime, cpu)
+    quantization = quantization_rule(ws, runtime, cpu, spec)
     max_model_len = max_model_len_rule(ws, spec)
     common = dict(
         workspace=ws.name,

@@ -17,7 +17,7 @@ from bosun.cli.tune import register as _register_tune
 
 if TYPE_CHECKING:
     from bosun.api import Workspace
-    from bosun.catalog import Plan
+    from bosun.catalog import ModelSpec, Plan
     from bosun.render.placement import Placement
 
 __all__ = ["app", "main"]
@@ -120,37 +120,143 @@ def crd() -> None:
 
 
 @app.command()
-def models(output: OutputOpt = Format.TABLE) -> None:
-    """List the model presets of the catalog."""
+def models(
+    family: Annotated[
+        str | None, typer.Option("--family", "-f", help="Only this family (qwen3, llama...).")
+    ] = None,
+    max_size: Annotated[
+        str | None,
+        typer.Option("--max-size", help="Only models of at most this many parameters (8B, 500M)."),
+    ] = None,
+    fits: Annotated[
+        str | None,
+        typer.Option(
+            "--fits",
+            help="Only models that one node of this instance type (or accelerator) serves "
+            "at their default context.",
+        ),
+    ] = None,
+    output: OutputOpt = Format.TABLE,
+) -> None:
+    """List the model presets of the catalog: family, size, runtimes, and with --fits how
+    each would be laid out on that hardware."""
     from rich.table import Table
 
     from bosun.api.quantity import format_bytes
     from bosun.catalog import all_presets
 
     presets = all_presets()
+    if family is not None:
+        known = sorted({p.family for p in presets})
+        if family.lower() not in known:
+            fail(f"--family: unknown family {family!r}; the catalog has {', '.join(known)}")
+        presets = [p for p in presets if p.family == family.lower()]
+    if max_size is not None:
+        limit = _parameter_count(max_size)
+        presets = [p for p in presets if p.parameters <= limit]
+    layouts: dict[str, str] = {}
+    if fits is not None:
+        layouts = _layouts_on(presets, fits)
+        presets = [p for p in presets if p.name in layouts]
     if output is not Format.TABLE:
-        dump([p.model_dump(by_alias=True, exclude_none=True) for p in presets], output)
+        rows = [p.model_dump(by_alias=True, exclude_none=True) for p in presets]
+        for row in rows:
+            if row["name"] in layouts:
+                row["layout"] = layouts[row["name"]]
+        dump(rows, output)
         return
     table = Table(title="Model presets", title_justify="left")
-    for column in ("name", "params", "architecture", "context", "KV/token", "weights"):
-        table.add_column(column, justify="right" if column in ("params", "context") else "left")
-    table.add_column("license")
-    table.add_column("runtimes")
-    table.add_column("tunable")
-    for p in presets:
-        table.add_row(
-            p.name,
-            f"{p.parameters / 1e9:.2f}B",
-            p.architecture.removesuffix("ForCausalLM"),
-            f"{p.max_context:,}",
-            format_bytes(p.kv_bytes_per_token(2)),
-            format_bytes(p.weight_bytes),
-            p.license,
-            ", ".join(p.runtimes),
-            "yes" if p.tunable else "no",
-        )
+    if fits is not None:  # fewer columns, to leave room for the layout
+        for column in ("name", "params", "context", "weights", "license", f"on {fits}"):
+            table.add_column(column, justify="right" if column in ("params", "context") else "left")
+        for p in presets:
+            table.add_row(
+                p.name,
+                f"{p.parameters / 1e9:.2f}B",
+                f"{p.max_context:,}",
+                _weights(p),
+                p.license,
+                layouts[p.name],
+            )
+    else:
+        columns = ("name", "family", "params", "architecture", "context", "KV/token", "weights")
+        for column in (*columns, "license", "runtimes", "tunable"):
+            table.add_column(column, justify="right" if column in ("params", "context") else "left")
+        for p in presets:
+            table.add_row(
+                p.name,
+                p.family,
+                f"{p.parameters / 1e9:.2f}B",
+                p.architecture.removesuffix("ForCausalLM"),
+                f"{p.max_context:,}",
+                format_bytes(p.kv_bytes_per_token(2)),
+                _weights(p),
+                p.license + (" (gated)" if p.gated else ""),
+                ", ".join(p.runtimes),
+                "yes" if p.tunable else "no",
+            )
     console.print(table)
-    console.print("KV/token in bf16; weights in the model's dtype. `bosun plan FILE` sizes one.")
+    console.print(
+        "KV/token in bf16, over all layers; weights as the checkpoint ships them. "
+        "`bosun plan FILE` sizes one."
+    )
+
+
+def _weights(p: ModelSpec) -> str:
+    from bosun.api.quantity import format_bytes
+
+    quantized = p.quantization.value != "none"
+    return format_bytes(p.weight_bytes) + (f" ({p.quantization.value})" if quantized else "")
+
+
+def _parameter_count(text: str) -> float:
+    """``8B``, ``1.5b``, ``500M`` or a plain number of parameters."""
+    units = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+    raw = text.strip().lower()
+    try:
+        if raw and raw[-1] in units:
+            return float(raw[:-1]) * units[raw[-1]]
+        return float(raw)
+    except ValueError:
+        fail(f"--max-size: {text!r} is not a parameter count (as 8B, 1.5B or 500M)")
+
+
+def _layouts_on(presets: list[ModelSpec], hardware: str) -> dict[str, str]:
+    """For each preset that one node of ``hardware`` serves at its default context: the
+    devices and layout the plan takes."""
+    from bosun.api import BosunError, parse_workspace
+    from bosun.catalog import get_instance_type, get_profile, plan_workspace
+    from bosun.catalog.accelerators import CPU, UnknownAcceleratorError
+
+    instance_type = accelerator = None
+    try:
+        get_instance_type(hardware)
+        instance_type = hardware
+    except UnknownAcceleratorError:
+        try:
+            accelerator = hardware if hardware == CPU else get_profile(hardware).name
+        except UnknownAcceleratorError:
+            fail(
+                f"--fits: {hardware!r} is neither an instance type nor an accelerator profile "
+                "(`bosun accelerators` lists them)"
+            )
+    out: dict[str, str] = {}
+    for p in presets:
+        ws = parse_workspace(
+            {
+                "apiVersion": "bosun.dev/v1alpha1",
+                "kind": "Workspace",
+                "metadata": {"name": "fits"},
+                "spec": {"inference": {"preset": {"name": p.name}}},
+            }
+        )
+        try:
+            plan = plan_workspace(ws, accelerator=accelerator, instance_type=instance_type)
+        except BosunError:  # no runtime serves it there (vLLM on a CPU, say)
+            continue
+        if plan.fits and plan.nodes_per_replica == 1:
+            out[p.name] = f"{plan.devices_summary}, {plan.runtime}"
+    return out
 
 
 @app.command()

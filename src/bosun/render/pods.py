@@ -102,11 +102,18 @@ def server_args(ws: Workspace, plan: Plan) -> list[str]:
         if plan.pipeline_parallel_size > 1:
             args += ["--pipeline-parallel-size", str(plan.pipeline_parallel_size)]
             args += ["--distributed-executor-backend", "ray"]
-        if plan.quantization != "none":
+        # A checkpoint that ships quantized says so in its config, and vLLM then picks the
+        # fastest kernel for it (awq_marlin over awq); the flag is for quantizing on load.
+        own = plan.spec.quantization.value if plan.spec is not None else "none"
+        if plan.quantization not in ("none", own):
             bnb = plan.quantization == "bitsandbytes-4bit"
             args += ["--quantization", "bitsandbytes" if bnb else plan.quantization]
         if parser:  # vLLM parses tool calls only when told how the model writes them
             args += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
+        if plan.spec is not None and plan.spec.reasoning_parser:  # thinking apart from answers
+            args += ["--reasoning-parser", plan.spec.reasoning_parser]
+        if plan.spec is not None and plan.spec.trust_remote_code:
+            args.append("--trust-remote-code")
         if inference.adapters:
             args += ["--enable-lora", "--max-loras", str(len(inference.adapters))]
             args.append("--lora-modules")
