@@ -87,6 +87,7 @@ test: lint typecheck layers unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/plan_bench.py --json benchmarks/results/plan.json
 	$(BIN)/python benchmarks/allocator_bench.py --json benchmarks/results/allocator.json
 	$(BIN)/python benchmarks/operator_bench.py --json benchmarks/results/operator.json
 	$(BIN)/python benchmarks/tuning_bench.py --json benchmarks/results/tuning.json
