@@ -167,3 +167,28 @@ def test_a_saved_checkpoint_is_served_by_the_bosun_decoder(
     assert runner.backend == "bosun"
     logits = runner.run([RunItem(0, A, 0, [0, 1, 2])])
     torch.testing.assert_close(logits[0], expected(hf, A), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("config", [QWEN3, GEMMA3], ids=["qwen3", "gemma3"])
+def test_greedy_decoding_matches_transformers_generate(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
+    """The runner the engine drives, step by step: a prompt past the sliding window, then
+    20 greedy tokens, each the one transformers' generate picks."""
+    hf, _ = hf_twin(config, seed=3)
+    hf.save_pretrained(tmp_path)
+    runner = load_runner(
+        LocalModel("tiny", tmp_path), RunnerOptions("auto", "float32", "cpu", "none", 16, 32)
+    )
+    assert runner.backend == "bosun"
+    prompt, table = A[:7], list(range(16))
+    logits = runner.run([RunItem(0, prompt, 0, table)])
+    ours = [int(logits[0].argmax())]
+    for _ in range(19):
+        logits = runner.run([RunItem(0, [ours[-1]], len(prompt) + len(ours) - 1, table)])
+        ours.append(int(logits[0].argmax()))
+    with torch.inference_mode():
+        theirs = hf.generate(
+            torch.tensor([prompt]), max_new_tokens=20, min_new_tokens=20, do_sample=False
+        )[0, len(prompt) :].tolist()
+    assert ours == theirs
