@@ -59,7 +59,12 @@ def test_catalog_covers_the_required_models() -> None:
     assert len(names) == len(set(names))
 
 
-QK_NORMS = ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Gemma3ForCausalLM")
+QK_NORMS = (
+    "Qwen3ForCausalLM",
+    "Qwen3MoeForCausalLM",
+    "Gemma3ForCausalLM",
+    "Gemma3ForConditionalGeneration",
+)
 
 
 def _count_parameters(p: ModelSpec) -> int:
@@ -67,8 +72,13 @@ def _count_parameters(p: ModelSpec) -> int:
     h, layers, inter = p.hidden_size, p.layers, p.intermediate_size
     if p.mla is not None:
         m = p.mla
+        q_dim = p.attention_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
+        if m.q_lora_rank:  # q through a low-rank bottleneck with its own norm
+            q = h * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * q_dim
+        else:
+            q = h * q_dim
         attn = (
-            h * p.attention_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)  # q_proj
+            q
             + h * (m.kv_lora_rank + m.qk_rope_head_dim)  # kv_a_proj_with_mqa
             + m.kv_lora_rank  # kv_a_layernorm
             + m.kv_lora_rank * p.attention_heads * (m.qk_nope_head_dim + m.v_head_dim)
@@ -91,6 +101,8 @@ def _count_parameters(p: ModelSpec) -> int:
     elif p.mla is not None and p.experts:
         assert p.moe_intermediate_size is not None
         moe = (p.experts + p.shared_experts) * 3 * h * p.moe_intermediate_size + h * p.experts
+        if p.architecture == "DeepseekV3ForCausalLM":  # the router's score correction bias
+            moe += p.experts
         dense = p.first_dense_layers * (attn + 3 * h * inter + norms)
         body = dense + (layers - p.first_dense_layers) * (attn + moe + norms)
     elif p.experts:
@@ -98,7 +110,7 @@ def _count_parameters(p: ModelSpec) -> int:
         body = layers * (attn + p.experts * 3 * h * width + h * p.experts + norms)
     else:
         body = layers * (attn + 3 * h * inter + norms)
-    return p.embedding_parameters + body + h  # + the final norm
+    return p.embedding_parameters + body + h + p.vision_parameters  # + the final norm
 
 
 @pytest.mark.parametrize("preset", all_presets(), ids=lambda p: p.name)
@@ -168,6 +180,11 @@ def test_the_catalog_knows_what_the_bosun_decoder_runs() -> None:
         ("gemma-3-1b-it", "1.0"),
         ("gpt-oss-20b", "20.91"),
         ("gpt-oss-120b", "116.83"),
+        ("gemma-3-4b-it", "4.3"),
+        ("gemma-3-27b-it", "27.4"),
+        ("deepseek-v3-0324", "671"),
+        ("phi-3-mini-4k-instruct", "3.8"),
+        ("phi-3-medium-4k-instruct", "14"),
     ],
 )
 def test_parameter_counts_agree_with_the_model_cards(name: str, published: str) -> None:

@@ -93,6 +93,9 @@ class ModelSpec(_Data):
     license: str = "unknown"
     architecture: str
     parameters: int = Field(gt=0)
+    # Of those, the vision encoder's and its projector's (multimodal models): resident in
+    # every replica, on the first pipeline stage.
+    vision_parameters: int = Field(default=0, ge=0)
     layers: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
     attention_heads: int = Field(gt=0)
@@ -122,9 +125,10 @@ class ModelSpec(_Data):
     tunable: bool = False
     # How the model writes tool calls: vLLM's --tool-call-parser name (Bosun's engine
     # parses hermes, llama3_json and mistral); None where the model has no such format.
-    tool_parser: Literal["hermes", "llama3_json", "mistral", "openai"] | None = None
+    tool_parser: Literal["hermes", "llama3_json", "mistral", "openai", "deepseek_v3"] | None = None
     reasoning_parser: str | None = None  # vLLM's --reasoning-parser for thinking models
     trust_remote_code: bool = False  # vLLM needs --trust-remote-code for its code
+    vllm_args: list[str] = Field(default_factory=list)  # more flags its vLLM needs
     gated: bool = False  # the repository asks users to accept a license before download
     source: str = ""
     weight_bytes_on_disk: int | None = Field(
@@ -143,7 +147,7 @@ class ModelSpec(_Data):
         packed = (
             self.expert_parameters
             if self.quantized == "experts"
-            else self.parameters - self.embedding_parameters
+            else self.parameters - self.embedding_parameters - self.vision_parameters
         )
         return round(packed * QUANT_BYTES[self.quantization] + (self.parameters - packed) * wide)
 
@@ -195,7 +199,7 @@ class ModelSpec(_Data):
     @property
     def layer_parameters(self) -> float:
         """Mean parameters of one decoder layer (what pipeline stages split)."""
-        return (self.parameters - self.embedding_parameters) / self.layers
+        return (self.parameters - self.embedding_parameters - self.vision_parameters) / self.layers
 
     @property
     def active_intermediate_size(self) -> int:

@@ -585,13 +585,13 @@ def pipeline_stages_rule(layers: int, pp: int) -> list[int]:
 
 def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
     """Weight bytes of each pipeline stage (all its tensor parallel ranks together): its
-    layers, and the vocab matrices it holds: the first stage the embedding, the last the
-    output head (a tied head is a second copy there); one stage alone holds both, once if
-    tied. Quantized checkpoints keep embeddings and the head in 16 bits, and a checkpoint
-    quantized only in its experts (gpt-oss) keeps attention and the router in 16 bits too;
-    the Bosun engine's int8 adds an int8 copy of a tied head (its input embedding stays a
-    float lookup). vLLM loads weights a little larger than the checkpoint
-    (:data:`WEIGHT_LOAD_GROWTH`)."""
+    layers, and the vocab matrices it holds: the first stage the embedding (and a vision
+    encoder), the last the output head (a tied head is a second copy there); one stage
+    alone holds both, once if tied. Quantized checkpoints keep embeddings and the head in
+    16 bits, and a checkpoint quantized only in its experts (gpt-oss) keeps attention and
+    the router in 16 bits too; the Bosun engine's int8 adds an int8 copy of a tied head
+    (its input embedding stays a float lookup). vLLM loads weights a little larger than
+    the checkpoint (:data:`WEIGHT_LOAD_GROWTH`)."""
     s = x.spec
     wbytes = weight_element_bytes(x.dtype, x.quantization)
     embed_bytes = _DTYPE_BYTES[x.dtype] if x.quantization is not Quantization.NONE else wbytes
@@ -601,6 +601,7 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
         vocab = [s.embedding_parameters * embed_bytes]
     else:
         vocab = [matrix] + [0.0] * (pp - 2) + [matrix]
+    vocab[0] += s.vision_parameters * _DTYPE_BYTES[x.dtype]  # a vision encoder: 16-bit
     layer = s.layer_parameters * wbytes
     if x.quantization is s.quantization and s.quantized == "experts":
         experts = s.expert_parameters / s.layers

@@ -114,6 +114,8 @@ def server_args(ws: Workspace, plan: Plan) -> list[str]:
             args += ["--reasoning-parser", plan.spec.reasoning_parser]
         if plan.spec is not None and plan.spec.trust_remote_code:
             args.append("--trust-remote-code")
+        if plan.spec is not None:
+            args += plan.spec.vllm_args
         if inference.adapters:
             args += ["--enable-lora", "--max-loras", str(len(inference.adapters))]
             args.append("--lora-modules")
