@@ -251,6 +251,9 @@ def test_vllm_command_carries_the_plan() -> None:
         ("qwen3-8b-awq", ["--reasoning-parser", "qwen3"], ["--quantization"]),
         ("gpt-oss-20b", ["--tool-call-parser", "openai", "openai_gptoss"], ["--quantization"]),
         ("llama-3.1-8b-instruct", ["llama3_json"], ["--reasoning-parser"]),
+        # Two H100s: its experts spread whole over the ranks.
+        ("mixtral-8x7b-instruct", ["--enable-expert-parallel"], ["--reasoning-parser"]),
+        ("qwen3-32b", ["--tensor-parallel-size"], ["--enable-expert-parallel"]),
     ],
 )
 def test_vllm_gets_each_presets_parsers_and_keeps_its_format(

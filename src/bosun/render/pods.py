@@ -99,6 +99,10 @@ def server_args(ws: Workspace, plan: Plan) -> list[str]:
         args = ["vllm", "serve", plan.model_ref, *common]
         args += ["--tensor-parallel-size", str(plan.tensor_parallel_size)]
         args += ["--gpu-memory-utilization", f"{plan.gpu_memory_utilization:.2f}"]
+        if plan.spec is not None and plan.spec.is_moe and plan.tensor_parallel_size > 1:
+            # Whole experts per rank rather than every expert sliced over all of them: the
+            # same bytes per device, fewer and larger expert matmuls.
+            args.append("--enable-expert-parallel")
         if plan.pipeline_parallel_size > 1:
             args += ["--pipeline-parallel-size", str(plan.pipeline_parallel_size)]
             args += ["--distributed-executor-backend", "ray"]
