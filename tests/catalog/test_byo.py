@@ -86,3 +86,42 @@ def test_unreadable_config(tmp_path: Path) -> None:
     data["spec"]["inference"]["model"]["uri"] = f"file://{tmp_path}"
     with pytest.raises(PlanError, match=r"unreadable config\.json"):
         plan_workspace(parse_workspace(data))
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        # Qwen3-MoE names its experts num_experts; their width is moe_intermediate_size.
+        ({"num_experts": 8, "moe_intermediate_size": 32}, {"experts": 8, "is_moe": True}),
+        # Gemma 3 as transformers 5 writes it: the layer types say which layers slide.
+        (
+            {"sliding_window": 16, "layer_types": ["sliding_attention", "full_attention"]},
+            {"sliding_layers": 1},
+        ),
+        ({"sliding_window": 16, "model_type": "gemma2"}, {"sliding_layers": 1}),
+        ({"sliding_window": 16, "use_sliding_window": False}, {"sliding_layers": 0}),
+        # A checkpoint that ships quantized is sized in its own format; gpt-oss leaves
+        # attention out of it, so only its experts are.
+        (
+            {"quantization_config": {"quant_method": "awq", "bits": 4}},
+            {"quantization": "awq", "quantized": "layers"},
+        ),
+        (
+            {
+                "quantization_config": {
+                    "quant_method": "mxfp4",
+                    "modules_to_not_convert": ["model.layers.*.self_attn", "lm_head"],
+                }
+            },
+            {"quantization": "mxfp4", "quantized": "experts"},
+        ),
+        ({"quantization_config": {"quant_method": "exotic"}}, {"quantization": "none"}),
+    ],
+)
+def test_config_facts_sizing_reads(
+    tmp_path: Path, extra: dict[str, object], expected: dict[str, object]
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({**CONFIG, **extra}), encoding="utf-8")
+    spec = spec_from_directory(tmp_path)
+    for name, value in expected.items():
+        assert getattr(spec, name) == value, name

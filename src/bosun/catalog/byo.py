@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bosun.api.errors import BosunError
+from bosun.api.workspace import Quantization
 from bosun.catalog.presets import MLA, ModelSpec
 
 __all__ = ["safetensors_parameters", "spec_from_directory"]
@@ -65,10 +66,37 @@ def _estimate_parameters(c: dict[str, Any], head_dim: int) -> int:
     heads = c["num_attention_heads"]
     kv = c.get("num_key_value_heads", heads)
     attn = hidden * head_dim * (2 * heads + 2 * kv)
-    experts = c.get("num_local_experts") or c.get("n_routed_experts") or 1
-    mlp = 3 * hidden * inter * experts
+    experts = c.get("num_local_experts") or c.get("n_routed_experts") or c.get("num_experts") or 1
+    mlp = 3 * hidden * (c.get("moe_intermediate_size") or inter) * experts
     embed = c["vocab_size"] * hidden * (1 if c.get("tie_word_embeddings") else 2)
     return int(embed + layers * (attn + mlp + 2 * hidden))
+
+
+def _sliding_layers(c: dict[str, Any]) -> int:
+    """Layers that attend through the sliding window, as the config places them."""
+    layers = int(c["num_hidden_layers"])
+    if not c.get("sliding_window") or c.get("use_sliding_window") is False:
+        return 0
+    if c.get("layer_types"):
+        return sum(t == "sliding_attention" for t in c["layer_types"])
+    if c.get("model_type") == "gemma2":  # local and global alternate
+        return layers - layers // 2
+    pattern = c.get("sliding_window_pattern")
+    if pattern:  # Gemma 3: every pattern-th layer is global
+        return layers - layers // int(pattern)
+    return layers  # Mistral-style: every layer
+
+
+def _quantization(c: dict[str, Any]) -> tuple[Quantization, str]:
+    """The checkpoint's own format (``quantization_config.quant_method``) and which weights
+    it covers: every layer's, or only the experts' when attention is left out of it."""
+    q = c.get("quantization_config") or {}
+    try:
+        method = Quantization(str(q.get("quant_method", "none")).lower())
+    except ValueError:
+        return Quantization.NONE, "layers"  # a format sizing does not know: 16-bit bytes
+    skipped = " ".join(str(m) for m in q.get("modules_to_not_convert") or [])
+    return method, "experts" if "self_attn" in skipped or "attn" in skipped else "layers"
 
 
 def spec_from_directory(path: str | Path) -> ModelSpec:
@@ -119,6 +147,8 @@ def spec_from_directory(path: str | Path) -> ModelSpec:
         )
     architectures = c.get("architectures") or ["unknown"]
     dtype = c.get("torch_dtype") or c.get("dtype") or "bfloat16"
+    quantization, quantized = _quantization(c)
+    experts = c.get("num_local_experts") or c.get("n_routed_experts") or c.get("num_experts")
     return ModelSpec(
         name=directory.name,
         architecture=architectures[0],
@@ -132,13 +162,16 @@ def spec_from_directory(path: str | Path) -> ModelSpec:
         vocab_size=c["vocab_size"],
         max_context=c.get("max_position_embeddings") or 4096,
         tied_embeddings=bool(c.get("tie_word_embeddings", False)),
-        experts=c.get("num_local_experts") or c.get("n_routed_experts"),
+        experts=experts,
         experts_per_token=c.get("num_experts_per_tok"),
         shared_experts=c.get("n_shared_experts") or 0,
         moe_intermediate_size=c.get("moe_intermediate_size"),
         mla=mla,
         sliding_window=c.get("sliding_window"),
+        sliding_layers=_sliding_layers(c),
         dtype=dtype if dtype in ("bfloat16", "float16", "float32") else "bfloat16",
+        quantization=quantization,
+        quantized=quantized,
         tunable=True,
         source=str(config_file),
         weight_bytes_on_disk=on_disk,
