@@ -125,3 +125,24 @@ def test_config_facts_sizing_reads(
     spec = spec_from_directory(tmp_path)
     for name, value in expected.items():
         assert getattr(spec, name) == value, name
+
+
+def test_a_quantized_checkpoint_is_sized_by_its_files(tmp_path: Path) -> None:
+    """AWQ packs eight 4-bit weights in an int32, so the headers count an eighth of the
+    weights: the plan takes the files' bytes for the layers, the embeddings as 16-bit."""
+    config = {**CONFIG, "quantization_config": {"quant_method": "awq", "bits": 4}}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    write_safetensors(
+        tmp_path / "model.safetensors",
+        {"embed": ("BF16", [100, 64]), "qweight": ("F32", [2, 64, 16]), "scales": ("BF16", [128])},
+    )
+    data = {
+        "apiVersion": "bosun.dev/v1alpha1",
+        "kind": "Workspace",
+        "metadata": {"name": "awq"},
+        "spec": {"inference": {"model": {"uri": f"file://{tmp_path}"}}},
+    }
+    plan = plan_workspace(parse_workspace(data), accelerator="nvidia-l4-24gb")
+    assert plan.quantization == "awq"
+    on_disk = 100 * 64 * 2 + 2 * 64 * 16 * 4 + 128 * 2
+    assert plan.memory.weights_bytes == int(on_disk * 1.02)

@@ -603,7 +603,11 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
         vocab = [matrix] + [0.0] * (pp - 2) + [matrix]
     vocab[0] += s.vision_parameters * _DTYPE_BYTES[x.dtype]  # a vision encoder: 16-bit
     layer = s.layer_parameters * wbytes
-    if x.quantization is s.quantization and s.quantized == "experts":
+    own = x.quantization is s.quantization and s.quantization is not Quantization.NONE
+    if own and s.weight_bytes_on_disk:  # packed tensors: the files' bytes, not a count
+        wide = (s.embedding_parameters + s.vision_parameters) * _DTYPE_BYTES[x.dtype]
+        layer = max(s.weight_bytes_on_disk - wide, 0) / s.layers
+    elif own and s.quantized == "experts":
         experts = s.expert_parameters / s.layers
         layer = experts * wbytes + (s.layer_parameters - experts) * _DTYPE_BYTES[x.dtype]
     weights = [n * layer + v for n, v in zip(stages, vocab, strict=True)]
