@@ -49,7 +49,7 @@ test-latest:
 
 # Mutation testing of the sizing rules and the DRA allocator ([tool.mutmut] in pyproject.toml):
 # each small change to the source that no test notices is a rule nothing pins. The score
-# and the survivors are recorded in docs/sizing.md. About 7 minutes; not part of `make test`.
+# and the survivors are recorded in docs/sizing.md. About 13 minutes; not part of `make test`.
 mutation: $(STAMP)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 || true

@@ -171,6 +171,10 @@ def test_engine_settings_are_in_range(config: dict[str, Any], message: str) -> N
     [
         ({"batchSize": -1}, "spec.tuning.config.batchSize: -1 is not a whole number"),
         ({"maxSeqLength": "long"}, "spec.tuning.config.maxSeqLength: 'long' is not a whole number"),
+        ({"batchSize": 4097}, "spec.tuning.config.batchSize: 4097 is not a whole number from 1"),
+        ({"maxSeqLength": 2**20 + 1}, "maxSeqLength: 1048577 is not a whole number from 1"),
+        # A tuning job's engine settings are named under spec.tuning.config.
+        ({"maxNumSeqs": 0}, "spec.tuning.config.maxNumSeqs: 0 is not a whole number"),
     ],
 )
 def test_trainer_settings_are_in_range(config: dict[str, Any], message: str) -> None:
@@ -178,3 +182,31 @@ def test_trainer_settings_are_in_range(config: dict[str, Any], message: str) -> 
     data["spec"]["tuning"]["config"] = config
     with pytest.raises(PlanError, match=message.replace(".", r"\.")):
         plan_workspace(parse_workspace(data))
+
+
+@pytest.mark.parametrize(
+    ("section", "config"),
+    [
+        # The edges of each range are accepted.
+        ("inference", {"maxNumSeqs": 1, "maxNumBatchedTokens": 2**20}),
+        ("inference", {"maxNumSeqs": 2**16}),
+        ("tuning", {"batchSize": 4096, "maxSeqLength": 2**20}),
+        ("tuning", {"batchSize": 1, "maxSeqLength": 1}),
+    ],
+)
+def test_settings_at_the_edges_of_their_ranges_are_taken(
+    section: str, config: dict[str, Any]
+) -> None:
+    if section == "inference":
+        data = workspace_data(inference={"preset": {"name": "phi-4"}, "config": config})
+    else:
+        data = example_data("06-")
+        data["spec"]["tuning"]["config"] = config
+    plan_workspace(parse_workspace(data))
+
+
+@pytest.mark.parametrize("config", [{"maxNumSeqs": 2**16 + 1}, {"maxNumBatchedTokens": 2**20 + 1}])
+def test_engine_settings_past_their_range_are_refused(config: dict[str, Any]) -> None:
+    ws = parse_workspace(workspace_data(inference={"preset": {"name": "phi-4"}, "config": config}))
+    with pytest.raises(PlanError, match="is not a whole number from 1 to"):
+        plan_workspace(ws)

@@ -279,7 +279,7 @@ def test_estimate_of_serving_sums_the_rules() -> None:
 
 def test_estimate_of_tuning_has_no_kv_cache_and_one_rank() -> None:
     est = rules.estimate(inputs(tuning=True, tuning_seq_len=10, tuning_batch=2), 1, 1)
-    assert (est.kv_dev, est.kv_per_token_dev) == (0, 0)
+    assert (est.kv_dev, est.kv_per_token_dev, est.kv_replica) == (0, 0, 0)
     assert est.activation_dev == pytest.approx(299_520)
     assert est.overhead_dev == int(1.8 * GIB) + GIB // 2
 
@@ -778,6 +778,79 @@ def test_splitting_never_adds_weight_to_the_busiest_device(
 
 # --------------------------------------------------------------------------- edges
 # Cases that separate a rule from its nearest wrong version (found by `make mutation`).
+
+
+# Every other layer slides over a 100-token window.
+WINDOWED = TOY.model_copy(update={"name": "windowed", "sliding_window": 100, "sliding_layers": 2})
+
+
+@pytest.mark.parametrize(
+    ("x", "expected", "why"),
+    [
+        (inputs(WINDOWED), 64 * (2 * 1000 + 2 * 100), "vLLM: windowed layers hold 100 tokens"),
+        (inputs(WINDOWED, max_model_len=50), 256 * 50, "a context inside the window: all of it"),
+        (inputs(WINDOWED, runtime="bosun"), 256 * 1000, "the Bosun engine: every layer, all"),
+        (inputs(), 256 * 1000, "no window: every layer, every token"),
+    ],
+)
+def test_kv_cache_of_sliding_window_layers(x: rules.Inputs, expected: int, why: str) -> None:
+    """One layer's KV is 64 bytes a token (2 x 2 heads x 8 dims x 2 bytes)."""
+    est = rules.estimate(x, 1, 1)
+    assert est.kv_dev == pytest.approx(expected), why
+    assert est.kv_replica == pytest.approx(expected), why
+
+
+# A mixture of experts whose experts alone ship in MXFP4: 2 experts of 3 x 64 x 40 per
+# layer (15,360 of each layer's 100,000 parameters).
+MOE = TOY.model_copy(
+    update={
+        "name": "moe",
+        "experts": 2,
+        "experts_per_token": 1,
+        "moe_intermediate_size": 40,
+        "quantization": Quantization.MXFP4,
+        "quantized": "experts",
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("x", "expected", "why"),
+    [
+        (
+            inputs(MOE, quantization=Quantization.MXFP4),
+            4 * (15_360 * 0.53125 + 84_640 * 2) + 128_000 * 2,
+            "experts in MXFP4, attention and the rest in bf16",
+        ),
+        (
+            inputs(MOE, quantization=Quantization.FP8),
+            4 * 100_000 + 128_000 * 2,
+            "asked for fp8 instead: every layer weight in it",
+        ),
+    ],
+)
+def test_weights_of_a_checkpoint_quantized_in_its_experts(
+    x: rules.Inputs, expected: float, why: str
+) -> None:
+    assert rules.weights_rule(x, 1, 1) == pytest.approx(expected * 1.02), why
+
+
+def test_weights_of_a_quantized_checkpoint_come_from_its_files() -> None:
+    """Packed tensors: the files' bytes, less the 16-bit embeddings and vision encoder."""
+    spec = TOY.model_copy(
+        update={
+            "parameters": 528_000 + 10_000,
+            "vision_parameters": 10_000,
+            "quantization": Quantization.AWQ,
+            "weight_bytes_on_disk": 600_000,
+        }
+    )
+    x = inputs(spec, quantization=Quantization.AWQ)
+    wide = (128_000 + 10_000) * 2
+    assert rules.weights_rule(x, 1, 1) == pytest.approx(600_000 * 1.02)
+    assert rules.stage_weights_rule(x, 2)[1] == pytest.approx(
+        (600_000 - wide) / 2 * 1.02 + 64_000 * 2 * 1.02
+    )
 
 
 def test_pipeline_ranks_need_nccl_too() -> None:
