@@ -17,41 +17,32 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 from machine import cpu_name  # benchmarks/machine.py
 
-from bosun.api import BosunError, parse_workspace
+from bosun.api import BosunError, preset_workspace
 from bosun.catalog import all_instance_types, all_presets, plan_workspace
 
 
-def documents() -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": "bosun.dev/v1alpha1",
-            "kind": "Workspace",
-            "metadata": {"name": "bench"},
-            "spec": {"inference": {"preset": {"name": p.name}}},
-        }
-        for p in all_presets()
-    ]
+def names() -> list[str]:
+    return [p.name for p in all_presets()]
 
 
-def parse_all(docs: list[dict[str, Any]], types: int) -> float:
+def parse_all(presets: list[str], types: int) -> float:
     start = time.perf_counter()
     for _ in range(types):
-        for doc in docs:
-            parse_workspace(doc)
+        for preset in presets:
+            preset_workspace(preset, "bench")
     return time.perf_counter() - start
 
 
-def plan_all(docs: list[dict[str, Any]], types: list[str]) -> tuple[float, dict[str, int]]:
+def plan_all(presets: list[str], types: list[str]) -> tuple[float, dict[str, int]]:
     counts = {"fits": 0, "short": 0, "refused": 0}
     start = time.perf_counter()
     for itype in types:
-        for doc in docs:
+        for preset in presets:
             try:
-                plan = plan_workspace(parse_workspace(doc), instance_type=itype)
+                plan = plan_workspace(preset_workspace(preset, "bench"), instance_type=itype)
             except BosunError:
                 counts["refused"] += 1
                 continue
@@ -64,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    docs = documents()
+    docs = names()
     types = [t.name for t in all_instance_types()]
     plan_all(docs[:2], types[:2])  # imports and caches warm
     plans, parses, counts = [], [], {}

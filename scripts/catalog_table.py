@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bosun.api import parse_workspace
+from bosun.api import preset_workspace
 from bosun.api.quantity import format_bytes
 from bosun.catalog import Plan, all_instance_types, all_presets, get_profile, plan_workspace
 from bosun.catalog.accelerators import InstanceType
@@ -39,14 +39,7 @@ def _by_size() -> list[InstanceType]:
 
 def recommended(name: str) -> Plan | None:
     """The plan on the smallest instance type one node of which serves ``name``."""
-    ws = parse_workspace(
-        {
-            "apiVersion": "bosun.dev/v1alpha1",
-            "kind": "Workspace",
-            "metadata": {"name": name[:63]},
-            "spec": {"inference": {"preset": {"name": name}}},
-        }
-    )
+    ws = preset_workspace(name, name[:63])
     for itype in _by_size():
         plan = plan_workspace(ws, instance_type=itype.name)
         if plan.fits and plan.nodes_per_replica == 1:

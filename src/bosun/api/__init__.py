@@ -6,7 +6,7 @@ kopf, kubernetes, torch or fastapi.
 
 from bosun.api.conditions import Condition, ConditionType, set_condition
 from bosun.api.errors import BosunError, Problem, WorkspaceError
-from bosun.api.load import load_workspace, parse_workspace
+from bosun.api.load import load_workspace, parse_workspace, preset_workspace
 from bosun.api.workspace import (
     API_VERSION,
     Accelerator,
@@ -46,5 +46,6 @@ __all__ = [
     "WorkspaceStatus",
     "load_workspace",
     "parse_workspace",
+    "preset_workspace",
     "set_condition",
 ]

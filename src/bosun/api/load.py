@@ -11,7 +11,13 @@ from pydantic import ValidationError
 from bosun.api.errors import Problem, WorkspaceError
 from bosun.api.workspace import API_VERSION, KIND, Workspace
 
-__all__ = ["load_workspace", "load_yaml_documents", "parse_workspace", "problems_from"]
+__all__ = [
+    "load_workspace",
+    "load_yaml_documents",
+    "parse_workspace",
+    "preset_workspace",
+    "problems_from",
+]
 
 _MESSAGES = {
     "extra_forbidden": "unknown field",
@@ -63,6 +69,19 @@ def parse_workspace(
         return Workspace.model_validate(data, context={"allowed_hosts": allowed_hosts})
     except ValidationError as exc:
         raise WorkspaceError(source, problems_from(exc)) from None
+
+
+def preset_workspace(preset: str, name: str = "preset") -> Workspace:
+    """The smallest Workspace that serves ``preset`` with every default: what `bosun
+    models --fits`, the catalog table and the planning benchmark plan."""
+    return parse_workspace(
+        {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": name},
+            "spec": {"inference": {"preset": {"name": preset}}},
+        }
+    )
 
 
 def load_workspace(path: str | Path, allowed_hosts: frozenset[str] = frozenset()) -> Workspace:

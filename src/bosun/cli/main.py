@@ -224,7 +224,7 @@ def _parameter_count(text: str) -> float:
 def _layouts_on(presets: list[ModelSpec], hardware: str) -> dict[str, str]:
     """For each preset that one node of ``hardware`` serves at its default context: the
     devices and layout the plan takes."""
-    from bosun.api import BosunError, parse_workspace
+    from bosun.api import BosunError, preset_workspace
     from bosun.catalog import get_instance_type, get_profile, plan_workspace
     from bosun.catalog.accelerators import CPU, UnknownAcceleratorError
 
@@ -242,14 +242,7 @@ def _layouts_on(presets: list[ModelSpec], hardware: str) -> dict[str, str]:
             )
     out: dict[str, str] = {}
     for p in presets:
-        ws = parse_workspace(
-            {
-                "apiVersion": "bosun.dev/v1alpha1",
-                "kind": "Workspace",
-                "metadata": {"name": "fits"},
-                "spec": {"inference": {"preset": {"name": p.name}}},
-            }
-        )
+        ws = preset_workspace(p.name, "fits")
         try:
             plan = plan_workspace(ws, accelerator=accelerator, instance_type=instance_type)
         except BosunError:  # no runtime serves it there (vLLM on a CPU, say)
