@@ -60,11 +60,16 @@ def row(name: str) -> str:
     weights_dev = m.per_device_bytes - m.kv_cache_bytes / devices
     weights_dev -= m.activation_bytes + m.overhead_bytes
     fmt = plan.quantization if plan.quantization != "none" else plan.dtype
+    # A hybrid's linear-attention state: fixed per sequence (one sequence by default).
+    state = spec.state_bytes_per_sequence(4 if plan.dtype == "float32" else 2)
+    kv = m.kv_cache_bytes - state
+    kv_terms = f"{format_bytes(kv / plan.max_model_len)}/token x {plan.max_model_len:,}"
+    if state:
+        kv_terms = f"({kv_terms} + {format_bytes(state)} state)"
     arithmetic = (
         f"{spec.parameters / 1e9:.2f}B params in {fmt} = {_gib(spec.weight_bytes)} GiB "
         f"x {WEIGHT_LOAD_GROWTH} / {devices} = {_gib(weights_dev)}; KV "
-        f"{format_bytes(m.kv_cache_bytes / plan.max_model_len)}/token x "
-        f"{plan.max_model_len:,} / {devices} = {_gib(m.kv_cache_bytes / devices)}; "
+        f"{kv_terms} / {devices} = {_gib(m.kv_cache_bytes / devices)}; "
         f"+ {_gib(m.activation_bytes)} activations + {_gib(m.overhead_bytes)} runtime"
     )
     layout = f"{devices} x {plan.accelerator.name} (tp {plan.tensor_parallel_size})"

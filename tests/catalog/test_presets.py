@@ -67,9 +67,38 @@ QK_NORMS = (
 )
 
 
+def _count_nemotron_h(p: ModelSpec) -> int:
+    """Nemotron-H: each block a norm and one of Mamba-2, attention, MLP or MoE."""
+    h, r = p.hidden_size, p.recurrent
+    assert r is not None and p.layer_pattern is not None
+    inner, bc = r.heads * r.head_dim, 2 * r.groups * r.state_size
+    mamba = (
+        h * (2 * inner + bc + r.heads)  # in_proj: z, x, B, C and dt
+        + (inner + bc) * (r.conv_kernel + 1)  # depthwise conv1d with its bias
+        + 3 * r.heads  # dt_bias, A_log, D
+        + inner  # the gated RMSNorm
+        + inner * h  # out_proj
+    )
+    attn = 2 * h * p.attention_heads * p.head_dim + 2 * h * p.kv_heads * p.head_dim
+    mlp = 2 * h * p.intermediate_size  # up and down: squared ReLU has no gate
+    moe = 0
+    if p.experts:
+        assert p.moe_intermediate_size and p.shared_intermediate_size
+        width = p.moe_latent_size or h
+        moe = p.experts * 2 * width * p.moe_intermediate_size  # routed experts
+        moe += 2 * h * p.shared_intermediate_size + h * p.experts + p.experts  # + router
+        if p.moe_latent_size:  # into the latent space and back
+            moe += 2 * h * p.moe_latent_size
+    per_kind = {"M": mamba, "*": attn, "-": mlp, "E": moe}
+    body = sum(per_kind[kind] + h for kind in p.layer_pattern)
+    return p.embedding_parameters + body + h
+
+
 def _count_parameters(p: ModelSpec) -> int:
     """Parameters from the architecture alone, written out per family."""
     h, layers, inter = p.hidden_size, p.layers, p.intermediate_size
+    if p.architecture == "NemotronHForCausalLM":
+        return _count_nemotron_h(p)
     if p.mla is not None:
         m = p.mla
         q_dim = p.attention_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
@@ -185,6 +214,9 @@ def test_the_catalog_knows_what_the_bosun_decoder_runs() -> None:
         ("deepseek-v3-0324", "671"),
         ("phi-3-mini-4k-instruct", "3.8"),
         ("phi-3-medium-4k-instruct", "14"),
+        # NVIDIA's cards: 9B and 31.6B total (the first rounds 8.89B).
+        ("nemotron-nano-9b-v2", "9"),
+        ("nemotron-3-nano-30b-a3b", "31.6"),
     ],
 )
 def test_parameter_counts_agree_with_the_model_cards(name: str, published: str) -> None:
@@ -203,3 +235,36 @@ def test_quantized_checkpoints_weigh_what_they_ship() -> None:
     layers = awq.parameters - awq.embedding_parameters
     assert awq.weight_bytes == round(layers * 0.53125 + awq.embedding_parameters * 2)
     assert awq.runtimes == ("vllm",)  # the Bosun engine loads 16-bit weights
+
+
+@pytest.mark.parametrize(
+    ("name", "gib"),
+    [
+        # Checkpoint sizes as KAITO's catalog records them (modelFileSize, two decimals).
+        ("nemotron-nano-9b-v2", 16.56),
+        ("nemotron-3-nano-4b", 7.40),
+        ("nemotron-3-nano-30b-a3b", 58.82),
+    ],
+)
+def test_hybrid_checkpoints_weigh_what_they_ship(name: str, gib: float) -> None:
+    assert round(get_preset(name).weight_bytes / 2**30, 2) == gib
+
+
+def test_a_hybrid_keeps_kv_only_in_its_attention_layers() -> None:
+    """Nemotron Nano 9B v2: 4 of its 56 blocks attend (2 x 8 heads x 128 x 2 bytes each per
+    token); its 27 Mamba-2 layers hold 128 heads x 80 x 128 of float32 SSM state and a
+    3-input window of 10,240 + 2 x 8 x 128 channels per sequence, however long."""
+    nano = get_preset("nemotron-nano-9b-v2")
+    assert (nano.kv_layers, nano.state_layers) == (4, 27)
+    assert nano.kv_bytes_per_token(2) == 4 * 2 * 8 * 128 * 2
+    per_layer = 128 * 80 * 128 * 4 + 3 * (10240 + 2 * 8 * 128) * 2
+    assert nano.state_bytes_per_sequence(2) == 27 * per_layer
+    assert nano.kv_bytes_per_sequence(131072, 2) == 131072 * 4 * 2 * 8 * 128 * 2
+
+
+def test_a_layer_pattern_must_describe_every_layer() -> None:
+    nano = get_preset("nemotron-nano-9b-v2").model_dump(by_alias=True, exclude={"weight_bytes"})
+    with pytest.raises(ValueError, match="layerPattern has 55 layers"):
+        ModelSpec.model_validate({**nano, "layerPattern": nano["layerPattern"][1:]})
+    with pytest.raises(ValueError, match="recurrent"):
+        ModelSpec.model_validate({**nano, "recurrent": None})

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bosun.api import parse_workspace
-from bosun.catalog import PlanError, plan_workspace
+from bosun.catalog import PlanError, get_preset, plan_workspace
+from bosun.catalog import sizing as rules
 from bosun.catalog.accelerators import get_profile
 from bosun.catalog.sizing import GPU_UTILIZATION, Plan
 from tests.conftest import example_data, workspace_data
@@ -433,3 +434,36 @@ def test_a_preset_checkpoint_keeps_its_format_unless_asked() -> None:
     assert awq.memory.weights_bytes < dense.memory.weights_bytes / 2.5
     asked = plan_for("nvidia-h100-80gb", **inference("qwen3-8b", config={"quantization": "fp8"}))
     assert asked.quantization == "fp8"
+
+
+def test_a_hybrid_plan_holds_kv_for_attention_and_a_state_per_sequence() -> None:
+    """Nemotron Nano 9B v2 at its full 131,072 tokens, four conversations on an A100: KV for
+    the 4 attention layers of every token, and 137 MiB of Mamba-2 state per conversation,
+    whatever its length. Twelve times less cache than if all 56 blocks attended."""
+    nano = plan_for(
+        "nvidia-a100-40gb",
+        **inference("nemotron-nano-9b-v2", maxModelLen=131072, concurrency=4),
+    )
+    kv = 4 * 131072 * 4 * 2 * 8 * 128 * 2
+    state = 4 * 27 * (128 * 80 * 128 * 4 + 3 * (10240 + 2 * 8 * 128) * 2)
+    assert nano.memory.kv_cache_bytes == kv + state
+    assert nano.fits and nano.devices_per_replica == 1
+
+
+def test_pipeline_stages_of_a_hybrid_hold_the_layers_the_pattern_gives_them() -> None:
+    """Nemotron 3 Super over pipeline stages: the busiest stage's KV share is the attention
+    layers it holds (not its share of all blocks), and the experts sit in its E blocks."""
+    super_ = get_preset("nemotron-3-super-120b-a12b")
+    pattern = super_.layer_pattern
+    assert pattern is not None
+    halves = pattern[:44].count("*"), pattern[44:].count("*")
+    assert rules.stage_share_rule(super_, 2) == max(halves) / 8
+    assert (
+        rules.stage_share_rule(super_, 2, "M")
+        == max(pattern[:44].count("M"), pattern[44:].count("M")) / 40
+    )
+    plan = plan_for(
+        None, resource={"instanceType": "g6e.xlarge"}, **inference("nemotron-3-super-120b-a12b")
+    )
+    assert plan.fits and plan.pipeline_parallel_size > 1
+    assert plan.memory.weights_bytes == pytest.approx(super_.weight_bytes * 1.02, rel=1e-6)

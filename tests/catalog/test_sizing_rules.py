@@ -940,3 +940,11 @@ def test_inputs_rule_reads_both_spellings(config: dict[str, Any], field: str, va
     ws = workspace(inference={"preset": {"name": "phi-4"}, "config": config})
     x = rules.inputs_rule(ws, TOY, H100, "vllm", "bfloat16", Quantization.NONE, 1000)
     assert getattr(x, field) == value
+
+
+def test_tensor_parallel_splits_a_hybrids_linear_attention_evenly() -> None:
+    """Nemotron 3 Nano 30B: 32 attention heads, but 8 Mamba-2 groups: tp 16 would split
+    the heads and not the groups."""
+    nano = get_preset("nemotron-3-nano-30b-a3b")
+    assert rules.tensor_parallel_rule(nano, 8)
+    assert not rules.tensor_parallel_rule(nano, 16)

@@ -254,6 +254,8 @@ def test_vllm_command_carries_the_plan() -> None:
         # Two H100s: its experts spread whole over the ranks.
         ("mixtral-8x7b-instruct", ["--enable-expert-parallel"], ["--reasoning-parser"]),
         ("qwen3-32b", ["--tensor-parallel-size"], ["--enable-expert-parallel"]),
+        # Mamba-2 state in float32, as NVIDIA asks, and its repository's code.
+        ("nemotron-nano-9b-v2", ["--mamba-ssm-cache-dtype", "float32", "--trust-remote-code"], []),
     ],
 )
 def test_vllm_gets_each_presets_parsers_and_keeps_its_format(

@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from pydantic.alias_generators import to_camel
 
 from bosun.api.errors import BosunError
@@ -23,6 +23,7 @@ __all__ = [
     "MLA",
     "QUANT_BYTES",
     "ModelSpec",
+    "Recurrent",
     "UnknownPresetError",
     "all_presets",
     "find_by_hf_id",
@@ -54,6 +55,7 @@ _DATA_FILES = (
     "gemma3",
     "gpt-oss",
     "deepseek",
+    "nemotron",
 )
 
 # Bytes per weight of quantized formats: the packed value plus its scales (and zeros).
@@ -84,6 +86,36 @@ class MLA(_Data):
     v_head_dim: int = Field(gt=0)
 
 
+class Recurrent(_Data):
+    """The state of linear-attention layers: Mamba-2's (Nemotron-H) or Gated DeltaNet's
+    (Qwen3.5). Each such layer keeps a fixed state per sequence, however long: an SSM state
+    of ``heads x head_dim x state_size`` (Mamba-2's value heads by its state; DeltaNet's
+    value heads by its key head size) and a convolution window of the last
+    ``conv_kernel - 1`` inputs, ``heads x head_dim + 2 x groups x state_size`` wide (x with
+    B and C, or v with q and k). Names map from config.json: Mamba-2's ``mamba_num_heads``,
+    ``mamba_head_dim``, ``ssm_state_size``, ``n_groups``; DeltaNet's
+    ``linear_num_value_heads``, ``linear_value_head_dim``, ``linear_key_head_dim``,
+    ``linear_num_key_heads``."""
+
+    kind: Literal["mamba2", "gated-deltanet"]
+    heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    state_size: int = Field(gt=0)
+    groups: int = Field(gt=0)
+    conv_kernel: int = Field(default=4, gt=1)
+    # The SSM state's dtype: float32 for both families (Qwen3.5's config sets
+    # mamba_ssm_dtype; NVIDIA's cards ask vLLM for --mamba-ssm-cache-dtype float32).
+    state_dtype: Literal["float32", "bfloat16"] = "float32"
+
+    def bytes_per_sequence(self, conv_element_bytes: float) -> float:
+        """One layer's state for one sequence: the SSM state in ``state_dtype``, the
+        convolution window in the model's dtype."""
+        width = self.heads * self.head_dim
+        ssm = width * self.state_size * (4 if self.state_dtype == "float32" else 2)
+        conv = (self.conv_kernel - 1) * (width + 2 * self.groups * self.state_size)
+        return ssm + conv * conv_element_bytes
+
+
 class ModelSpec(_Data):
     """Architecture facts of one model, enough to size it without loading weights."""
 
@@ -110,11 +142,26 @@ class ModelSpec(_Data):
     shared_experts: int = 0
     moe_intermediate_size: int | None = None
     first_dense_layers: int = 0
+    # A shared expert wider than the routed ones (Nemotron-H, Qwen3.5 MoE).
+    shared_intermediate_size: int | None = Field(default=None, gt=0)
+    # Latent experts (Nemotron 3 Super): the routed experts work in a narrower space,
+    # reached through one projection down and one back up per layer.
+    moe_latent_size: int | None = Field(default=None, gt=0)
+    # MLPs of gate, up and down projections (SwiGLU, GeGLU); False: up and down only
+    # (Nemotron-H's squared ReLU).
+    gated_mlp: bool = True
     mla: MLA | None = None
     sliding_window: int | None = None
     # Layers that attend through the sliding window (the rest attend to everything): with
     # a hybrid KV allocator (vLLM's) they hold only their window's keys and values.
     sliding_layers: int = Field(default=0, ge=0)
+    # Hybrid models: what each layer is, one character per layer (Nemotron-H's
+    # hybrid_override_pattern): ``*`` attention (a KV cache), ``M`` linear attention (a
+    # fixed :class:`Recurrent` state per sequence), ``E`` a mixture-of-experts block, ``-``
+    # an MLP block (Nemotron-H's blocks hold one of these each; Qwen3.5's layers pair a
+    # mixer with an MLP and show only the mixer). None: every layer attends.
+    layer_pattern: str | None = Field(default=None, pattern=r"^[*ME-]+$")
+    recurrent: Recurrent | None = None
     dtype: str = "bfloat16"
     # The checkpoint's own weight format when it ships quantized (AWQ, GPTQ, FP8, MXFP4,
     # NVFP4): what a plan sizes unless the Workspace says otherwise; vLLM reads it from the
@@ -134,6 +181,33 @@ class ModelSpec(_Data):
     weight_bytes_on_disk: int | None = Field(
         default=None, description="Exact bytes of the checkpoint's tensors, when known."
     )
+
+    @model_validator(mode="after")
+    def _pattern_matches_layers(self) -> ModelSpec:
+        pattern = self.layer_pattern
+        if pattern is not None and len(pattern) != self.layers:
+            raise ValueError(f"layerPattern has {len(pattern)} layers, layers says {self.layers}")
+        if (pattern is not None and "M" in pattern) != (self.recurrent is not None):
+            raise ValueError("recurrent describes layerPattern's M layers: give both or neither")
+        if self.sliding_layers > self.kv_layers:
+            raise ValueError(f"slidingLayers {self.sliding_layers} exceeds the attention layers")
+        return self
+
+    @property
+    def kv_layers(self) -> int:
+        """Layers that keep a KV cache (all of them unless ``layer_pattern`` says)."""
+        return self.layer_pattern.count("*") if self.layer_pattern else self.layers
+
+    @property
+    def state_layers(self) -> int:
+        """Layers that keep a fixed recurrent state per sequence instead."""
+        return self.layer_pattern.count("M") if self.layer_pattern else 0
+
+    def state_bytes_per_sequence(self, conv_element_bytes: float) -> float:
+        """Recurrent state of one sequence over every linear-attention layer."""
+        if self.recurrent is None:
+            return 0.0
+        return self.state_layers * self.recurrent.bytes_per_sequence(conv_element_bytes)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -167,9 +241,9 @@ class ModelSpec(_Data):
     def kv_bytes_per_sequence(self, tokens: int, element_bytes: float) -> float:
         """KV cache bytes of one sequence of ``tokens``: full-attention layers hold every
         token, sliding-window layers at most their window (vLLM's hybrid allocator)."""
-        per_layer = self.kv_bytes_per_token(element_bytes) / self.layers
+        per_layer = self.kv_bytes_per_token(element_bytes) / self.kv_layers
         window = min(tokens, self.sliding_window or tokens)
-        full = self.layers - self.sliding_layers
+        full = self.kv_layers - self.sliding_layers
         return per_layer * (full * tokens + self.sliding_layers * window)
 
     def kv_bytes_per_token(self, element_bytes: float) -> float:
@@ -177,10 +251,13 @@ class ModelSpec(_Data):
 
         Standard attention: ``2 (K and V) x layers x kv_heads x head_dim x bytes``.
         MLA caches one latent: ``(kv_lora_rank + qk_rope_head_dim) x layers x bytes``.
+        Only attention layers count: a hybrid's linear-attention layers keep a state per
+        sequence instead (:meth:`state_bytes_per_sequence`).
         """
         if self.mla is not None:
-            return (self.mla.kv_lora_rank + self.mla.qk_rope_head_dim) * self.layers * element_bytes
-        return 2 * self.layers * self.kv_heads * self.head_dim * element_bytes
+            latent = self.mla.kv_lora_rank + self.mla.qk_rope_head_dim
+            return latent * self.kv_layers * element_bytes
+        return 2 * self.kv_layers * self.kv_heads * self.head_dim * element_bytes
 
     @property
     def expert_parameters(self) -> int:
@@ -188,8 +265,20 @@ class ModelSpec(_Data):
         if not self.is_moe:
             return 0
         width = self.moe_intermediate_size or self.intermediate_size
-        experts = (self.experts or 0) + self.shared_experts
-        return (self.layers - self.first_dense_layers) * experts * 3 * self.hidden_size * width
+        projections = 3 if self.gated_mlp else 2
+        routed_in = self.moe_latent_size or self.hidden_size
+        routed = (self.experts or 0) * projections * routed_in * width
+        shared_width = self.shared_intermediate_size or width
+        shared = self.shared_experts * projections * self.hidden_size * shared_width
+        return self.moe_layers * (routed + shared)
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers (or blocks) with experts: Nemotron-H's ``E`` blocks, else every layer
+        after the first dense ones."""
+        if self.layer_pattern and "E" in self.layer_pattern:
+            return self.layer_pattern.count("E")
+        return self.layers - self.first_dense_layers
 
     @property
     def embedding_parameters(self) -> int:
@@ -206,7 +295,8 @@ class ModelSpec(_Data):
         """MLP width one token passes through (MoE: the routed and shared experts)."""
         if self.is_moe:
             width = self.moe_intermediate_size or self.intermediate_size
-            return width * ((self.experts_per_token or 1) + self.shared_experts)
+            shared = self.shared_experts * (self.shared_intermediate_size or width)
+            return width * (self.experts_per_token or 1) + shared
         return self.intermediate_size
 
 

@@ -560,10 +560,18 @@ class Estimate:
     kv_per_token_dev: float
     weights_replica: float
     kv_replica: float
+    # Linear-attention layers' fixed state for the concurrent sequences (hybrid models).
+    state_dev: float = 0.0
+    state_replica: float = 0.0
 
     @property
     def need(self) -> float:
-        return self.weights_dev + self.kv_dev + self.activation_dev + self.overhead_dev
+        return self.fixed_dev + self.kv_dev
+
+    @property
+    def fixed_dev(self) -> float:
+        """The busiest device's bytes that do not grow with the context."""
+        return self.weights_dev + self.state_dev + self.activation_dev + self.overhead_dev
 
 
 def weight_element_bytes(dtype: str, quantization: Quantization) -> float:
@@ -581,6 +589,22 @@ def pipeline_stages_rule(layers: int, pp: int) -> list[int]:
     for i in range(layers % pp):
         stages[pp - 2 - i] += 1
     return stages
+
+
+def stage_share_rule(spec: ModelSpec, pp: int, kind: str = "*") -> float:
+    """The largest share of the model's ``kind`` layers (``*`` attention, ``M`` linear
+    attention) that one pipeline stage holds: from the layer pattern where a hybrid has
+    one, else the largest stage's share of all layers."""
+    stages = pipeline_stages_rule(spec.layers, pp)
+    pattern = spec.layer_pattern
+    if pattern is None:
+        return max(stages) / spec.layers if kind == "*" else 0.0
+    total = pattern.count(kind)
+    if total == 0:
+        return 0.0
+    starts = [sum(stages[:i]) for i in range(pp)]
+    held = [pattern[a : a + n].count(kind) for a, n in zip(starts, stages, strict=True)]
+    return max(held) / total
 
 
 def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
@@ -611,6 +635,14 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
         experts = s.expert_parameters / s.layers
         layer = experts * wbytes + (s.layer_parameters - experts) * _DTYPE_BYTES[x.dtype]
     weights = [n * layer + v for n, v in zip(stages, vocab, strict=True)]
+    if s.layer_pattern and "E" in s.layer_pattern and pp > 1:
+        # Nemotron-H: the experts live in the E blocks alone, not spread over every block.
+        expert_bytes = s.expert_parameters * wbytes
+        starts = [sum(stages[:i]) for i in range(pp)]
+        per_e = expert_bytes / s.moe_layers
+        for i, (a, n) in enumerate(zip(starts, stages, strict=True)):
+            held = s.layer_pattern[a : a + n].count("E")
+            weights[i] += held * per_e - n * expert_bytes / s.layers
     if x.runtime == "bosun" and x.quantization is Quantization.INT8 and s.tied_embeddings:
         weights[-1] += s.vocab_size * s.hidden_size * wbytes
     growth = WEIGHT_LOAD_GROWTH if x.runtime == "vllm" and x.profile.is_gpu else 1.0
@@ -628,7 +660,7 @@ def kv_per_token_rule(x: Inputs, tp: int, pp: int) -> float:
     KV heads (heads split over tp; with fewer KV heads than ranks each rank keeps one
     replica). MLA's latent is replicated on every rank."""
     s = x.spec
-    stage_share = max(pipeline_stages_rule(s.layers, pp)) / s.layers
+    stage_share = stage_share_rule(s, pp)
     head_share = 1.0 if s.mla is not None else max(s.kv_heads / tp, 1) / s.kv_heads
     return s.kv_bytes_per_token(x.kv_element_bytes) * stage_share * head_share
 
@@ -640,6 +672,14 @@ def replica_kv_per_token_rule(x: Inputs, tp: int) -> float:
     s = x.spec
     copies = tp if s.mla is not None else max(s.kv_heads, tp) / s.kv_heads
     return s.kv_bytes_per_token(x.kv_element_bytes) * copies
+
+
+def state_per_sequence_rule(x: Inputs, tp: int, pp: int) -> float:
+    """Linear-attention state of one sequence on the busiest device: the stage holding the
+    most such layers, its heads split over tensor parallel ranks."""
+    s = x.spec
+    conv_bytes = _DTYPE_BYTES[x.dtype]
+    return s.state_bytes_per_sequence(conv_bytes) * stage_share_rule(s, pp, "M") / tp
 
 
 def serving_activations_rule(x: Inputs, tp: int) -> float:
@@ -691,6 +731,7 @@ def estimate(x: Inputs, tp: int, pp: int) -> Estimate:
         share = windowed / x.max_model_len
     kv_per_token = kv_per_token_rule(x, tp, pp) * share
     tokens = x.max_model_len * x.concurrency
+    state = s.state_bytes_per_sequence(_DTYPE_BYTES[x.dtype]) * x.concurrency
     return Estimate(
         weights,
         kv_per_token * tokens,
@@ -699,6 +740,8 @@ def estimate(x: Inputs, tp: int, pp: int) -> Estimate:
         kv_per_token,
         sum(stages),
         replica_kv_per_token_rule(x, tp) * share * tokens,
+        state_per_sequence_rule(x, tp, pp) * x.concurrency,
+        state,
     )
 
 
@@ -717,8 +760,13 @@ def fits_rule(x: Inputs, est: Estimate, sharers: int) -> bool:
 
 def tensor_parallel_rule(spec: ModelSpec, tp: int) -> bool:
     """vLLM's rule: tp divides the attention heads, and the KV heads divide by tp or tp by
-    the KV heads (then replicated); MLA has no KV heads to split."""
+    the KV heads (then replicated); MLA has no KV heads to split. A hybrid's linear
+    attention splits its heads and its groups (Mamba-2's B and C, DeltaNet's key heads)
+    evenly too."""
     if spec.attention_heads % tp:
+        return False
+    r = spec.recurrent
+    if r is not None and (r.heads % tp or r.groups % tp):
         return False
     if spec.mla is not None:
         return True
@@ -794,11 +842,11 @@ def memory_rule(x: Inputs, est: Estimate, sharers: int) -> Memory:
     if x.profile.kind == "cpu" and capacity == 0:
         capacity = math.ceil(est.need / CPU_UTILIZATION)  # the pod requests what it needs
     usable = int(capacity * utilization_rule(x.profile))
-    room = usable / sharers - est.weights_dev - est.activation_dev - est.overhead_dev
+    room = usable / sharers - est.fixed_dev
     kv_tokens = int(room / est.kv_per_token_dev) if est.kv_per_token_dev and room > 0 else 0
     return Memory(
         weights_bytes=int(est.weights_replica),
-        kv_cache_bytes=int(est.kv_replica),
+        kv_cache_bytes=int(est.kv_replica + est.state_replica),
         activation_bytes=int(est.activation_dev),
         overhead_bytes=int(est.overhead_dev),
         per_device_bytes=int(est.need),
@@ -825,7 +873,7 @@ def shared_utilization_rule(sharing: SharingStrategy, need: float, capacity: int
 def max_len_that_fits_rule(x: Inputs, est: Estimate, sharers: int) -> int:
     """The longest context (a multiple of 16 tokens) whose KV cache fits what is left."""
     usable = x.profile.memory_bytes * utilization_rule(x.profile) / sharers
-    room = usable - est.weights_dev - est.activation_dev - est.overhead_dev
+    room = usable - est.fixed_dev
     if room <= 0 or est.kv_per_token_dev <= 0:
         return 0
     return int(room / est.kv_per_token_dev / x.concurrency) // 16 * 16
