@@ -94,11 +94,52 @@ def _count_nemotron_h(p: ModelSpec) -> int:
     return p.embedding_parameters + body + h
 
 
+def _qwen3_vl_vision(out: int) -> int:
+    """Qwen3-VL's vision encoder as Qwen3.5 ships it: a 2x16x16 patch embedding, 2,304
+    learned positions, 27 pre-norm blocks 1,152 wide (biased LayerNorms and linears, MLP
+    4,304), and a merger from 2x2 patches (4,608) to the text width ``out``."""
+    d, depth, inter, merged = 1152, 27, 4304, 4 * 1152
+    patch = 3 * 2 * 16 * 16 * d + d
+    block = 4 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * inter + inter) + (inter * d + d)
+    merger = 2 * d + merged * merged + merged + merged * out + out
+    return patch + 2304 * d + depth * block + merger
+
+
+def _count_qwen3_5(p: ModelSpec) -> int:
+    """Qwen3.5: Gated DeltaNet layers (M) and gated attention layers (*), each with an MLP
+    or a mixture of experts and two norms; a vision encoder."""
+    h, r = p.hidden_size, p.recurrent
+    assert r is not None and p.layer_pattern is not None
+    qk, v = 2 * r.groups * r.state_size, r.heads * r.head_dim
+    delta = (
+        h * (qk + 2 * v)  # q, k, v and the output gate z
+        + h * 2 * r.heads  # beta and the decay's input, per value head
+        + (qk + v) * r.conv_kernel  # depthwise conv1d over q, k, v (no bias)
+        + 2 * r.heads  # dt_bias, A_log
+        + r.head_dim  # the gated RMSNorm
+        + v * h  # out_proj
+    )
+    q = p.attention_heads * p.head_dim
+    attn = h * 2 * q + 2 * h * p.kv_heads * p.head_dim + q * h + 2 * p.head_dim  # q + gate
+    if p.experts:
+        assert p.moe_intermediate_size and p.shared_intermediate_size
+        mlp = p.experts * 3 * h * p.moe_intermediate_size + h * p.experts  # experts, router
+        mlp += 3 * h * p.shared_intermediate_size + h  # the shared expert and its gate
+    else:
+        mlp = 3 * h * p.intermediate_size
+    mixers = {"M": delta, "*": attn}
+    body = sum(mixers[kind] + mlp + 2 * h for kind in p.layer_pattern)
+    assert p.vision_parameters == _qwen3_vl_vision(h)
+    return p.embedding_parameters + body + h + p.vision_parameters
+
+
 def _count_parameters(p: ModelSpec) -> int:
     """Parameters from the architecture alone, written out per family."""
     h, layers, inter = p.hidden_size, p.layers, p.intermediate_size
     if p.architecture == "NemotronHForCausalLM":
         return _count_nemotron_h(p)
+    if p.architecture.startswith("Qwen3_5"):
+        return _count_qwen3_5(p)
     if p.mla is not None:
         m = p.mla
         q_dim = p.attention_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
@@ -268,3 +309,17 @@ def test_a_layer_pattern_must_describe_every_layer() -> None:
         ModelSpec.model_validate({**nano, "layerPattern": nano["layerPattern"][1:]})
     with pytest.raises(ValueError, match="recurrent"):
         ModelSpec.model_validate({**nano, "recurrent": None})
+
+
+def test_qwen3_5_9b_reproduces_its_checkpoint() -> None:
+    """Qwen3.5-9B's safetensors index gives 19,306,216,416 bytes (bf16): the language model
+    and vision encoder vLLM loads, plus one multi-token-prediction layer (two norms, a
+    2h -> h projection, one attention layer and its MLP, a norm). 3,840 parameters are
+    unaccounted for (7.7 kB of 19.3 GB)."""
+    nine = get_preset("qwen3.5-9b")
+    h, heads, kv, hd = 4096, 16, 4, 256
+    attn = h * 2 * heads * hd + 2 * h * kv * hd + heads * hd * h + 2 * hd
+    mtp = 2 * h + 2 * h * h + attn + 3 * h * 12288 + 2 * h + h
+    assert 19_306_216_416 - 2 * (nine.parameters + mtp) == 2 * 3840
+    # llama.cpp counts the language model alone: 8.95B.
+    assert round((nine.parameters - nine.vision_parameters) / 1e9, 2) == 8.95

@@ -48,6 +48,7 @@ _DATA_FILES = (
     "smollm2",
     "qwen2.5",
     "qwen3",
+    "qwen3.5",
     "llama",
     "mistral",
     "phi",
@@ -172,7 +173,9 @@ class ModelSpec(_Data):
     tunable: bool = False
     # How the model writes tool calls: vLLM's --tool-call-parser name (Bosun's engine
     # parses hermes, llama3_json and mistral); None where the model has no such format.
-    tool_parser: Literal["hermes", "llama3_json", "mistral", "openai", "deepseek_v3"] | None = None
+    tool_parser: (
+        Literal["hermes", "llama3_json", "mistral", "openai", "deepseek_v3", "qwen3_coder"] | None
+    ) = None
     reasoning_parser: str | None = None  # vLLM's --reasoning-parser for thinking models
     trust_remote_code: bool = False  # vLLM needs --trust-remote-code for its code
     vllm_args: list[str] = Field(default_factory=list)  # more flags its vLLM needs
