@@ -146,3 +146,23 @@ def test_a_quantized_checkpoint_is_sized_by_its_files(tmp_path: Path) -> None:
     assert plan.quantization == "awq"
     on_disk = 100 * 64 * 2 + 2 * 64 * 16 * 4 + 128 * 2
     assert plan.memory.weights_bytes == int(on_disk * 1.02)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "kv_layers", "state_layers", "kind"),
+    [
+        ("nvidia__NVIDIA-Nemotron-Nano-9B-v2.json", 4, 27, "mamba2"),
+        ("Qwen__Qwen3.5-9B.json", 8, 24, "gated-deltanet"),
+    ],
+)
+def test_a_hybrid_of_your_own_keeps_kv_only_where_it_attends(
+    tmp_path: Path, recorded: str, kv_layers: int, state_layers: int, kind: str
+) -> None:
+    """A Nemotron-H or Qwen3.5 directory: its config's layer pattern and linear-attention
+    dimensions reach the plan, which holds KV for the attention layers alone."""
+    source = Path(__file__).parent / "recorded" / recorded
+    shutil.copy(source, tmp_path / "config.json")
+    spec = spec_from_directory(tmp_path)
+    assert (spec.kv_layers, spec.state_layers) == (kv_layers, state_layers)
+    assert spec.recurrent is not None and spec.recurrent.kind == kind
+    assert spec.kv_bytes_per_token(2) == 2 * kv_layers * spec.kv_heads * spec.head_dim * 2

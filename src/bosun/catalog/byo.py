@@ -15,9 +15,9 @@ from typing import Any
 
 from bosun.api.errors import BosunError
 from bosun.api.workspace import Quantization
-from bosun.catalog.presets import MLA, ModelSpec
+from bosun.catalog.presets import MLA, ModelSpec, Recurrent
 
-__all__ = ["safetensors_parameters", "spec_from_directory"]
+__all__ = ["safetensors_parameters", "spec_from_config", "spec_from_directory"]
 
 _SAFETENSORS_BYTES = {
     "F64": 8,
@@ -99,6 +99,121 @@ def _quantization(c: dict[str, Any]) -> tuple[Quantization, str]:
     return method, "experts" if "self_attn" in skipped or "attn" in skipped else "layers"
 
 
+# Nemotron-H's layers_block_type spelling of its hybrid_override_pattern.
+_BLOCK_TYPES = {"mamba": "M", "attention": "*", "moe": "E", "mlp": "-"}
+_LAYER_TYPES = {"linear_attention": "M", "full_attention": "*", "sliding_attention": "*"}
+
+
+def _layer_pattern(c: dict[str, Any]) -> str | None:
+    """A hybrid's layers as :attr:`ModelSpec.layer_pattern` spells them, or None when every
+    layer attends."""
+    layers = int(c["num_hidden_layers"])
+    if isinstance(c.get("hybrid_override_pattern"), str):  # Nemotron-H
+        return str(c["hybrid_override_pattern"])
+    if c.get("layers_block_type"):
+        return "".join(_BLOCK_TYPES.get(str(t), "*") for t in c["layers_block_type"])
+    types = c.get("layer_types") or []
+    if "linear_attention" in types:  # Qwen3-Next, Qwen3.5
+        return "".join(_LAYER_TYPES.get(str(t), "*") for t in types)
+    interval = c.get("full_attention_interval")
+    if interval and c.get("linear_num_value_heads"):
+        return "".join("*" if (i + 1) % int(interval) == 0 else "M" for i in range(layers))
+    return None
+
+
+def _recurrent(c: dict[str, Any]) -> Recurrent | None:
+    """The linear-attention state's dimensions: Mamba-2's or Gated DeltaNet's."""
+    state_dtype = "bfloat16" if c.get("mamba_ssm_dtype") == "bfloat16" else "float32"
+    if c.get("mamba_num_heads"):
+        return Recurrent(
+            kind="mamba2",
+            heads=c["mamba_num_heads"],
+            head_dim=c["mamba_head_dim"],
+            state_size=c.get("ssm_state_size") or c.get("mamba_d_state") or 128,
+            groups=c.get("n_groups") or 1,
+            conv_kernel=c.get("conv_kernel") or c.get("mamba_d_conv") or 4,
+            state_dtype=state_dtype,
+        )
+    if c.get("linear_num_value_heads"):
+        return Recurrent(
+            kind="gated-deltanet",
+            heads=c["linear_num_value_heads"],
+            head_dim=c["linear_value_head_dim"],
+            state_size=c["linear_key_head_dim"],
+            groups=c["linear_num_key_heads"],
+            conv_kernel=c.get("linear_conv_kernel_dim") or 4,
+            state_dtype=state_dtype,
+        )
+    return None
+
+
+def spec_from_config(
+    config: dict[str, Any], name: str, source: str, parameters: int | None = None
+) -> ModelSpec:
+    """A :class:`ModelSpec` from a Hugging Face ``config.json`` (its ``text_config``
+    merged in). ``parameters``: the checkpoint's exact count; without it, an estimate of a
+    Llama-shaped decoder. Raises :class:`BosunError` naming the fields it lacks."""
+    c = {**config, **config.get("text_config", {})}
+    missing = [
+        k
+        for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+        if k not in c
+    ]
+    if missing:
+        raise BosunError(f"{source}: missing {', '.join(missing)}; cannot size this model")
+    heads = c["num_attention_heads"]
+    head_dim = c.get("head_dim") or c["hidden_size"] // heads
+    experts = c.get("num_local_experts") or c.get("n_routed_experts") or c.get("num_experts")
+    c.setdefault("intermediate_size", c.get("moe_intermediate_size") or 4 * c["hidden_size"])
+    mla = None
+    if c.get("kv_lora_rank"):
+        mla = MLA(
+            kv_lora_rank=c["kv_lora_rank"],
+            q_lora_rank=c.get("q_lora_rank"),
+            qk_rope_head_dim=c["qk_rope_head_dim"],
+            qk_nope_head_dim=c["qk_nope_head_dim"],
+            v_head_dim=c["v_head_dim"],
+        )
+    pattern = _layer_pattern(c)
+    architectures = c.get("architectures") or ["unknown"]
+    dtype = c.get("torch_dtype") or c.get("dtype") or "bfloat16"
+    quantization, quantized = _quantization(c)
+    shared = c.get("n_shared_experts") or (1 if c.get("shared_expert_intermediate_size") else 0)
+    return ModelSpec(
+        name=name,
+        architecture=architectures[0],
+        parameters=parameters or _estimate_parameters(c, head_dim),
+        layers=c["num_hidden_layers"],
+        hidden_size=c["hidden_size"],
+        attention_heads=heads,
+        kv_heads=c.get("num_key_value_heads") or heads,
+        head_dim=head_dim,
+        intermediate_size=c["intermediate_size"],
+        vocab_size=c["vocab_size"],
+        max_context=c.get("max_position_embeddings") or 4096,
+        tied_embeddings=bool(c.get("tie_word_embeddings", False)),
+        experts=experts,
+        experts_per_token=c.get("num_experts_per_tok"),
+        shared_experts=shared,
+        shared_intermediate_size=c.get("shared_expert_intermediate_size")
+        or c.get("moe_shared_expert_intermediate_size"),
+        moe_intermediate_size=c.get("moe_intermediate_size"),
+        moe_latent_size=c.get("moe_latent_size"),
+        first_dense_layers=c.get("first_k_dense_replace") or 0,
+        gated_mlp=c.get("mlp_hidden_act") != "relu2",
+        mla=mla,
+        sliding_window=c.get("sliding_window"),
+        sliding_layers=_sliding_layers(c),
+        layer_pattern=pattern,
+        recurrent=_recurrent(c) if pattern and "M" in pattern else None,
+        dtype=dtype if dtype in ("bfloat16", "float16", "float32") else "bfloat16",
+        quantization=quantization,
+        quantized=quantized,
+        tunable=True,
+        source=source,
+    )
+
+
 def spec_from_directory(path: str | Path) -> ModelSpec:
     """A :class:`ModelSpec` for the Hugging Face model in ``path``.
 
@@ -113,66 +228,16 @@ def spec_from_directory(path: str | Path) -> ModelSpec:
         c: dict[str, Any] = json.loads(config_file.read_text("utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise BosunError(f"{config_file}: unreadable config.json ({exc})") from None
-    c = {**c, **c.get("text_config", {})}
-    missing = [
-        k
-        for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
-        if k not in c
-    ]
-    if missing:
-        raise BosunError(f"{config_file}: missing {', '.join(missing)}; cannot size this model")
-    heads = c["num_attention_heads"]
-    head_dim = c.get("head_dim") or c["hidden_size"] // heads
-    c.setdefault("intermediate_size", 4 * c["hidden_size"])
+    flat = {**c, **c.get("text_config", {})}
     counted = safetensors_parameters(directory)
     index = directory / "model.safetensors.index.json"
-    on_disk = None
+    params = on_disk = None
     if counted is not None:
         params, on_disk = counted
     elif index.is_file():
         total = json.loads(index.read_text("utf-8")).get("metadata", {}).get("total_size")
-        dtype_bytes = 4 if c.get("torch_dtype") == "float32" else 2
-        params = int(total) // dtype_bytes if total else _estimate_parameters(c, head_dim)
+        dtype_bytes = 4 if flat.get("torch_dtype") == "float32" else 2
+        params = int(total) // dtype_bytes if total else None
         on_disk = int(total) if total else None
-    else:
-        params = _estimate_parameters(c, head_dim)
-    mla = None
-    if c.get("kv_lora_rank"):
-        mla = MLA(
-            kv_lora_rank=c["kv_lora_rank"],
-            q_lora_rank=c.get("q_lora_rank"),
-            qk_rope_head_dim=c["qk_rope_head_dim"],
-            qk_nope_head_dim=c["qk_nope_head_dim"],
-            v_head_dim=c["v_head_dim"],
-        )
-    architectures = c.get("architectures") or ["unknown"]
-    dtype = c.get("torch_dtype") or c.get("dtype") or "bfloat16"
-    quantization, quantized = _quantization(c)
-    experts = c.get("num_local_experts") or c.get("n_routed_experts") or c.get("num_experts")
-    return ModelSpec(
-        name=directory.name,
-        architecture=architectures[0],
-        parameters=params,
-        layers=c["num_hidden_layers"],
-        hidden_size=c["hidden_size"],
-        attention_heads=heads,
-        kv_heads=c.get("num_key_value_heads") or heads,
-        head_dim=head_dim,
-        intermediate_size=c["intermediate_size"],
-        vocab_size=c["vocab_size"],
-        max_context=c.get("max_position_embeddings") or 4096,
-        tied_embeddings=bool(c.get("tie_word_embeddings", False)),
-        experts=experts,
-        experts_per_token=c.get("num_experts_per_tok"),
-        shared_experts=c.get("n_shared_experts") or 0,
-        moe_intermediate_size=c.get("moe_intermediate_size"),
-        mla=mla,
-        sliding_window=c.get("sliding_window"),
-        sliding_layers=_sliding_layers(c),
-        dtype=dtype if dtype in ("bfloat16", "float16", "float32") else "bfloat16",
-        quantization=quantization,
-        quantized=quantized,
-        tunable=True,
-        source=str(config_file),
-        weight_bytes_on_disk=on_disk,
-    )
+    spec = spec_from_config(c, directory.name, str(config_file), params)
+    return spec.model_copy(update={"weight_bytes_on_disk": on_disk})
