@@ -162,6 +162,8 @@ def _count_parameters(p: ModelSpec) -> int:
             attn += 2 * p.head_dim
         if p.architecture == "GptOssForCausalLM":  # o_proj's bias and one sink per head
             attn += h + p.attention_heads
+        if p.architecture == "MiniMaxM2ForCausalLM":  # QK norm over the layer's q and k
+            attn += (p.attention_heads + p.kv_heads) * p.head_dim
     norms = (4 if p.architecture.startswith("Gemma") else 2) * h
     if p.architecture == "GptOssForCausalLM":  # biased experts and router
         assert p.experts and p.moe_intermediate_size
@@ -177,7 +179,10 @@ def _count_parameters(p: ModelSpec) -> int:
         body = dense + (layers - p.first_dense_layers) * (attn + moe + norms)
     elif p.experts:
         width = p.moe_intermediate_size or inter  # Qwen3-MoE's experts are narrower
-        body = layers * (attn + p.experts * 3 * h * width + h * p.experts + norms)
+        router = h * p.experts
+        if p.architecture == "MiniMaxM2ForCausalLM":  # the routing bias
+            router += p.experts
+        body = layers * (attn + p.experts * 3 * h * width + router + norms)
     else:
         body = layers * (attn + 3 * h * inter + norms)
     return p.embedding_parameters + body + h + p.vision_parameters  # + the final norm

@@ -256,6 +256,12 @@ def test_vllm_command_carries_the_plan() -> None:
         ("qwen3-32b", ["--tensor-parallel-size"], ["--enable-expert-parallel"]),
         # Mamba-2 state in float32, as NVIDIA asks, and its repository's code.
         ("nemotron-nano-9b-v2", ["--mamba-ssm-cache-dtype", "float32", "--trust-remote-code"], []),
+        # FP8 as it ships; over four H100s its experts spread whole.
+        (
+            "minimax-m2.7",
+            ["--tool-call-parser", "minimax_m2", "--trust-remote-code", "--enable-expert-parallel"],
+            ["--quantization"],
+        ),
     ],
 )
 def test_vllm_gets_each_presets_parsers_and_keeps_its_format(

@@ -57,6 +57,7 @@ _DATA_FILES = (
     "gpt-oss",
     "deepseek",
     "nemotron",
+    "minimax",
 )
 
 # Bytes per weight of quantized formats: the packed value plus its scales (and zeros).
@@ -174,7 +175,10 @@ class ModelSpec(_Data):
     # How the model writes tool calls: vLLM's --tool-call-parser name (Bosun's engine
     # parses hermes, llama3_json and mistral); None where the model has no such format.
     tool_parser: (
-        Literal["hermes", "llama3_json", "mistral", "openai", "deepseek_v3", "qwen3_coder"] | None
+        Literal[
+            "hermes", "llama3_json", "mistral", "openai", "deepseek_v3", "qwen3_coder", "minimax_m2"
+        ]
+        | None
     ) = None
     reasoning_parser: str | None = None  # vLLM's --reasoning-parser for thinking models
     trust_remote_code: bool = False  # vLLM needs --trust-remote-code for its code
