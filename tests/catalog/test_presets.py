@@ -133,6 +133,27 @@ def _count_qwen3_5(p: ModelSpec) -> int:
     return p.embedding_parameters + body + h + p.vision_parameters
 
 
+def _count_gemma4(p: ModelSpec) -> int:
+    """Gemma 4: sliding-window layers and full-attention layers with their own KV heads
+    (keys serve as values: no v_proj), each with q and k norms, a GeGLU MLP, four norms
+    and a layer scalar; a vision encoder (patch projection, two-axis position table, 27
+    blocks with q, k norms and a gated MLP, a standardizing scale and bias) projected to
+    the text width."""
+    h, q = p.hidden_size, p.attention_heads
+    assert p.global_kv_heads and p.global_head_dim
+    g, gd = p.global_kv_heads, p.global_head_dim
+    sliding = 2 * h * q * p.head_dim + 2 * h * p.kv_heads * p.head_dim + 2 * p.head_dim
+    full = 2 * h * q * gd + h * g * gd + 2 * gd
+    per_layer = 3 * h * p.intermediate_size + 4 * h + 1
+    full_layers = p.layers - p.sliding_layers
+    body = p.sliding_layers * (sliding + per_layer) + full_layers * (full + per_layer)
+    d = 1152
+    block = 4 * d * d + 2 * 72 + 3 * d * 4304 + 4 * d
+    vision = 768 * d + 2 * 10240 * d + 2 * d + 27 * block + h * d
+    assert p.vision_parameters == vision
+    return p.embedding_parameters + body + h + vision
+
+
 def _count_parameters(p: ModelSpec) -> int:
     """Parameters from the architecture alone, written out per family."""
     h, layers, inter = p.hidden_size, p.layers, p.intermediate_size
@@ -140,6 +161,8 @@ def _count_parameters(p: ModelSpec) -> int:
         return _count_nemotron_h(p)
     if p.architecture.startswith("Qwen3_5"):
         return _count_qwen3_5(p)
+    if p.architecture == "Gemma4ForConditionalGeneration":
+        return _count_gemma4(p)
     if p.mla is not None:
         m = p.mla
         q_dim = p.attention_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
@@ -263,6 +286,8 @@ def test_the_catalog_knows_what_the_bosun_decoder_runs() -> None:
         # NVIDIA's cards: 9B and 31.6B total (the first rounds 8.89B).
         ("nemotron-nano-9b-v2", "9"),
         ("nemotron-3-nano-30b-a3b", "31.6"),
+        # The checkpoint's safetensors headers, to the parameter.
+        ("gemma-4-31b-it", "31.273088876"),
     ],
 )
 def test_parameter_counts_agree_with_the_model_cards(name: str, published: str) -> None:

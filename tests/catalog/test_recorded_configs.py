@@ -42,6 +42,8 @@ FACTS = (
     "mla",
     "sliding_window",
     "sliding_layers",
+    "global_kv_heads",
+    "global_head_dim",
     "layer_pattern",
     "recurrent",
     "quantization",

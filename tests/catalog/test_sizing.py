@@ -467,3 +467,15 @@ def test_pipeline_stages_of_a_hybrid_hold_the_layers_the_pattern_gives_them() ->
     )
     assert plan.fits and plan.pipeline_parallel_size > 1
     assert plan.memory.weights_bytes == pytest.approx(super_.weight_bytes * 1.02, rel=1e-6)
+
+
+def test_gemma_4_full_attention_layers_keep_their_own_heads() -> None:
+    """Gemma 4 31B at 32,768 tokens: 10 full-attention layers of 4 KV heads x 512 hold
+    every token, 50 sliding layers of 16 heads x 256 hold their 1,024-token window. Over
+    eight ranks the 16 heads split two per rank, and the 4 are replicated one per rank."""
+    ws = inference("gemma-4-31b-it", maxModelLen=32768)
+    plan = plan_for("nvidia-h100-80gb", **ws)
+    full, sliding = 2 * 4 * 512 * 2, 2 * 16 * 256 * 2
+    assert plan.memory.kv_cache_bytes == 10 * full * 32768 + 50 * sliding * 1024
+    gemma = get_preset("gemma-4-31b-it")
+    assert gemma.kv_bytes_per_token(2, tp=8) == 10 * (2 * 1 * 512 * 2) + 50 * (2 * 2 * 256 * 2)

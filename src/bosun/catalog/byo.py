@@ -204,6 +204,8 @@ def spec_from_config(
         mla=mla,
         sliding_window=c.get("sliding_window"),
         sliding_layers=_sliding_layers(c),
+        global_kv_heads=c.get("num_global_key_value_heads"),
+        global_head_dim=c.get("global_head_dim"),
         layer_pattern=pattern,
         recurrent=_recurrent(c) if pattern and "M" in pattern else None,
         dtype=dtype if dtype in ("bfloat16", "float16", "float32") else "bfloat16",

@@ -54,6 +54,7 @@ _DATA_FILES = (
     "phi",
     "gemma2",
     "gemma3",
+    "gemma4",
     "gpt-oss",
     "deepseek",
     "nemotron",
@@ -157,6 +158,10 @@ class ModelSpec(_Data):
     # Layers that attend through the sliding window (the rest attend to everything): with
     # a hybrid KV allocator (vLLM's) they hold only their window's keys and values.
     sliding_layers: int = Field(default=0, ge=0)
+    # Full-attention layers with KV heads of their own (Gemma 4: fewer and wider than the
+    # sliding-window layers'); None: the same as every layer's.
+    global_kv_heads: int | None = Field(default=None, gt=0)
+    global_head_dim: int | None = Field(default=None, gt=0)
     # Hybrid models: what each layer is, one character per layer (Nemotron-H's
     # hybrid_override_pattern): ``*`` attention (a KV cache), ``M`` linear attention (a
     # fixed :class:`Recurrent` state per sequence), ``E`` a mixture-of-experts block, ``-``
@@ -245,26 +250,44 @@ class ModelSpec(_Data):
             return ("vllm", "bosun")
         return ("vllm",)
 
-    def kv_bytes_per_sequence(self, tokens: int, element_bytes: float) -> float:
+    def kv_bytes_per_sequence(self, tokens: int, element_bytes: float, tp: int = 1) -> float:
         """KV cache bytes of one sequence of ``tokens``: full-attention layers hold every
-        token, sliding-window layers at most their window (vLLM's hybrid allocator)."""
-        per_layer = self.kv_bytes_per_token(element_bytes) / self.kv_layers
+        token, sliding-window layers at most their window (vLLM's hybrid allocator). Per
+        tensor-parallel rank when ``tp`` > 1 (see :meth:`kv_bytes_per_token`)."""
+        if self.mla is not None:
+            return self.kv_bytes_per_token(element_bytes, tp) * tokens
+        full, sliding = self._kv_per_layer(element_bytes, tp)
         window = min(tokens, self.sliding_window or tokens)
-        full = self.kv_layers - self.sliding_layers
-        return per_layer * (full * tokens + self.sliding_layers * window)
+        return (self.kv_layers - self.sliding_layers) * full * tokens + (
+            self.sliding_layers * sliding * window
+        )
 
-    def kv_bytes_per_token(self, element_bytes: float) -> float:
-        """KV cache bytes one token occupies over all layers.
+    def kv_bytes_per_token(self, element_bytes: float, tp: int = 1) -> float:
+        """KV cache bytes one token occupies over all layers, on one tensor-parallel rank
+        of ``tp`` (each rank holds its share of the KV heads, or one replicated head when
+        there are fewer heads than ranks).
 
         Standard attention: ``2 (K and V) x layers x kv_heads x head_dim x bytes``.
-        MLA caches one latent: ``(kv_lora_rank + qk_rope_head_dim) x layers x bytes``.
-        Only attention layers count: a hybrid's linear-attention layers keep a state per
-        sequence instead (:meth:`state_bytes_per_sequence`).
+        MLA caches one latent, on every rank: ``(kv_lora_rank + qk_rope_head_dim) x
+        layers x bytes``. Only attention layers count: a hybrid's linear-attention layers
+        keep a state per sequence instead (:meth:`state_bytes_per_sequence`).
         """
         if self.mla is not None:
             latent = self.mla.kv_lora_rank + self.mla.qk_rope_head_dim
             return latent * self.kv_layers * element_bytes
-        return 2 * self.kv_layers * self.kv_heads * self.head_dim * element_bytes
+        full, sliding = self._kv_per_layer(element_bytes, tp)
+        return (self.kv_layers - self.sliding_layers) * full + self.sliding_layers * sliding
+
+    def _kv_per_layer(self, element_bytes: float, tp: int) -> tuple[float, float]:
+        """One token's K and V in one full-attention layer and one sliding-window layer,
+        on one rank of ``tp``."""
+
+        def layer(heads: int, dim: int) -> float:
+            return 2 * max(heads / tp, 1) * dim * element_bytes
+
+        sliding = layer(self.kv_heads, self.head_dim)
+        full = layer(self.global_kv_heads or self.kv_heads, self.global_head_dim or self.head_dim)
+        return full, sliding
 
     @property
     def expert_parameters(self) -> int:

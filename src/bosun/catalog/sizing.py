@@ -660,18 +660,14 @@ def kv_per_token_rule(x: Inputs, tp: int, pp: int) -> float:
     KV heads (heads split over tp; with fewer KV heads than ranks each rank keeps one
     replica). MLA's latent is replicated on every rank."""
     s = x.spec
-    stage_share = stage_share_rule(s, pp)
-    head_share = 1.0 if s.mla is not None else max(s.kv_heads / tp, 1) / s.kv_heads
-    return s.kv_bytes_per_token(x.kv_element_bytes) * stage_share * head_share
+    return s.kv_bytes_per_token(x.kv_element_bytes, tp) * stage_share_rule(s, pp)
 
 
 def replica_kv_per_token_rule(x: Inputs, tp: int) -> float:
     """KV bytes per token over a replica's devices: the model's, times the copies tensor
     parallel keeps (KV heads replicated when fewer than the ranks; MLA's latent on every
     rank)."""
-    s = x.spec
-    copies = tp if s.mla is not None else max(s.kv_heads, tp) / s.kv_heads
-    return s.kv_bytes_per_token(x.kv_element_bytes) * copies
+    return x.spec.kv_bytes_per_token(x.kv_element_bytes, tp) * tp
 
 
 def state_per_sequence_rule(x: Inputs, tp: int, pp: int) -> float:
@@ -727,7 +723,7 @@ def estimate(x: Inputs, tp: int, pp: int) -> Estimate:
     s = x.spec
     share = 1.0
     if x.runtime == "vllm":
-        windowed = s.kv_bytes_per_sequence(x.max_model_len, 1) / s.kv_bytes_per_token(1)
+        windowed = s.kv_bytes_per_sequence(x.max_model_len, 1, tp) / s.kv_bytes_per_token(1, tp)
         share = windowed / x.max_model_len
     kv_per_token = kv_per_token_rule(x, tp, pp) * share
     tokens = x.max_model_len * x.concurrency
@@ -770,7 +766,8 @@ def tensor_parallel_rule(spec: ModelSpec, tp: int) -> bool:
         return False
     if spec.mla is not None:
         return True
-    return spec.kv_heads % tp == 0 or tp % spec.kv_heads == 0
+    heads = [spec.kv_heads] + ([spec.global_kv_heads] if spec.global_kv_heads else [])
+    return all(h % tp == 0 or tp % h == 0 for h in heads)
 
 
 def layouts_rule(x: Inputs, per_node: int) -> list[tuple[int, int]]:
