@@ -94,11 +94,15 @@ def _count_nemotron_h(p: ModelSpec) -> int:
     return p.embedding_parameters + body + h
 
 
-def _qwen3_vl_vision(out: int) -> int:
+# Qwen3.5's vision encoders (depth, width, MLP width): the 4B's is smaller.
+QWEN3_5_VISION = {"Qwen/Qwen3.5-4B": (24, 1024, 4096)}
+
+
+def _qwen3_vl_vision(out: int, depth: int = 27, d: int = 1152, inter: int = 4304) -> int:
     """Qwen3-VL's vision encoder as Qwen3.5 ships it: a 2x16x16 patch embedding, 2,304
-    learned positions, 27 pre-norm blocks 1,152 wide (biased LayerNorms and linears, MLP
-    4,304), and a merger from 2x2 patches (4,608) to the text width ``out``."""
-    d, depth, inter, merged = 1152, 27, 4304, 4 * 1152
+    learned positions, pre-norm blocks (biased LayerNorms and linears), and a merger from
+    2x2 patches to the text width ``out``."""
+    merged = 4 * d
     patch = 3 * 2 * 16 * 16 * d + d
     block = 4 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * inter + inter) + (inter * d + d)
     merger = 2 * d + merged * merged + merged + merged * out + out
@@ -129,7 +133,7 @@ def _count_qwen3_5(p: ModelSpec) -> int:
         mlp = 3 * h * p.intermediate_size
     mixers = {"M": delta, "*": attn}
     body = sum(mixers[kind] + mlp + 2 * h for kind in p.layer_pattern)
-    assert p.vision_parameters == _qwen3_vl_vision(h)
+    assert p.vision_parameters == _qwen3_vl_vision(h, *QWEN3_5_VISION.get(p.hf_id or "", ()))
     return p.embedding_parameters + body + h + p.vision_parameters
 
 
@@ -177,6 +181,9 @@ def _count_parameters(p: ModelSpec) -> int:
             + m.kv_lora_rank * p.attention_heads * (m.qk_nope_head_dim + m.v_head_dim)
             + p.attention_heads * m.v_head_dim * h  # o_proj
         )
+        if p.indexer_heads and p.indexer_head_dim and m.q_lora_rank:  # V3.2's indexer
+            i, d = p.indexer_heads, p.indexer_head_dim
+            attn += m.q_lora_rank * i * d + h * d + 2 * d + h * i  # wq_b, wk, k_norm, weights
     else:
         attn = 2 * h * p.attention_heads * p.head_dim + 2 * h * p.kv_heads * p.head_dim
         if p.architecture in ("Qwen2ForCausalLM", "GptOssForCausalLM"):  # q, k, v biases
@@ -196,7 +203,7 @@ def _count_parameters(p: ModelSpec) -> int:
     elif p.mla is not None and p.experts:
         assert p.moe_intermediate_size is not None
         moe = (p.experts + p.shared_experts) * 3 * h * p.moe_intermediate_size + h * p.experts
-        if p.architecture == "DeepseekV3ForCausalLM":  # the router's score correction bias
+        if p.architecture.startswith("DeepseekV3"):  # the router's score correction bias
             moe += p.experts
         dense = p.first_dense_layers * (attn + 3 * h * inter + norms)
         body = dense + (layers - p.first_dense_layers) * (attn + moe + norms)
@@ -341,15 +348,43 @@ def test_a_layer_pattern_must_describe_every_layer() -> None:
         ModelSpec.model_validate({**nano, "recurrent": None})
 
 
-def test_qwen3_5_9b_reproduces_its_checkpoint() -> None:
-    """Qwen3.5-9B's safetensors index gives 19,306,216,416 bytes (bf16): the language model
-    and vision encoder vLLM loads, plus one multi-token-prediction layer (two norms, a
-    2h -> h projection, one attention layer and its MLP, a norm). 3,840 parameters are
-    unaccounted for (7.7 kB of 19.3 GB)."""
+def _qwen3_5_mtp(p: ModelSpec) -> int:
+    """The multi-token-prediction layer a Qwen3.5 checkpoint also holds: two input norms,
+    a 2h -> h projection, one gated attention layer with its MLP and norms, a final norm."""
+    h, q = p.hidden_size, p.attention_heads * p.head_dim
+    attn = h * 2 * q + 2 * h * p.kv_heads * p.head_dim + q * h + 2 * p.head_dim
+    return 2 * h + 2 * h * h + attn + 3 * h * p.intermediate_size + 2 * h + h
+
+
+def test_qwen3_5_reproduces_its_checkpoints() -> None:
+    """The 4B's safetensors headers hold 4,659,865,088 parameters; the 9B's index
+    19,306,216,416 bytes, of which each DeltaNet layer's 32 decays (A_log) and 128-wide
+    gated norm are float32 (24 x 160 parameters at 4 bytes)."""
+    four = get_preset("qwen3.5-4b")
+    assert four.parameters + _qwen3_5_mtp(four) == 4_659_865_088
     nine = get_preset("qwen3.5-9b")
-    h, heads, kv, hd = 4096, 16, 4, 256
-    attn = h * 2 * heads * hd + 2 * h * kv * hd + heads * hd * h + 2 * hd
-    mtp = 2 * h + 2 * h * h + attn + 3 * h * 12288 + 2 * h + h
-    assert 19_306_216_416 - 2 * (nine.parameters + mtp) == 2 * 3840
+    assert 2 * (nine.parameters + _qwen3_5_mtp(nine)) + 2 * 24 * (32 + 128) == 19_306_216_416
     # llama.cpp counts the language model alone: 8.95B.
     assert round((nine.parameters - nine.vision_parameters) / 1e9, 2) == 8.95
+
+
+def test_minimax_m2_7_reproduces_its_checkpoint() -> None:
+    """MiniMax-M2.7's headers count 228,703,644,928 elements: its parameters and one fp32
+    scale per 128 x 128 block of each FP8 matrix (experts and attention projections)."""
+    m = get_preset("minimax-m2.7")
+
+    def blocks(rows: int, cols: int) -> int:
+        return -(-rows // 128) * -(-cols // 128)
+
+    h, q, kv = m.hidden_size, m.attention_heads * m.head_dim, m.kv_heads * m.head_dim
+    experts = 3 * blocks(m.intermediate_size, h)
+    attention = 2 * blocks(q, h) + 2 * blocks(kv, h)
+    assert m.parameters + m.layers * ((m.experts or 0) * experts + attention) == 228_703_644_928
+
+
+def test_the_sparse_attention_indexer_adds_its_keys_to_the_cache() -> None:
+    """DeepSeek V3.2 caches V3's 576-wide latent and, per layer, a 128-dimension FP8
+    indexer key with its fp32 scale."""
+    v32 = get_preset("deepseek-v3.2")
+    assert v32.kv_bytes_per_token(2) == 61 * (576 * 2 + 128 + 4)
+    assert get_preset("deepseek-v3-0324").kv_bytes_per_token(2) == 61 * 576 * 2

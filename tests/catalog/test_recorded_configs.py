@@ -40,6 +40,8 @@ FACTS = (
     "first_dense_layers",
     "gated_mlp",
     "mla",
+    "indexer_heads",
+    "indexer_head_dim",
     "sliding_window",
     "sliding_layers",
     "global_kv_heads",

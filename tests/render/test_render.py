@@ -274,6 +274,24 @@ def test_vllm_gets_each_presets_parsers_and_keeps_its_format(
     assert not any(arg in command for arg in absent), command
 
 
+def test_deepseek_v3_2_gets_its_tokenizer_and_parsers_on_one_h200_node() -> None:
+    data = workspace_data(
+        inference={"preset": {"name": "deepseek-v3.2"}},
+        resource={"instanceType": "Standard_ND96isr_H200_v5"},
+    )
+    plan, docs = render(data)
+    assert plan.tensor_parallel_size == 8 and plan.quantization == "fp8"
+    command = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["command"]
+
+    def value(flag: str) -> str:
+        return str(command[command.index(flag) + 1])
+
+    assert value("--tokenizer-mode") == "deepseek_v32"
+    assert value("--tool-call-parser") == "deepseek_v32"
+    assert value("--reasoning-parser") == "deepseek_v3"
+    assert "--quantization" not in command
+
+
 def test_cpu_workspace_runs_bosun_serve_with_its_resources() -> None:
     _, docs = render(example_data("01-"))
     assert kinds(docs) == ["Deployment", "Service"]

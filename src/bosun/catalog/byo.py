@@ -163,6 +163,8 @@ def spec_from_config(
         raise BosunError(f"{source}: missing {', '.join(missing)}; cannot size this model")
     heads = c["num_attention_heads"]
     head_dim = c.get("head_dim") or c["hidden_size"] // heads
+    if c.get("kv_lora_rank") and not c.get("head_dim"):  # MLA: a query head's width
+        head_dim = c["qk_nope_head_dim"] + c["qk_rope_head_dim"]
     experts = c.get("num_local_experts") or c.get("n_routed_experts") or c.get("num_experts")
     c.setdefault("intermediate_size", c.get("moe_intermediate_size") or 4 * c["hidden_size"])
     mla = None
@@ -204,6 +206,8 @@ def spec_from_config(
         mla=mla,
         sliding_window=c.get("sliding_window"),
         sliding_layers=_sliding_layers(c),
+        indexer_heads=c.get("index_n_heads"),
+        indexer_head_dim=c.get("index_head_dim"),
         global_kv_heads=c.get("num_global_key_value_heads"),
         global_head_dim=c.get("global_head_dim"),
         layer_pattern=pattern,

@@ -154,6 +154,10 @@ class ModelSpec(_Data):
     # (Nemotron-H's squared ReLU).
     gated_mlp: bool = True
     mla: MLA | None = None
+    # DeepSeek Sparse Attention (V3.2): a lightning indexer with its own heads keeps one FP8
+    # key of indexer_head_dim per token and layer (with an fp32 scale) beside the latent.
+    indexer_heads: int | None = Field(default=None, gt=0)
+    indexer_head_dim: int | None = Field(default=None, gt=0)
     sliding_window: int | None = None
     # Layers that attend through the sliding window (the rest attend to everything): with
     # a hybrid KV allocator (vLLM's) they hold only their window's keys and values.
@@ -181,7 +185,14 @@ class ModelSpec(_Data):
     # parses hermes, llama3_json and mistral); None where the model has no such format.
     tool_parser: (
         Literal[
-            "hermes", "llama3_json", "mistral", "openai", "deepseek_v3", "qwen3_coder", "minimax_m2"
+            "hermes",
+            "llama3_json",
+            "mistral",
+            "openai",
+            "deepseek_v3",
+            "deepseek_v32",
+            "qwen3_coder",
+            "minimax_m2",
         ]
         | None
     ) = None
@@ -274,7 +285,8 @@ class ModelSpec(_Data):
         """
         if self.mla is not None:
             latent = self.mla.kv_lora_rank + self.mla.qk_rope_head_dim
-            return latent * self.kv_layers * element_bytes
+            indexer = self.indexer_head_dim + 4 if self.indexer_head_dim else 0
+            return (latent * element_bytes + indexer) * self.kv_layers
         full, sliding = self._kv_per_layer(element_bytes, tp)
         return (self.kv_layers - self.sliding_layers) * full + self.sliding_layers * sliding
 
