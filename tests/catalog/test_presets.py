@@ -353,15 +353,31 @@ def _qwen3_5_mtp(p: ModelSpec) -> int:
     a 2h -> h projection, one gated attention layer with its MLP and norms, a final norm."""
     h, q = p.hidden_size, p.attention_heads * p.head_dim
     attn = h * 2 * q + 2 * h * p.kv_heads * p.head_dim + q * h + 2 * p.head_dim
-    return 2 * h + 2 * h * h + attn + 3 * h * p.intermediate_size + 2 * h + h
+    mlp = 3 * h * p.intermediate_size
+    if p.experts and p.moe_intermediate_size and p.shared_intermediate_size:
+        mlp = p.experts * 3 * h * p.moe_intermediate_size + h * p.experts
+        mlp += 3 * h * p.shared_intermediate_size + h
+    return 2 * h + 2 * h * h + attn + mlp + 2 * h + h
 
 
-def test_qwen3_5_reproduces_its_checkpoints() -> None:
-    """The 4B's safetensors headers hold 4,659,865,088 parameters; the 9B's index
-    19,306,216,416 bytes, of which each DeltaNet layer's 32 decays (A_log) and 128-wide
-    gated norm are float32 (24 x 160 parameters at 4 bytes)."""
-    four = get_preset("qwen3.5-4b")
-    assert four.parameters + _qwen3_5_mtp(four) == 4_659_865_088
+@pytest.mark.parametrize(
+    ("name", "elements"),
+    [
+        # The safetensors headers' totals (Qwen3.6-35B-A3B's: Qwen3.5-35B-A3B's, the same
+        # architecture).
+        ("qwen3.5-4b", 4_659_865_088),
+        ("qwen3.6-27b", 27_781_427_952),
+        ("qwen3.6-35b-a3b", 35_951_822_704),
+    ],
+)
+def test_qwen3_5_reproduces_its_checkpoints(name: str, elements: int) -> None:
+    preset = get_preset(name)
+    assert preset.parameters + _qwen3_5_mtp(preset) == elements
+
+
+def test_qwen3_5_9b_reproduces_its_checkpoint_bytes() -> None:
+    """The 9B's index: 19,306,216,416 bytes, of which each DeltaNet layer's 32 decays
+    (A_log) and 128-wide gated norm are float32 (24 x 160 parameters at 4 bytes)."""
     nine = get_preset("qwen3.5-9b")
     assert 2 * (nine.parameters + _qwen3_5_mtp(nine)) + 2 * 24 * (32 + 128) == 19_306_216_416
     # llama.cpp counts the language model alone: 8.95B.
