@@ -59,6 +59,7 @@ _DATA_FILES = (
     "deepseek",
     "nemotron",
     "minimax",
+    "glm",
 )
 
 # Bytes per weight of quantized formats: the packed value plus its scales (and zeros).
