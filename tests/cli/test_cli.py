@@ -43,6 +43,8 @@ def test_models_lists_the_catalog() -> None:
     assert llama["weightBytes"] == 8_030_261_248 * 2
     code, out, _ = run("models")
     assert code == 0 and "llama-3.1-8b-instruct" in out
+    # Every name whole, however narrow the terminal: it is what a Workspace says.
+    assert all(m["name"] in out for m in models)
 
 
 def test_models_filter_by_family_size_and_hardware() -> None:

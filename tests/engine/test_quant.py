@@ -81,9 +81,11 @@ def test_int8_keeps_the_float32_models_predictions(
     runners: dict[str, DecoderRunner], tokens: list[int], path: str
 ) -> None:
     """benchmarks/quality.py measures this on 4,500 tokens (docs/serving.md); here 512 as a
-    prompt, 128 decoded. The dynamic int8 this replaced: 3.3x the perplexity over prompts,
+    prompt, 256 decoded. (128 decoded tokens were too few: on an Intel Xeon their ratio sat
+    at 1.0200, the bound itself, while the benchmark's whole text gave 1.0057 there, as on
+    AMD; 256 give 1.013.) The dynamic int8 this replaced: 3.3x the perplexity over prompts,
     47% of the top-1 predictions."""
-    ids = tokens if path == "prompt" else tokens[:128]
+    ids = tokens if path == "prompt" else tokens[:256]
     compute = prompt_logits if path == "prompt" else decoded_logits
     exact, int8 = (compute(runners[q], ids) for q in ("none", "int8"))
     assert perplexity(int8, ids) / perplexity(exact, ids) < 1.02

@@ -166,9 +166,13 @@ def models(
         dump(rows, output)
         return
     table = Table(title="Model presets", title_justify="left")
+    # The name is what a Workspace says: never cut, whatever the terminal's width.
+    widest = max((len(p.name) for p in presets), default=4)
+    table.add_column("name", no_wrap=True, min_width=widest)
     if fits is not None:  # fewer columns, to leave room for the layout
-        for column in ("name", "params", "context", "weights", "license", f"on {fits}"):
-            table.add_column(column, justify="right" if column in ("params", "context") else "left")
+        for column in ("params", "context", "weights", "license", f"on {fits}"):
+            right = column in ("params", "context")
+            table.add_column(column, justify="right" if right else "left", overflow="fold")
         for p in presets:
             table.add_row(
                 p.name,
@@ -179,15 +183,16 @@ def models(
                 layouts[p.name],
             )
     else:
-        columns = ("name", "family", "params", "architecture", "context", "KV/token", "weights")
+        columns = ("family", "params", "architecture", "context", "KV/token", "weights")
         for column in (*columns, "license", "runtimes", "tunable"):
-            table.add_column(column, justify="right" if column in ("params", "context") else "left")
+            right = column in ("params", "context")
+            table.add_column(column, justify="right" if right else "left", overflow="fold")
         for p in presets:
             table.add_row(
                 p.name,
                 p.family,
                 f"{p.parameters / 1e9:.2f}B",
-                p.architecture.removesuffix("ForCausalLM"),
+                p.architecture.removesuffix("ForCausalLM").removesuffix("ForConditionalGeneration"),
                 f"{p.max_context:,}",
                 format_bytes(p.kv_bytes_per_token(2)),
                 _weights(p),
