@@ -352,19 +352,50 @@ def test_hf_uri_of_a_catalog_model_is_sized() -> None:
 
 
 def test_quantization_shrinks_weights() -> None:
+    """fp8, which vLLM applies as it loads: the layers at one byte, embeddings at two."""
     full = plan_for(
         "nvidia-l4-24gb",
         inference={"model": {"uri": "hf://Qwen/Qwen2.5-14B-Instruct"}, "maxModelLen": 4096},
     )
-    awq = plan_for(
+    fp8 = plan_for(
         "nvidia-l4-24gb",
         inference={
-            "model": {"uri": "hf://Qwen/Qwen2.5-14B-Instruct", "quantization": "awq"},
+            "model": {"uri": "hf://Qwen/Qwen2.5-14B-Instruct", "quantization": "fp8"},
             "maxModelLen": 4096,
         },
     )
-    assert awq.memory.weights_bytes < full.memory.weights_bytes * 0.4
-    assert awq.devices_per_replica == 1 and full.devices_per_replica > 1
+    spec = get_preset("qwen2.5-14b-instruct")
+    layers, embeddings = spec.parameters - spec.embedding_parameters, spec.embedding_parameters
+    expected = (layers * 1 + embeddings * 2) * 1.02
+    assert fp8.memory.weights_bytes == pytest.approx(expected, rel=1e-6)
+    assert fp8.devices_per_replica == 1 and full.devices_per_replica > 1
+
+
+@pytest.mark.parametrize(
+    ("preset", "where", "asked", "words"),
+    [
+        ("qwen3-8b", "model", "awq", "the preset qwen3-8b-awq ships awq"),
+        ("llama-3.1-8b-instruct", "config", "gptq", "checkpoint is 16-bit"),
+        ("gpt-oss-20b", "model", "nvfp4", "gpt-oss-20b's checkpoint is mxfp4"),
+    ],
+)
+def test_a_format_vllm_cannot_make_from_the_checkpoint_is_refused(
+    preset: str, where: str, asked: str, words: str
+) -> None:
+    """vLLM quantizes to fp8 or bitsandbytes as it loads; AWQ, GPTQ, MXFP4 and NVFP4 it
+    only reads from a checkpoint that ships them: asked of another, the pod would fail at
+    start. The plan says so first, naming the field."""
+    if where == "model":  # a catalog model by its URI, sized by its preset
+        uri = f"hf://{get_preset(preset).hf_id}"
+        ws: dict[str, Any] = {"inference": {"model": {"uri": uri, "quantization": asked}}}
+    else:
+        ws = inference(preset, config={"quantization": asked})
+    with pytest.raises(PlanError, match=rf"spec\.inference\.{where}\.quantization") as error:
+        plan_for("nvidia-h100-80gb", **ws)
+    assert words in str(error.value)
+    # Its own format, and what vLLM makes on load, are fine.
+    assert plan_for("nvidia-h100-80gb", **inference("qwen3-8b-awq")).quantization == "awq"
+    assert plan_for("nvidia-h100-80gb", **inference(preset, config={"quantization": "fp8"}))
 
 
 PRESETS = [

@@ -44,6 +44,7 @@ from bosun.catalog.presets import (
     QUANT_BYTES,
     ModelSpec,
     UnknownPresetError,
+    all_presets,
     find_by_hf_id,
     get_preset,
 )
@@ -452,6 +453,7 @@ def quantization_rule(
     tuning = ws.spec.tuning
     if tuning is None:
         if runtime != "bosun":
+            _vllm_can_load(quantization, spec, "model.quantization" if not configured else "")
             return quantization
         explicit = quantization is not Quantization.NONE or bool(configured)
         return _bosun_quantization(quantization, explicit, cpu, ws.spec.inference)
@@ -463,6 +465,31 @@ def quantization_rule(
             "use method: lora on CPUs"
         )
     return Quantization.BNB_4BIT
+
+
+# What vLLM quantizes a 16-bit checkpoint to as it loads it; every other format (AWQ,
+# GPTQ, MXFP4, NVFP4, int8) it only reads from a checkpoint that ships it.
+VLLM_ON_LOAD = frozenset({Quantization.NONE, Quantization.FP8, Quantization.BNB_4BIT})
+
+
+def _vllm_can_load(quantization: Quantization, spec: ModelSpec | None, field: str) -> None:
+    """Refuse a format vLLM cannot produce from the checkpoint at hand, naming the presets
+    whose checkpoints ship it (an unsized model's checkpoint is not known: left to vLLM)."""
+    if spec is None or quantization in VLLM_ON_LOAD or quantization is spec.quantization:
+        return
+    where = f"spec.inference.{field or 'config.quantization'}"
+    ships = [
+        p.name
+        for p in all_presets()
+        if p.quantization is quantization and p.name.startswith(spec.name.split("-instruct")[0])
+    ]
+    hint = f"; the preset {ships[0]} ships {quantization.value}" if ships else ""
+    own = spec.quantization.value if spec.quantization is not Quantization.NONE else "16-bit"
+    raise PlanError(
+        f"{where}: vLLM reads {quantization.value} only from a checkpoint that ships it, and "
+        f"{spec.name}'s checkpoint is {own}{hint}; vLLM quantizes to fp8 or "
+        f"bitsandbytes-4bit as it loads"
+    )
 
 
 def _bosun_quantization(
