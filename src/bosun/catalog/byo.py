@@ -177,6 +177,7 @@ def spec_from_config(
             v_head_dim=c["v_head_dim"],
         )
     pattern = _layer_pattern(c)
+    sliding = _sliding_layers(c)  # a window no layer uses (Qwen2's, switched off) is none
     architectures = c.get("architectures") or ["unknown"]
     dtype = c.get("torch_dtype") or c.get("dtype") or "bfloat16"
     quantization, quantized = _quantization(c)
@@ -204,8 +205,8 @@ def spec_from_config(
         first_dense_layers=c.get("first_k_dense_replace") or 0,
         gated_mlp=c.get("mlp_hidden_act") != "relu2",
         mla=mla,
-        sliding_window=c.get("sliding_window"),
-        sliding_layers=_sliding_layers(c),
+        sliding_window=c.get("sliding_window") if sliding else None,
+        sliding_layers=sliding,
         indexer_heads=c.get("index_n_heads"),
         indexer_head_dim=c.get("index_head_dim"),
         global_kv_heads=c.get("num_global_key_value_heads"),
