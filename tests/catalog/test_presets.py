@@ -423,3 +423,11 @@ def test_gpt_oss_20b_weighs_its_checkpoint_to_the_byte() -> None:
     """Its listing: MXFP4 blocks and scales (uint8) for the experts, bf16 for the rest,
     13,761,264,768 bytes in all; the preset's bytes are the same number."""
     assert get_preset("gpt-oss-20b").weight_bytes == 13_761_264_768
+
+
+def test_qwen3_0_6b_ships_a_copy_of_its_tied_head() -> None:
+    """Its listing holds 751,632,384 elements: the 596M of the model and an lm_head.weight
+    that the config ties to the embedding (vLLM loads the embedding once)."""
+    small = get_preset("qwen3-0.6b")
+    assert small.tied_embeddings
+    assert small.parameters + small.vocab_size * small.hidden_size == 751_632_384
