@@ -116,6 +116,35 @@ def test_unreadable_config(tmp_path: Path) -> None:
             {"quantization": "mxfp4", "quantized": "experts"},
         ),
         ({"quantization_config": {"quant_method": "exotic"}}, {"quantization": "none"}),
+        # compressed-tensors and ModelOpt name the scheme inside: Kimi's 4-bit experts
+        # (attention left out), a W8A8 FP8 checkpoint, NVIDIA's NVFP4.
+        (
+            {
+                "quantization_config": {
+                    "quant_method": "compressed-tensors",
+                    "format": "pack-quantized",
+                    "config_groups": {
+                        "group_0": {"weights": {"num_bits": 4, "type": "int", "group_size": 32}}
+                    },
+                    "ignore": ["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*"],
+                }
+            },
+            {"quantization": "int4", "quantized": "experts"},
+        ),
+        (
+            {
+                "quantization_config": {
+                    "quant_method": "compressed-tensors",
+                    "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float"}}},
+                    "ignore": ["lm_head"],
+                }
+            },
+            {"quantization": "fp8", "quantized": "layers"},
+        ),
+        (
+            {"quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4"}},
+            {"quantization": "nvfp4"},
+        ),
     ],
 )
 def test_config_facts_sizing_reads(

@@ -253,7 +253,7 @@ def test_a_shortfall_suggests_a_max_model_len_of_at_least_256() -> None:
             {"inference": {"preset": {"name": "phi-4"}, "config": {"quantization": "int3"}}},
             {},
             "spec.inference.config.quantization: unknown method; use one of none, fp8, int8, "
-            "awq, gptq, bitsandbytes-4bit, mxfp4, nvfp4",
+            "awq, gptq, bitsandbytes-4bit, mxfp4, nvfp4, int4",
         ),
         (
             {"inference": {"preset": {"name": "gemma-2-2b-it"}, "maxModelLen": 9000}},

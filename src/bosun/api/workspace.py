@@ -192,6 +192,7 @@ class Quantization(StrEnum):
     BNB_4BIT = "bitsandbytes-4bit"
     MXFP4 = "mxfp4"
     NVFP4 = "nvfp4"
+    INT4 = "int4"  # 4-bit integer weights with group scales (compressed-tensors W4A16)
 
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]

@@ -87,15 +87,46 @@ def _sliding_layers(c: dict[str, Any]) -> int:
     return layers  # Mistral-style: every layer
 
 
-def _quantization(c: dict[str, Any]) -> tuple[Quantization, str]:
-    """The checkpoint's own format (``quantization_config.quant_method``) and which weights
-    it covers: every layer's, or only the experts' when attention is left out of it."""
-    q = c.get("quantization_config") or {}
+# compressed-tensors' weight schemes: (type, bits) -> the format it packs.
+_COMPRESSED_TENSORS = {
+    ("float", 8): Quantization.FP8,
+    ("float", 4): Quantization.NVFP4,
+    ("int", 8): Quantization.INT8,
+    ("int", 4): Quantization.INT4,
+}
+# NVIDIA ModelOpt's quant_algo.
+_MODELOPT = {"FP8": Quantization.FP8, "NVFP4": Quantization.NVFP4}
+
+
+def _quant_method(q: dict[str, Any]) -> Quantization:
+    """The format of a ``quantization_config``: its ``quant_method``, or for the container
+    formats (compressed-tensors, ModelOpt) the scheme inside them."""
+    method = str(q.get("quant_method", "none")).lower()
+    if method == "compressed-tensors":
+        groups = q.get("config_groups") or {}
+        weights = [g.get("weights") or {} for g in groups.values() if isinstance(g, dict)]
+        schemes = {(str(w.get("type")), int(w.get("num_bits") or 0)) for w in weights}
+        if len(schemes) == 1:
+            return _COMPRESSED_TENSORS.get(schemes.pop(), Quantization.NONE)
+        return Quantization.NONE  # several schemes: not one format
+    if method == "modelopt":
+        return _MODELOPT.get(str(q.get("quant_algo", "")).upper(), Quantization.NONE)
     try:
-        method = Quantization(str(q.get("quant_method", "none")).lower())
+        return Quantization(method)
     except ValueError:
-        return Quantization.NONE, "layers"  # a format sizing does not know: 16-bit bytes
-    skipped = " ".join(str(m) for m in q.get("modules_to_not_convert") or [])
+        return Quantization.NONE
+
+
+def _quantization(c: dict[str, Any]) -> tuple[Quantization, str]:
+    """The checkpoint's own format (``quantization_config``) and which weights it covers:
+    every layer's, or only the experts' when attention is left out of it. A format sizing
+    does not know is sized as 16-bit weights."""
+    q = c.get("quantization_config") or {}
+    method = _quant_method(q)
+    if method is Quantization.NONE:
+        return Quantization.NONE, "layers"
+    left_out = q.get("modules_to_not_convert") or q.get("ignore") or []
+    skipped = " ".join(str(m) for m in left_out)
     return method, "experts" if "self_attn" in skipped or "attn" in skipped else "layers"
 
 
