@@ -66,9 +66,16 @@ def row(name: str) -> str:
     kv_terms = f"{format_bytes(kv / plan.max_model_len)}/token x {plan.max_model_len:,}"
     if state:
         kv_terms = f"({kv_terms} + {format_bytes(state)} state)"
+    # Tensors each tensor-parallel rank keeps whole (MLA's latent down-projections, routers).
+    whole = weights_dev - spec.weight_bytes * WEIGHT_LOAD_GROWTH / devices
+    kept = (
+        f" + {_gib(whole)} kept whole"
+        if plan.tensor_parallel_size > 1 and whole > GIB / 200
+        else ""
+    )
     arithmetic = (
         f"{spec.parameters / 1e9:.2f}B params in {fmt} = {_gib(spec.weight_bytes)} GiB "
-        f"x {WEIGHT_LOAD_GROWTH} / {devices} = {_gib(weights_dev)}; KV "
+        f"x {WEIGHT_LOAD_GROWTH} / {devices}{kept} = {_gib(weights_dev)}; KV "
         f"{kv_terms} / {devices} = {_gib(m.kv_cache_bytes / devices)}; "
         f"+ {_gib(m.activation_bytes)} activations + {_gib(m.overhead_bytes)} runtime"
     )

@@ -146,6 +146,14 @@ def test_weight_element_bytes(
         ),
         (inputs(TIED), 1, 1, 928_000 * 1.02, "tied: one vocab matrix on one stage"),
         (inputs(TIED), 1, 2, 528_000 * 1.02, "tied on two stages: the last holds a head copy"),
+        (
+            inputs(LATENT),
+            2,
+            1,
+            (1_056_000 - 12_416) / 2 * 1.02 + 12_416 * 1.02,
+            "MLA: the KV latent's down-projection (64 x 24) and its 16-wide norm, 1,552 "
+            "parameters a layer, stay whole on both ranks",
+        ),
     ],
 )
 def test_weights_rule(x: rules.Inputs, tp: int, pp: int, expected: float, why: str) -> None:

@@ -326,6 +326,21 @@ class ModelSpec(_Data):
         return self.layers - self.first_dense_layers
 
     @property
+    def replicated_layer_parameters(self) -> int:
+        """Parameters of one decoder layer that every tensor-parallel rank holds whole (vLLM
+        replicates them): MLA's down-projections to the query and KV latents and their
+        norms, and a mixture of experts' router."""
+        replicated = 0
+        if self.mla is not None:
+            m = self.mla
+            kv = m.kv_lora_rank + m.qk_rope_head_dim
+            q = m.q_lora_rank or 0
+            replicated += self.hidden_size * (q + kv) + q + m.kv_lora_rank
+        if self.is_moe:
+            replicated += self.hidden_size * (self.experts or 0) * self.moe_layers // self.layers
+        return replicated
+
+    @property
     def embedding_parameters(self) -> int:
         """Input embedding plus the output head when it is not tied."""
         return self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)

@@ -677,9 +677,25 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
 
 
 def weights_rule(x: Inputs, tp: int, pp: int) -> float:
-    """Weight bytes on the busiest device: the heaviest pipeline stage, split over tensor
-    parallel ranks."""
-    return max(stage_weights_rule(x, pp)) / tp
+    """Weight bytes on the busiest device: the heaviest pipeline stage split over tensor
+    parallel ranks, but for the tensors every rank keeps whole (MLA's latent
+    down-projections, routers: :attr:`ModelSpec.replicated_layer_parameters`)."""
+    s = x.spec
+    stages = stage_weights_rule(x, pp)
+    if tp == 1:
+        return max(stages)
+    own = x.quantization is s.quantization and s.quantization is not Quantization.NONE
+    # Replicated tensors stay 16-bit where a checkpoint quantizes only its experts.
+    element = _DTYPE_BYTES[x.dtype] if own and s.quantized == "experts" else None
+    per_layer = s.replicated_layer_parameters * (
+        element or weight_element_bytes(x.dtype, x.quantization)
+    )
+    growth = WEIGHT_LOAD_GROWTH if x.runtime == "vllm" and x.profile.is_gpu else 1.0
+    layers = pipeline_stages_rule(s.layers, pp)
+    return max(
+        (w - n * per_layer * growth) / tp + n * per_layer * growth
+        for w, n in zip(stages, layers, strict=True)
+    )
 
 
 def kv_per_token_rule(x: Inputs, tp: int, pp: int) -> float:
@@ -741,7 +757,7 @@ def overhead_rule(x: Inputs, ranks: int) -> float:
 def estimate(x: Inputs, tp: int, pp: int) -> Estimate:
     """The busiest device's bytes for a (tensor parallel, pipeline stages) layout."""
     stages = stage_weights_rule(x, pp)
-    weights = max(stages) / tp
+    weights = weights_rule(x, tp, pp)
     if x.tuning:
         activations, overhead = tuning_activations_rule(x), overhead_rule(x, 1)
         return Estimate(weights, 0.0, activations, overhead, 0.0, sum(stages), 0.0)
