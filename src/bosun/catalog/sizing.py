@@ -676,12 +676,12 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
     return [w * growth for w in weights]
 
 
-def weights_rule(x: Inputs, tp: int, pp: int) -> float:
+def weights_rule(x: Inputs, tp: int, pp: int, stages: list[float] | None = None) -> float:
     """Weight bytes on the busiest device: the heaviest pipeline stage split over tensor
     parallel ranks, but for the tensors every rank keeps whole (MLA's latent
     down-projections, routers: :attr:`ModelSpec.replicated_layer_parameters`)."""
     s = x.spec
-    stages = stage_weights_rule(x, pp)
+    stages = stages or stage_weights_rule(x, pp)
     if tp == 1:
         return max(stages)
     own = x.quantization is s.quantization and s.quantization is not Quantization.NONE
@@ -757,7 +757,7 @@ def overhead_rule(x: Inputs, ranks: int) -> float:
 def estimate(x: Inputs, tp: int, pp: int) -> Estimate:
     """The busiest device's bytes for a (tensor parallel, pipeline stages) layout."""
     stages = stage_weights_rule(x, pp)
-    weights = weights_rule(x, tp, pp)
+    weights = weights_rule(x, tp, pp, stages)
     if x.tuning:
         activations, overhead = tuning_activations_rule(x), overhead_rule(x, 1)
         return Estimate(weights, 0.0, activations, overhead, 0.0, sum(stages), 0.0)
