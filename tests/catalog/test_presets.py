@@ -203,7 +203,7 @@ def _count_parameters(p: ModelSpec) -> int:
     elif p.mla is not None and p.experts:
         assert p.moe_intermediate_size is not None
         moe = (p.experts + p.shared_experts) * 3 * h * p.moe_intermediate_size + h * p.experts
-        if p.architecture.startswith(("DeepseekV3", "Glm")):  # the router's correction bias
+        if p.architecture.startswith(("DeepseekV3", "Glm", "KimiK2")):  # routing bias
             moe += p.experts
         dense = p.first_dense_layers * (attn + 3 * h * inter + norms)
         body = dense + (layers - p.first_dense_layers) * (attn + moe + norms)

@@ -60,6 +60,7 @@ _DATA_FILES = (
     "nemotron",
     "minimax",
     "glm",
+    "kimi",
 )
 
 # Bytes per weight of quantized formats: the packed value plus its scales (and zeros).
@@ -180,7 +181,8 @@ class ModelSpec(_Data):
     # The checkpoint's own weight format when it ships quantized (AWQ, GPTQ, FP8, MXFP4,
     # NVFP4): what a plan sizes unless the Workspace says otherwise; vLLM reads it from the
     # checkpoint. ``quantized`` says which weights it covers: every decoder layer's linear
-    # weights, or only the experts' (gpt-oss keeps attention and the router in 16 bits).
+    # weights, or only the routed experts' (gpt-oss and Kimi keep attention, the router and
+    # any shared expert in 16 bits).
     quantization: Quantization = Quantization.NONE
     quantized: Literal["layers", "experts"] = "layers"
     tunable: bool = False
@@ -196,6 +198,7 @@ class ModelSpec(_Data):
             "deepseek_v32",
             "qwen3_coder",
             "minimax_m2",
+            "kimi_k2",
         ]
         | None
     ) = None
@@ -245,7 +248,7 @@ class ModelSpec(_Data):
         if self.quantization is Quantization.NONE:
             return self.parameters * wide
         packed = (
-            self.expert_parameters
+            self.routed_expert_parameters
             if self.quantized == "experts"
             else self.parameters - self.embedding_parameters - self.vision_parameters
         )
@@ -316,6 +319,17 @@ class ModelSpec(_Data):
         shared_width = self.shared_intermediate_size or width
         shared = self.shared_experts * projections * self.hidden_size * shared_width
         return self.moe_layers * (routed + shared)
+
+    @property
+    def routed_expert_parameters(self) -> int:
+        """Parameters of the routed experts alone: what a checkpoint quantized only in its
+        experts packs (gpt-oss, Kimi); shared experts stay with attention in 16 bits."""
+        if not self.is_moe:
+            return 0
+        width = self.moe_intermediate_size or self.intermediate_size
+        projections = 3 if self.gated_mlp else 2
+        routed_in = self.moe_latent_size or self.hidden_size
+        return self.moe_layers * (self.experts or 0) * projections * routed_in * width
 
     @property
     def moe_layers(self) -> int:

@@ -659,7 +659,7 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
         wide = (s.embedding_parameters + s.vision_parameters) * _DTYPE_BYTES[x.dtype]
         layer = max(s.weight_bytes_on_disk - wide, 0) / s.layers
     elif own and s.quantized == "experts":
-        experts = s.expert_parameters / s.layers
+        experts = s.routed_expert_parameters / s.layers
         layer = experts * wbytes + (s.layer_parameters - experts) * _DTYPE_BYTES[x.dtype]
     weights = [n * layer + v for n, v in zip(stages, vocab, strict=True)]
     if s.layer_pattern and "E" in s.layer_pattern and pp > 1:
