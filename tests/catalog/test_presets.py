@@ -158,6 +158,15 @@ def _count_gemma4(p: ModelSpec) -> int:
     return p.embedding_parameters + body + h + vision
 
 
+def _pixtral_vision(out: int) -> int:
+    """Pixtral as Ministral 3 ships it: a 14x14 patch convolution, a norm, 24 blocks 1,024
+    wide (two norms, q/k/v/o, a gated MLP of 4,096), and the projector: a norm, the 2x2
+    patch merger (4,096 -> 1,024) and two linears to the text width ``out``."""
+    d = 1024
+    encoder = 3 * 14 * 14 * d + d + 24 * (2 * d + 4 * d * d + 3 * d * 4096)
+    return encoder + d + 4 * d * d + d * out + out * out
+
+
 def _count_parameters(p: ModelSpec) -> int:
     """Parameters from the architecture alone, written out per family."""
     h, layers, inter = p.hidden_size, p.layers, p.intermediate_size
@@ -167,6 +176,8 @@ def _count_parameters(p: ModelSpec) -> int:
         return _count_qwen3_5(p)
     if p.architecture == "Gemma4ForConditionalGeneration":
         return _count_gemma4(p)
+    if p.architecture == "Mistral3ForConditionalGeneration":
+        assert p.vision_parameters == _pixtral_vision(h)
     if p.mla is not None:
         m = p.mla
         q_dim = p.attention_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
@@ -320,9 +331,13 @@ def test_quantized_checkpoints_weigh_what_they_ship() -> None:
         ("nemotron-nano-9b-v2", 16.56),
         ("nemotron-3-nano-4b", 7.40),
         ("nemotron-3-nano-30b-a3b", 58.82),
+        # FP8 linear layers, bf16 embeddings and vision encoder.
+        ("ministral-3-3b-instruct-2512", 4.35),
+        ("ministral-3-8b-instruct-2512", 9.70),
+        ("ministral-3-14b-instruct-2512", 14.65),
     ],
 )
-def test_hybrid_checkpoints_weigh_what_they_ship(name: str, gib: float) -> None:
+def test_checkpoints_weigh_what_kaito_records(name: str, gib: float) -> None:
     assert round(get_preset(name).weight_bytes / 2**30, 2) == gib
 
 

@@ -525,3 +525,22 @@ def test_kimi_k2_5_weights_per_gpu_match_a_published_vllm_run() -> None:
     m = plan.memory
     weights = m.per_device_bytes - m.kv_cache_bytes / 8 - m.activation_bytes - m.overhead_bytes
     assert 71.92 * GIB < weights < 71.92 * GIB * 1.01
+
+
+def test_blackwell_is_newer_than_ampere() -> None:
+    """Compute capabilities compare as numbers: a B200 (10.0) and an RTX PRO 6000 (12.0)
+    serve bfloat16, where comparing "10.0" < "8.0" as text said they could not."""
+    for gpu in ("nvidia-b200-180gb", "nvidia-rtx-pro-6000-96gb"):
+        plan = plan_for(gpu, **inference("llama-3.1-8b-instruct"))
+        assert plan.dtype == "bfloat16" and not plan.warnings, gpu
+    t4 = plan_for("nvidia-t4-16gb", **inference("llama-3.2-1b-instruct"))
+    assert t4.dtype == "float16"
+
+
+def test_a_turing_gpu_cannot_serve_fp8_weights() -> None:
+    """Ministral 3 3B ships FP8: its 10.7 GiB would fit a T4's 13.5 usable, but vLLM's FP8
+    kernels need compute 8.0, so the plan does not fit there and says why; an A10 does."""
+    t4 = plan_for("nvidia-t4-16gb", **inference("ministral-3-3b-instruct-2512"))
+    assert not t4.fits
+    assert "compute 7.5" in t4.reason and "fp8" in t4.reason
+    assert plan_for("nvidia-a10-24gb", **inference("ministral-3-3b-instruct-2512")).fits

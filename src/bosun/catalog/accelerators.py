@@ -51,6 +51,14 @@ class AcceleratorProfile:
     def is_gpu(self) -> bool:
         return self.kind in ("gpu", "mig")
 
+    def compute_below(self, version: str) -> bool:
+        """Whether a known compute capability is older than ``version`` ("8.0"), compared
+        as numbers: "12.0" is newer than "8.0", which a string comparison gets wrong."""
+        if not self.compute_capability:
+            return False
+        have = tuple(int(part) for part in self.compute_capability.split("."))
+        return have < tuple(int(part) for part in version.split("."))
+
 
 @dataclass(frozen=True)
 class InstanceType:

@@ -51,6 +51,7 @@ _DATA_FILES = (
     "qwen3.5",
     "llama",
     "mistral",
+    "ministral",
     "phi",
     "gemma2",
     "gemma3",

@@ -424,7 +424,7 @@ def dtype_rule(
         dtype = "float32"
     else:
         dtype = spec.dtype if spec is not None else "bfloat16"
-    if dtype == "bfloat16" and profile.compute_capability and profile.compute_capability < "8.0":
+    if dtype == "bfloat16" and profile.compute_below("8.0"):
         warnings.append(f"{profile.name} has no bfloat16: serving in float16")
         return "float16"
     return dtype
@@ -490,6 +490,24 @@ def _vllm_can_load(quantization: Quantization, spec: ModelSpec | None, field: st
         f"{spec.name}'s checkpoint is {own}{hint}; vLLM quantizes to fp8 or "
         f"bitsandbytes-4bit as it loads"
     )
+
+
+# Formats whose vLLM kernels (Marlin on Ampere, native on Hopper and later) need compute
+# capability 8.0: a Turing or Volta GPU cannot serve them.
+AMPERE_FORMATS = frozenset(
+    {Quantization.FP8, Quantization.MXFP4, Quantization.NVFP4, Quantization.INT4}
+)
+
+
+def quantization_device_rule(quantization: Quantization, profile: AcceleratorProfile) -> str:
+    """Why ``profile`` cannot serve ``quantization``'s weights, or "" when it can."""
+    if quantization in AMPERE_FORMATS and profile.compute_below("8.0"):
+        return (
+            f"{profile.name} (compute {profile.compute_capability}) cannot serve "
+            f"{quantization.value} weights: "
+            f"vLLM's kernels for them need compute 8.0 (Ampere) or newer"
+        )
+    return ""
 
 
 def _bosun_quantization(
@@ -1040,7 +1058,10 @@ def plan_workspace(
         layouts = layouts_rule(x, per_node)
     tp, pp, est, fits = choose_layout_rule(x, layouts, sharers)
     memory = memory_rule(x, est, sharers)
-    if fits:
+    unable = quantization_device_rule(quantization, profile) if runtime == "vllm" else ""
+    if unable:
+        fits, reason = False, unable
+    elif fits:
         reason = fit_reason(x, est, tp, pp, memory)
     else:
         reason = shortfall_reason(x, est, tp * pp, sharers, memory.usable_bytes)
