@@ -21,7 +21,7 @@ from bosun.api.workspace import Quantization, SharingStrategy, Workspace
 from bosun.catalog import PlanError, plan_workspace
 from bosun.catalog import sizing as rules
 from bosun.catalog.accelerators import AcceleratorProfile, cpu_profile, get_profile
-from bosun.catalog.presets import MLA, ModelSpec, get_preset
+from bosun.catalog.presets import MLA, ModelSpec, Recurrent, get_preset
 from tests.conftest import example_data, workspace_data
 
 GIB = 2**30
@@ -956,3 +956,57 @@ def test_tensor_parallel_splits_a_hybrids_linear_attention_evenly() -> None:
     nano = get_preset("nemotron-3-nano-30b-a3b")
     assert rules.tensor_parallel_rule(nano, 8)
     assert not rules.tensor_parallel_rule(nano, 16)
+
+
+# A toy hybrid: 8 layers, attention in layers 3 and 7, Mamba-2 in the rest (state 2 heads
+# x 4 wide x 8 states, one group, a 4-tap window).
+HYBRID = TOY.model_copy(
+    update={
+        "name": "hybrid",
+        "layers": 8,
+        "layer_pattern": "MMM*MMM*",
+        "recurrent": Recurrent(kind="mamba2", heads=2, head_dim=4, state_size=8, groups=1),
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "pp", "kind", "expected", "why"),
+    [
+        (TOY, 1, "*", 1.0, "one stage holds every layer"),
+        (TOY, 3, "*", 2 / 4, "4 layers over 3 stages: 1, 2, 1"),
+        (TOY, 2, "M", 0.0, "no linear attention at all"),
+        (HYBRID, 2, "*", 1 / 2, "each half holds one of the two attention layers"),
+        (HYBRID, 3, "*", 1 / 2, "stages of 3, 3, 2 layers: the first holds none, the others one"),
+        (HYBRID, 3, "M", 3 / 6, "the first stage's 3 Mamba layers of 6"),
+    ],
+)
+def test_stage_share_rule(spec: ModelSpec, pp: int, kind: str, expected: float, why: str) -> None:
+    assert rules.stage_share_rule(spec, pp, kind) == pytest.approx(expected), why
+
+
+def test_state_per_sequence_rule() -> None:
+    """One Mamba-2 layer's state: 2 x 4 x 8 float32 (256 bytes) and a 3-input window of
+    2 x 4 + 2 x 1 x 8 = 24 channels in bf16 (144 bytes); 6 layers; the busiest of two
+    stages holds 3 of them, its heads split over 2 ranks."""
+    per_layer = 2 * 4 * 8 * 4 + 3 * (2 * 4 + 2 * 8) * 2
+    x = inputs(HYBRID)
+    assert rules.state_per_sequence_rule(x, 1, 1) == 6 * per_layer
+    assert rules.state_per_sequence_rule(x, 2, 2) == 3 * per_layer / 2
+
+
+@pytest.mark.parametrize(
+    ("quantization", "gpu", "refused"),
+    [
+        (Quantization.FP8, "nvidia-t4-16gb", True),
+        (Quantization.INT4, "nvidia-t4-16gb", True),
+        (Quantization.AWQ, "nvidia-t4-16gb", False),  # AWQ's own kernels run on Turing
+        (Quantization.FP8, "nvidia-a10-24gb", False),  # Marlin on Ampere
+        (Quantization.NVFP4, "nvidia-b200-180gb", False),  # "10.0" is newer than "8.0"
+    ],
+)
+def test_quantization_device_rule(quantization: Quantization, gpu: str, refused: bool) -> None:
+    reason = rules.quantization_device_rule(quantization, get_profile(gpu))
+    assert bool(reason) is refused
+    if refused:
+        assert "compute 8.0" in reason and quantization.value in reason
