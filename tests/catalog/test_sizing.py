@@ -374,9 +374,11 @@ def test_quantization_shrinks_weights() -> None:
 @pytest.mark.parametrize(
     ("preset", "where", "asked", "words"),
     [
-        ("qwen3-8b", "model", "awq", "the preset qwen3-8b-awq ships awq"),
-        ("llama-3.1-8b-instruct", "config", "gptq", "checkpoint is 16-bit"),
-        ("gpt-oss-20b", "model", "nvfp4", "gpt-oss-20b's checkpoint is mxfp4"),
+        ("qwen3-8b", "model", "awq", "the preset qwen3-8b-awq ships awq; vLLM quantizes"),
+        ("llama-3.1-8b-instruct", "config", "gptq", "checkpoint is 16-bit; vLLM quantizes"),
+        ("gpt-oss-20b", "model", "nvfp4", "gpt-oss-20b's checkpoint ships mxfp4"),
+        # Not even fp8: vLLM will not re-quantize a checkpoint that ships quantized.
+        ("qwen3-8b-awq", "config", "fp8", "qwen3-8b-awq's checkpoint ships awq"),
     ],
 )
 def test_a_format_vllm_cannot_make_from_the_checkpoint_is_refused(
@@ -393,9 +395,9 @@ def test_a_format_vllm_cannot_make_from_the_checkpoint_is_refused(
     with pytest.raises(PlanError, match=rf"spec\.inference\.{where}\.quantization") as error:
         plan_for("nvidia-h100-80gb", **ws)
     assert words in str(error.value)
-    # Its own format, and what vLLM makes on load, are fine.
+    # Its own format, and what vLLM makes of a 16-bit one on load, are fine.
     assert plan_for("nvidia-h100-80gb", **inference("qwen3-8b-awq")).quantization == "awq"
-    assert plan_for("nvidia-h100-80gb", **inference(preset, config={"quantization": "fp8"}))
+    assert plan_for("nvidia-h100-80gb", **inference("qwen3-8b", config={"quantization": "fp8"}))
 
 
 PRESETS = [

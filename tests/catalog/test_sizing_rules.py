@@ -1010,3 +1010,64 @@ def test_quantization_device_rule(quantization: Quantization, gpu: str, refused:
     assert bool(reason) is refused
     if refused:
         assert "compute 8.0" in reason and quantization.value in reason
+
+
+@pytest.mark.parametrize(
+    ("pattern", "pp", "kind", "expected", "why"),
+    [
+        ("*-*-", 2, "M", 0.0, "attention and MLP blocks only: no Mamba layer anywhere"),
+        ("MM*M", 2, "*", 1.0, "its one attention layer sits on the second stage"),
+        ("MM*M", 2, "M", 2 / 3, "the first stage holds 2 of the 3 Mamba layers"),
+    ],
+)
+def test_stage_share_rule_of_sparse_patterns(
+    pattern: str, pp: int, kind: str, expected: float, why: str
+) -> None:
+    recurrent = Recurrent(kind="mamba2", heads=2, head_dim=4, state_size=8, groups=1)
+    spec = TOY.model_copy(
+        update={"layer_pattern": pattern, "recurrent": recurrent if "M" in pattern else None}
+    )
+    assert rules.stage_share_rule(spec, pp, kind) == pytest.approx(expected), why
+
+
+def test_state_follows_the_mamba_layers_and_the_sequences() -> None:
+    """With "MM*M" over two stages the busiest holds 2 of the 3 Mamba layers (the attention
+    layer's stage is not it); three sequences keep three states."""
+    recurrent = Recurrent(kind="mamba2", heads=2, head_dim=4, state_size=8, groups=1)
+    spec = TOY.model_copy(update={"layer_pattern": "MM*M", "recurrent": recurrent})
+    per_layer = 2 * 4 * 8 * 4 + 3 * (2 * 4 + 2 * 8) * 2
+    assert rules.state_per_sequence_rule(inputs(spec), 1, 2) == 2 * per_layer
+    est = rules.estimate(inputs(spec, concurrency=3), 1, 1)
+    assert est.state_dev == 3 * 3 * per_layer
+    assert est.state_replica == 3 * 3 * per_layer
+
+
+def test_experts_sit_in_the_stages_of_their_blocks() -> None:
+    """A Nemotron-H-like stack "EE**": two expert blocks, then two attention blocks, over two
+    stages. Layers average 10,000 parameters (20,000 bytes), of which the experts' 2 x 2 x
+    3 x 64 x 16 (24,576 bytes) all sit in the first stage's two E blocks: it carries 12,288
+    bytes more than the average, the second 12,288 less; each has one vocab matrix."""
+    spec = TOY.model_copy(
+        update={
+            "name": "moe-hybrid",
+            "parameters": 168_000,
+            "layer_pattern": "EE**",
+            "experts": 2,
+            "experts_per_token": 1,
+            "moe_intermediate_size": 16,
+        }
+    )
+    stages = rules.stage_weights_rule(inputs(spec), 2)
+    vocab = 1000 * 64 * 2
+    assert stages == pytest.approx(
+        [(40_000 + vocab + 12_288) * 1.02, (40_000 + vocab - 12_288) * 1.02]
+    )
+    assert rules.stage_weights_rule(inputs(spec), 1) == pytest.approx([(80_000 + 2 * vocab) * 1.02])
+
+
+def test_tensor_parallel_splits_global_kv_heads_too() -> None:
+    """Gemma 4-like: 8 KV heads in the sliding layers split 2 ways, but 3 in the global
+    layers neither split 2 ways nor replicate evenly."""
+    spec = TOY.model_copy(update={"attention_heads": 24, "kv_heads": 8, "global_kv_heads": 3})
+    assert not rules.tensor_parallel_rule(spec, 2)
+    assert rules.tensor_parallel_rule(spec.model_copy(update={"global_kv_heads": 4}), 2)

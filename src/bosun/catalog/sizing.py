@@ -473,21 +473,29 @@ VLLM_ON_LOAD = frozenset({Quantization.NONE, Quantization.FP8, Quantization.BNB_
 
 
 def _vllm_can_load(quantization: Quantization, spec: ModelSpec | None, field: str) -> None:
-    """Refuse a format vLLM cannot produce from the checkpoint at hand, naming the presets
-    whose checkpoints ship it (an unsized model's checkpoint is not known: left to vLLM)."""
-    if spec is None or quantization in VLLM_ON_LOAD or quantization is spec.quantization:
+    """Refuse a format vLLM cannot produce from the checkpoint at hand, naming the preset
+    whose checkpoint ships it (an unsized model's checkpoint is not known: left to vLLM).
+    A 16-bit checkpoint can become fp8 or bitsandbytes as it loads; one that ships
+    quantized is served as it ships (vLLM refuses a --quantization that differs)."""
+    if spec is None or quantization is spec.quantization:
+        return
+    if spec.quantization is Quantization.NONE and quantization in VLLM_ON_LOAD:
         return
     where = f"spec.inference.{field or 'config.quantization'}"
+    if spec.quantization is not Quantization.NONE:
+        raise PlanError(
+            f"{where}: {spec.name}'s checkpoint ships {spec.quantization.value}, and vLLM "
+            f"serves it so, not as {quantization.value}; leave the quantization unset"
+        )
     ships = [
         p.name
         for p in all_presets()
-        if p.quantization is quantization and p.name.startswith(spec.name.split("-instruct")[0])
+        if p.quantization is quantization and p.name.startswith(spec.name)
     ]
     hint = f"; the preset {ships[0]} ships {quantization.value}" if ships else ""
-    own = spec.quantization.value if spec.quantization is not Quantization.NONE else "16-bit"
     raise PlanError(
         f"{where}: vLLM reads {quantization.value} only from a checkpoint that ships it, and "
-        f"{spec.name}'s checkpoint is {own}{hint}; vLLM quantizes to fp8 or "
+        f"{spec.name}'s checkpoint is 16-bit{hint}; vLLM quantizes to fp8 or "
         f"bitsandbytes-4bit as it loads"
     )
 
