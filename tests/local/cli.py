@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from bosun.local.process import alive
 
 
 def bosun(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -35,6 +38,13 @@ def fake_supervisor(home: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
         [sys.executable, "-c", code, "bosun.local.supervisor", name],
         env={**os.environ, "BOSUN_HOME": str(home)},
     )
+    # Yield it once the process table shows it as a supervisor (a full run once saw one
+    # not yet recognised, or gone, right after it was started).
+    deadline = time.monotonic() + 10
+    while not alive(process.pid, None, ("bosun.local.supervisor", name)):
+        assert process.poll() is None, f"the fake supervisor exited: {process.returncode}"
+        assert time.monotonic() < deadline, "the fake supervisor never showed as one"
+        time.sleep(0.02)
     try:
         yield process
     finally:
