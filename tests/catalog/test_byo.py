@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bosun.api import parse_workspace
+from bosun.api.errors import BosunError
 from bosun.catalog import PlanError, plan_workspace
 from bosun.catalog.byo import spec_from_directory
 from tests.conftest import EXAMPLES, example_data
@@ -195,3 +196,36 @@ def test_a_hybrid_of_your_own_keeps_kv_only_where_it_attends(
     assert (spec.kv_layers, spec.state_layers) == (kv_layers, state_layers)
     assert spec.recurrent is not None and spec.recurrent.kind == kind
     assert spec.kv_bytes_per_token(2) == 2 * kv_layers * spec.kv_heads * spec.head_dim * 2
+
+
+MAMBA = {"mamba_num_heads": 2, "mamba_head_dim": 4, "ssm_state_size": 8, "n_groups": 1}
+
+
+def test_a_config_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(BosunError, match="not an object"):
+        spec_from_directory(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"hybrid_override_pattern": "M*X", **MAMBA}, "layer_pattern"),
+        ({"hybrid_override_pattern": "M*", **MAMBA}, "layerPattern has 2 layers"),
+        ({"hybrid_override_pattern": "M*M-"}, "recurrent"),
+        ({"hybrid_override_pattern": "M*M-", "mamba_num_heads": 2}, "missing 'mamba_head_dim'"),
+        ({"num_attention_heads": 0}, "cannot size"),
+        ({"hidden_size": "wide"}, "cannot size"),
+    ],
+)
+def test_a_config_written_by_hand_is_refused_with_its_reason(
+    tmp_path: Path, extra: dict[str, object], words: str
+) -> None:
+    """Whatever a config.json holds, the plan says what it cannot read, naming the file,
+    never a traceback."""
+    config = {**CONFIG, "num_hidden_layers": 4, **extra}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(BosunError) as error:
+        spec_from_directory(tmp_path)
+    assert str(tmp_path / "config.json") in str(error.value)
+    assert words in str(error.value)

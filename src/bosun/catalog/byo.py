@@ -13,6 +13,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from bosun.api.errors import BosunError
 from bosun.api.workspace import Quantization
 from bosun.catalog.presets import MLA, ModelSpec, Recurrent
@@ -183,8 +185,28 @@ def spec_from_config(
 ) -> ModelSpec:
     """A :class:`ModelSpec` from a Hugging Face ``config.json`` (its ``text_config``
     merged in). ``parameters``: the checkpoint's exact count; without it, an estimate of a
-    Llama-shaped decoder. Raises :class:`BosunError` naming the fields it lacks."""
-    c = {**config, **config.get("text_config", {})}
+    Llama-shaped decoder. Raises :class:`BosunError` naming the fields it lacks or cannot
+    read (a config another tool wrote by hand may hold anything)."""
+    try:
+        return _spec_from_config(config, name, source, parameters)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BosunError(
+            f"{source}: {where}: {first['msg']} (from its config.json); cannot size this model"
+        ) from None
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise BosunError(
+            f"{source}: unreadable config.json ({detail}); cannot size this model"
+        ) from None
+
+
+def _spec_from_config(
+    config: dict[str, Any], name: str, source: str, parameters: int | None
+) -> ModelSpec:
+    text = config.get("text_config")
+    c = {**config, **(text if isinstance(text, dict) else {})}
     missing = [
         k
         for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -266,7 +288,10 @@ def spec_from_directory(path: str | Path) -> ModelSpec:
         c: dict[str, Any] = json.loads(config_file.read_text("utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise BosunError(f"{config_file}: unreadable config.json ({exc})") from None
-    flat = {**c, **c.get("text_config", {})}
+    if not isinstance(c, dict):
+        raise BosunError(f"{config_file}: unreadable config.json (not an object)")
+    text = c.get("text_config")
+    flat = {**c, **(text if isinstance(text, dict) else {})}
     counted = safetensors_parameters(directory)
     index = directory / "model.safetensors.index.json"
     params = on_disk = None
