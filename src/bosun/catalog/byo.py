@@ -180,6 +180,12 @@ def _recurrent(c: dict[str, Any]) -> Recurrent | None:
     return None
 
 
+def _flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """A config with its ``text_config`` (multimodal models) merged in."""
+    text = config.get("text_config")
+    return {**config, **(text if isinstance(text, dict) else {})}
+
+
 def spec_from_config(
     config: dict[str, Any], name: str, source: str, parameters: int | None = None
 ) -> ModelSpec:
@@ -205,8 +211,7 @@ def spec_from_config(
 def _spec_from_config(
     config: dict[str, Any], name: str, source: str, parameters: int | None
 ) -> ModelSpec:
-    text = config.get("text_config")
-    c = {**config, **(text if isinstance(text, dict) else {})}
+    c = _flatten(config)
     missing = [
         k
         for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -290,8 +295,7 @@ def spec_from_directory(path: str | Path) -> ModelSpec:
         raise BosunError(f"{config_file}: unreadable config.json ({exc})") from None
     if not isinstance(c, dict):
         raise BosunError(f"{config_file}: unreadable config.json (not an object)")
-    text = c.get("text_config")
-    flat = {**c, **(text if isinstance(text, dict) else {})}
+    flat = _flatten(c)
     counted = safetensors_parameters(directory)
     index = directory / "model.safetensors.index.json"
     params = on_disk = None

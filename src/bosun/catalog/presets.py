@@ -313,13 +313,12 @@ class ModelSpec(_Data):
         """Parameters of every layer's routed and shared experts (0 for a dense model)."""
         if not self.is_moe:
             return 0
-        width = self.moe_intermediate_size or self.intermediate_size
+        width = self.shared_intermediate_size or self.moe_intermediate_size
         projections = 3 if self.gated_mlp else 2
-        routed_in = self.moe_latent_size or self.hidden_size
-        routed = (self.experts or 0) * projections * routed_in * width
-        shared_width = self.shared_intermediate_size or width
-        shared = self.shared_experts * projections * self.hidden_size * shared_width
-        return self.moe_layers * (routed + shared)
+        shared = (
+            self.shared_experts * projections * self.hidden_size * (width or self.intermediate_size)
+        )
+        return self.routed_expert_parameters + self.moe_layers * shared
 
     @property
     def routed_expert_parameters(self) -> int:

@@ -644,20 +644,24 @@ def pipeline_stages_rule(layers: int, pp: int) -> list[int]:
     return stages
 
 
+def _stage_patterns(pattern: str, pp: int) -> list[str]:
+    """The part of a hybrid's layer pattern each pipeline stage holds."""
+    stages = pipeline_stages_rule(len(pattern), pp)
+    starts = [sum(stages[:i]) for i in range(pp)]
+    return [pattern[a : a + n] for a, n in zip(starts, stages, strict=True)]
+
+
 def stage_share_rule(spec: ModelSpec, pp: int, kind: str = "*") -> float:
     """The largest share of the model's ``kind`` layers (``*`` attention, ``M`` linear
     attention) that one pipeline stage holds: from the layer pattern where a hybrid has
     one, else the largest stage's share of all layers."""
-    stages = pipeline_stages_rule(spec.layers, pp)
     pattern = spec.layer_pattern
     if pattern is None:
-        return max(stages) / spec.layers if kind == "*" else 0.0
+        return max(pipeline_stages_rule(spec.layers, pp)) / spec.layers if kind == "*" else 0.0
     total = pattern.count(kind)
     if total == 0:
         return 0.0
-    starts = [sum(stages[:i]) for i in range(pp)]
-    held = [pattern[a : a + n].count(kind) for a, n in zip(starts, stages, strict=True)]
-    return max(held) / total
+    return max(part.count(kind) for part in _stage_patterns(pattern, pp)) / total
 
 
 def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
@@ -691,11 +695,9 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
     if s.layer_pattern and "E" in s.layer_pattern and pp > 1:
         # Nemotron-H: the experts live in the E blocks alone, not spread over every block.
         expert_bytes = s.expert_parameters * wbytes
-        starts = [sum(stages[:i]) for i in range(pp)]
         per_e = expert_bytes / s.moe_layers
-        for i, (a, n) in enumerate(zip(starts, stages, strict=True)):
-            held = s.layer_pattern[a : a + n].count("E")
-            weights[i] += held * per_e - n * expert_bytes / s.layers
+        for i, part in enumerate(_stage_patterns(s.layer_pattern, pp)):
+            weights[i] += part.count("E") * per_e - len(part) * expert_bytes / s.layers
     if x.runtime == "bosun" and x.quantization is Quantization.INT8 and s.tied_embeddings:
         weights[-1] += s.vocab_size * s.hidden_size * wbytes
     growth = WEIGHT_LOAD_GROWTH if x.runtime == "vllm" and x.profile.is_gpu else 1.0
