@@ -88,8 +88,6 @@ MISSING = {
     "deepseek-ai/DeepSeek-V4-Pro",
     "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4",
     "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16",
-    "Qwen/Qwen3.5-2B",
-    "ibm-granite/granite-4.1-8b",
 }
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sizing.md"
 

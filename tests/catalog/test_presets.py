@@ -94,8 +94,9 @@ def _count_nemotron_h(p: ModelSpec) -> int:
     return p.embedding_parameters + body + h
 
 
-# Qwen3.5's vision encoders (depth, width, MLP width): the 4B's is smaller.
-QWEN3_5_VISION = {"Qwen/Qwen3.5-4B": (24, 1024, 4096)}
+# Qwen3.5's vision encoders (depth, width, MLP width): the 4B's is smaller (the 2B's is
+# assumed the same).
+QWEN3_5_VISION = {"Qwen/Qwen3.5-2B": (24, 1024, 4096), "Qwen/Qwen3.5-4B": (24, 1024, 4096)}
 
 
 def _qwen3_vl_vision(out: int, depth: int = 27, d: int = 1152, inter: int = 4304) -> int:

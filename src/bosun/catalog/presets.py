@@ -62,6 +62,7 @@ _DATA_FILES = (
     "minimax",
     "glm",
     "kimi",
+    "granite",
 )
 
 # Bytes per weight of quantized formats: the packed value plus its scales (and zeros).
