@@ -215,6 +215,7 @@ def test_a_config_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
         ({"hybrid_override_pattern": "M*M-"}, "recurrent"),
         ({"hybrid_override_pattern": "M*M-", "mamba_num_heads": 2}, "missing 'mamba_head_dim'"),
         ({"num_attention_heads": 0}, "cannot size"),
+        ({"num_kv_shared_layers": 4}, "num_kv_shared_layers 4 leaves no layer its own cache"),
         ({"hidden_size": "wide"}, "cannot size"),
     ],
 )

@@ -138,25 +138,82 @@ def _count_qwen3_5(p: ModelSpec) -> int:
     return p.embedding_parameters + body + h + p.vision_parameters
 
 
+# Gemma 4 as each repository's config sets what the preset does not say: every how many
+# layers one attends to everything (the rest through the window), the vision encoder
+# (width, blocks, MLP width, head width, clipped linears, a standardizing scale and bias),
+# the audio encoder (width, layers, heads, conv kernel, subsampling channels, output
+# width) or None, and whether the layers that share KV have an MLP twice as wide.
+_G4_VISION = (1152, 27, 4304, 72, False, True)
+_G4_SMALL_VISION = (768, 16, 3072, 64, True, False)
+_G4_AUDIO = (1024, 12, 8, 5, 128, 32, 1536)
+GEMMA4 = {
+    "google/gemma-4-31B-it": (6, _G4_VISION, None, False),
+    "google/gemma-4-26B-A4B-it": (6, _G4_VISION, None, False),
+    "google/gemma-4-E2B-it": (5, _G4_SMALL_VISION, _G4_AUDIO, True),
+    "google/gemma-4-E4B-it": (6, _G4_SMALL_VISION, _G4_AUDIO, False),
+}
+
+
+def _gemma4_vision(
+    h: int, d: int, blocks: int, inter: int, head: int, clip: bool, std: bool
+) -> int:
+    """A 16x16 patch projection, a two-axis table of 10,240 positions, pre/post-normed
+    blocks (q, k, v, o with q and k norms, a gated MLP; a clipped linear keeps four scalar
+    bounds), an optional standardizing scale and bias, and the projection to the text."""
+    bounds = 4 if clip else 0
+    block = 4 * d * d + 2 * head + 3 * d * inter + 4 * d + 7 * bounds
+    return 768 * d + 2 * 10240 * d + (2 * d if std else 0) + blocks * block + h * d
+
+
+def _gemma4_audio(
+    h: int, a: int, layers: int, heads: int, kernel: int, c0: int, c1: int, out: int
+) -> int:
+    """A conformer (Universal Speech Model): two strided 3x3 convolutions with norms and a
+    projection; per layer two feed-forward blocks, chunked attention with a relative
+    position projection and a per-dimension scale, a light depthwise convolution and
+    three norms (every linear but two clipped: four scalar bounds each); an output
+    projection and the projection to the text."""
+    sub = c0 * 9 + c0 + c1 * c0 * 9 + c1 + (c0 // 4) * c1 * a
+    ffn = 8 * a * a + 2 * a + 2 * 4
+    attention = 4 * a * a + 4 * 4 + a * a + a // heads
+    conv = 3 * a * a + 2 * 4 + a * kernel + 2 * a
+    return sub + layers * (2 * ffn + attention + conv + 3 * a) + a * out + out + out * h
+
+
 def _count_gemma4(p: ModelSpec) -> int:
     """Gemma 4: sliding-window layers and full-attention layers with their own KV heads
-    (keys serve as values: no v_proj), each with q and k norms, a GeGLU MLP, four norms
-    and a layer scalar; a vision encoder (patch projection, two-axis position table, 27
-    blocks with q, k norms and a gated MLP, a standardizing scale and bias) projected to
-    the text width."""
-    h, q = p.hidden_size, p.attention_heads
-    assert p.global_kv_heads and p.global_head_dim
-    g, gd = p.global_kv_heads, p.global_head_dim
-    sliding = 2 * h * q * p.head_dim + 2 * h * p.kv_heads * p.head_dim + 2 * p.head_dim
-    full = 2 * h * q * gd + h * g * gd + 2 * gd
-    per_layer = 3 * h * p.intermediate_size + 4 * h + 1
-    full_layers = p.layers - p.sliding_layers
-    body = p.sliding_layers * (sliding + per_layer) + full_layers * (full + per_layer)
-    d = 1152
-    block = 4 * d * d + 2 * 72 + 3 * d * 4304 + 4 * d
-    vision = 768 * d + 2 * 10240 * d + 2 * d + 27 * block + h * d
-    assert p.vision_parameters == vision
-    return p.embedding_parameters + body + h + vision
+    (keys serve as values where there are global KV heads: no v_proj), each with q and k
+    norms, a GeGLU MLP, four norms and a layer scalar; layers sharing another's KV keep
+    only q and o; a mixture of experts beside the MLP (a router with its scales, three
+    more norms); per-layer embeddings (the table, a projection to it and its norm, and in
+    each layer a gate, a projection back and a norm); the multimodal encoders."""
+    h, q, g = p.hidden_size, p.attention_heads, p.global_kv_heads
+    assert p.global_head_dim and p.hf_id
+    period, vision_config, audio_config, double_wide = GEMMA4[p.hf_id]
+    pattern = p.layer_pattern or "*" * p.layers
+    body = windowed = 0
+    for i, kind in enumerate(pattern):
+        full = i % period == period - 1
+        d = p.global_head_dim if full else p.head_dim
+        layer = 2 * h * q * d + d  # q, o and q's norm
+        if kind == "*":
+            windowed += not full
+            layer += (h * g * d if full and g else 2 * h * p.kv_heads * d) + d  # k (v), k norm
+        layer += 3 * h * p.intermediate_size * (2 if double_wide and kind == "=" else 1)
+        layer += 4 * h + 1  # four norms and the layer scalar
+        if p.experts and p.moe_intermediate_size:
+            layer += p.experts * 3 * h * p.moe_intermediate_size + h * p.experts + h + p.experts
+            layer += 3 * h
+        if p.per_layer_input_size:
+            layer += 2 * h * p.per_layer_input_size + h
+        body += layer
+    assert windowed == p.sliding_layers  # the preset's count: the windowed layers with a cache
+    ple = p.per_layer_input_size * (h * p.layers + 1)  # the projection to the table, its norm
+    encoders = _gemma4_vision(h, *vision_config)
+    if audio_config:
+        encoders += _gemma4_audio(h, *audio_config)
+    assert p.vision_parameters == encoders
+    return p.embedding_parameters + ple + body + h + encoders
 
 
 def _pixtral_vision(out: int) -> int:

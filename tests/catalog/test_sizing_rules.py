@@ -42,6 +42,16 @@ TOY = ModelSpec(
 )
 # The same layers with the head tied to the embedding: 464,000 parameters.
 TIED = TOY.model_copy(update={"name": "tied", "parameters": 464_000, "tied_embeddings": True})
+# Two layers with a cache and two reusing it (Gemma 3n/4's num_kv_shared_layers), and a
+# per-layer embedding of 8 per layer: a second table of 1000 x 4 x 8 = 32,000 parameters.
+SHARED = TIED.model_copy(
+    update={
+        "name": "shared",
+        "parameters": 496_000,
+        "layer_pattern": "**==",
+        "per_layer_input_size": 8,
+    }
+)
 # MLA caches one latent of 16 + 8 per layer, whatever the heads.
 LATENT = TOY.model_copy(
     update={
@@ -187,6 +197,18 @@ def test_stage_weights_add_up_to_the_model_and_its_head_copies() -> None:
     assert sum(rules.stage_weights_rule(inputs(), 4)) == pytest.approx(1_056_000 * 1.02)
 
 
+def test_per_layer_embeddings_sit_with_the_embedding() -> None:
+    """The per-layer table counts as embedding: on the first pipeline stage, kept 16-bit
+    in a quantized checkpoint, and out of what the layers split."""
+    assert SHARED.embedding_parameters == 64_000 + 32_000
+    assert SHARED.layer_parameters == 100_000
+    first, last = rules.stage_weights_rule(inputs(SHARED), 2)
+    assert first == pytest.approx((2 * 200_000 + 2 * (64_000 + 32_000)) * 1.02)
+    assert last == pytest.approx((2 * 200_000 + 2 * 64_000) * 1.02)
+    fp8 = SHARED.model_copy(update={"quantization": Quantization.FP8})
+    assert fp8.weight_bytes == 400_000 + 2 * 96_000
+
+
 @pytest.mark.parametrize(
     ("x", "tp", "pp", "expected", "why"),
     [
@@ -198,6 +220,8 @@ def test_stage_weights_add_up_to_the_model_and_its_head_copies() -> None:
         (inputs(), 1, 3, 128, "three stages: the busiest holds ceil(4/3) = 2 layers"),
         (inputs(kv_element_bytes=1.0), 1, 1, 128, "fp8 KV cache is one byte"),
         (inputs(LATENT), 1, 1, 192, "MLA: (16 + 8) x 4 layers x 2 bytes"),
+        (inputs(SHARED), 1, 1, 128, "layers reusing another's KV keep none: 2 layers"),
+        (inputs(SHARED), 1, 2, 128, "the first stage holds both layers with a cache"),
         (inputs(LATENT), 4, 1, 192, "MLA's latent is replicated on every rank"),
     ],
 )

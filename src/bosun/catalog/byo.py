@@ -74,13 +74,23 @@ def _estimate_parameters(c: dict[str, Any], head_dim: int) -> int:
     return int(embed + layers * (attn + mlp + 2 * hidden))
 
 
+def _kv_shared_layers(c: dict[str, Any]) -> int:
+    """The last layers that attend through an earlier layer's cache (Gemma 3n/4)."""
+    shared = int(c.get("num_kv_shared_layers") or 0)
+    if not 0 <= shared < int(c["num_hidden_layers"]):
+        raise ValueError(f"num_kv_shared_layers {shared} leaves no layer its own cache")
+    return shared
+
+
 def _sliding_layers(c: dict[str, Any]) -> int:
-    """Layers that attend through the sliding window, as the config places them."""
+    """Layers with a cache of their own that attend through the sliding window, as the
+    config places them."""
     layers = int(c["num_hidden_layers"])
     if not c.get("sliding_window") or c.get("use_sliding_window") is False:
         return 0
     if c.get("layer_types"):
-        return sum(t == "sliding_attention" for t in c["layer_types"])
+        owners = c["layer_types"][: layers - _kv_shared_layers(c)]
+        return sum(t == "sliding_attention" for t in owners)
     if c.get("model_type") == "gemma2":  # local and global alternate
         return layers - layers // 2
     pattern = c.get("sliding_window_pattern")
@@ -151,6 +161,9 @@ def _layer_pattern(c: dict[str, Any]) -> str | None:
     interval = c.get("full_attention_interval")
     if interval and c.get("linear_num_value_heads"):
         return "".join("*" if (i + 1) % int(interval) == 0 else "M" for i in range(layers))
+    shared = _kv_shared_layers(c)
+    if shared:  # Gemma 3n/4: the last layers reuse earlier layers' keys and values
+        return "*" * (layers - shared) + "=" * shared
     return None
 
 
@@ -224,6 +237,8 @@ def _spec_from_config(
     if c.get("kv_lora_rank") and not c.get("head_dim"):  # MLA: a query head's width
         head_dim = c["qk_nope_head_dim"] + c["qk_rope_head_dim"]
     experts = c.get("num_local_experts") or c.get("n_routed_experts") or c.get("num_experts")
+    if c.get("enable_moe_block") is False:  # Gemma 4's dense models name experts anyway
+        experts = None
     c.setdefault("intermediate_size", c.get("moe_intermediate_size") or 4 * c["hidden_size"])
     mla = None
     if c.get("kv_lora_rank"):
@@ -240,6 +255,11 @@ def _spec_from_config(
     dtype = c.get("torch_dtype") or c.get("dtype") or "bfloat16"
     quantization, quantized = _quantization(c)
     shared = c.get("n_shared_experts") or (1 if c.get("shared_expert_intermediate_size") else 0)
+    shared_width = c.get("shared_expert_intermediate_size") or c.get(
+        "moe_shared_expert_intermediate_size"
+    )
+    if c.get("enable_moe_block") and experts:  # Gemma 4: a dense MLP beside the experts
+        shared, shared_width = 1, c["intermediate_size"]
     return ModelSpec(
         name=name,
         architecture=architectures[0],
@@ -254,10 +274,9 @@ def _spec_from_config(
         max_context=c.get("max_position_embeddings") or 4096,
         tied_embeddings=bool(c.get("tie_word_embeddings", False)),
         experts=experts,
-        experts_per_token=c.get("num_experts_per_tok"),
+        experts_per_token=c.get("num_experts_per_tok") or c.get("top_k_experts"),
         shared_experts=shared,
-        shared_intermediate_size=c.get("shared_expert_intermediate_size")
-        or c.get("moe_shared_expert_intermediate_size"),
+        shared_intermediate_size=shared_width,
         moe_intermediate_size=c.get("moe_intermediate_size"),
         moe_latent_size=c.get("moe_latent_size"),
         first_dense_layers=c.get("first_k_dense_replace") or 0,
@@ -269,6 +288,7 @@ def _spec_from_config(
         indexer_head_dim=c.get("index_head_dim"),
         global_kv_heads=c.get("num_global_key_value_heads"),
         global_head_dim=c.get("global_head_dim"),
+        per_layer_input_size=c.get("hidden_size_per_layer_input") or 0,
         layer_pattern=pattern,
         recurrent=_recurrent(c) if pattern and "M" in pattern else None,
         dtype=dtype if dtype in ("bfloat16", "float16", "float32") else "bfloat16",

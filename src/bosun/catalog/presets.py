@@ -134,8 +134,8 @@ class ModelSpec(_Data):
     license: str = "unknown"
     architecture: str
     parameters: int = Field(gt=0)
-    # Of those, the vision encoder's and its projector's (multimodal models): resident in
-    # every replica, on the first pipeline stage.
+    # Of those, the multimodal encoders' (vision, and audio where a model has one) and
+    # their projectors': resident in every replica, on the first pipeline stage.
     vision_parameters: int = Field(default=0, ge=0)
     layers: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
@@ -165,9 +165,14 @@ class ModelSpec(_Data):
     indexer_heads: int | None = Field(default=None, gt=0)
     indexer_head_dim: int | None = Field(default=None, gt=0)
     sliding_window: int | None = None
-    # Layers that attend through the sliding window (the rest attend to everything): with
-    # a hybrid KV allocator (vLLM's) they hold only their window's keys and values.
+    # Layers with a KV cache that attend through the sliding window (the rest attend to
+    # everything): with a hybrid KV allocator (vLLM's) they hold only their window's keys
+    # and values. Layers that reuse another's cache (``=``) are not counted.
     sliding_layers: int = Field(default=0, ge=0)
+    # Per-layer embeddings (Gemma 3n/4's E models, hidden_size_per_layer_input): a second
+    # vocabulary table of ``layers x per_layer_input_size`` per token, looked up beside
+    # the embedding; 0: none.
+    per_layer_input_size: int = Field(default=0, ge=0)
     # Full-attention layers with KV heads of their own (Gemma 4: fewer and wider than the
     # sliding-window layers'); None: the same as every layer's.
     global_kv_heads: int | None = Field(default=None, gt=0)
@@ -176,8 +181,10 @@ class ModelSpec(_Data):
     # hybrid_override_pattern): ``*`` attention (a KV cache), ``M`` linear attention (a
     # fixed :class:`Recurrent` state per sequence), ``E`` a mixture-of-experts block, ``-``
     # an MLP block (Nemotron-H's blocks hold one of these each; Qwen3.5's layers pair a
-    # mixer with an MLP and show only the mixer). None: every layer attends.
-    layer_pattern: str | None = Field(default=None, pattern=r"^[*ME-]+$")
+    # mixer with an MLP and show only the mixer), ``=`` attention through an earlier
+    # layer's keys and values, no cache of its own (Gemma 3n/4's num_kv_shared_layers).
+    # None: every layer attends.
+    layer_pattern: str | None = Field(default=None, pattern=r"^[*ME=-]+$")
     recurrent: Recurrent | None = None
     dtype: str = "bfloat16"
     # The checkpoint's own weight format when it ships quantized (AWQ, GPTQ, FP8, MXFP4,
@@ -226,7 +233,8 @@ class ModelSpec(_Data):
 
     @property
     def kv_layers(self) -> int:
-        """Layers that keep a KV cache (all of them unless ``layer_pattern`` says)."""
+        """Layers that keep a KV cache (all of them unless ``layer_pattern`` says: its
+        ``*`` layers; ``=`` layers attend through another's cache)."""
         return self.layer_pattern.count("*") if self.layer_pattern else self.layers
 
     @property
@@ -357,8 +365,16 @@ class ModelSpec(_Data):
 
     @property
     def embedding_parameters(self) -> int:
-        """Input embedding plus the output head when it is not tied."""
-        return self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+        """Input embedding plus the output head when it is not tied, plus any per-layer
+        embedding table (:attr:`per_layer_embedding_parameters`)."""
+        head = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+        return head + self.per_layer_embedding_parameters
+
+    @property
+    def per_layer_embedding_parameters(self) -> int:
+        """The per-layer embedding table (Gemma 3n/4's E models): a vocabulary-sized lookup
+        like the embedding, kept beside it on the first pipeline stage."""
+        return self.vocab_size * self.layers * self.per_layer_input_size
 
     @property
     def layer_parameters(self) -> float:

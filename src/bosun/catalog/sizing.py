@@ -682,6 +682,7 @@ def stage_weights_rule(x: Inputs, pp: int) -> list[float]:
         vocab = [s.embedding_parameters * embed_bytes]
     else:
         vocab = [matrix] + [0.0] * (pp - 2) + [matrix]
+        vocab[0] += s.per_layer_embedding_parameters * embed_bytes  # looked up with it
     vocab[0] += s.vision_parameters * _DTYPE_BYTES[x.dtype]  # a vision encoder: 16-bit
     layer = s.layer_parameters * wbytes
     own = x.quantization is s.quantization and s.quantization is not Quantization.NONE
