@@ -76,8 +76,6 @@ KAITO = [
 ]
 # Waiting on facts or sizing Bosun does not have (docs/sizing.md, "KAITO's curated models").
 MISSING = {
-    "mistralai/Mistral-Small-4-119B-2603",
-    "mistralai/Mistral-Small-4-119B-2603-NVFP4",
     "mistralai/Mistral-Medium-3.5-128B",
     "mistralai/Mistral-Large-3-675B-Instruct-2512",
     "google/gemma-4-12B-it",
