@@ -78,7 +78,6 @@ KAITO = [
 MISSING = {
     "mistralai/Mistral-Medium-3.5-128B",
     "mistralai/Mistral-Large-3-675B-Instruct-2512",
-    "google/gemma-4-12B-it",
     "deepseek-ai/DeepSeek-V4-Flash-0731",
     "deepseek-ai/DeepSeek-V4-Pro",
     "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4",

@@ -151,7 +151,20 @@ GEMMA4 = {
     "google/gemma-4-26B-A4B-it": (6, _G4_VISION, None, False),
     "google/gemma-4-E2B-it": (5, _G4_SMALL_VISION, _G4_AUDIO, True),
     "google/gemma-4-E4B-it": (6, _G4_SMALL_VISION, _G4_AUDIO, False),
+    "google/gemma-4-12B-it": (6, None, None, False),
 }
+# Gemma 4 12B's encoder-free embedders: merged patches of 48 x 48 pixels, a factorized
+# position table of 1,120 per axis, the embedding width, and audio frames of 640 samples.
+GEMMA4_UNIFIED = {"google/gemma-4-12B-it": (48, 1120, 3840, 640)}
+
+
+def _gemma4_unified(h: int, patch: int, positions: int, width: int, audio: int) -> int:
+    """Raw patches through a LayerNorm, a dense projection and a LayerNorm, plus a
+    position per axis and a LayerNorm, then the projection to the text (its norm has no
+    scale); audio frames projected straight to the text."""
+    pixels = 3 * patch * patch
+    vision = 2 * pixels + pixels * width + width + 2 * width + positions * 2 * width + 2 * width
+    return vision + width * h + audio * h
 
 
 def _gemma4_vision(
@@ -209,7 +222,11 @@ def _count_gemma4(p: ModelSpec) -> int:
         body += layer
     assert windowed == p.sliding_layers  # the preset's count: the windowed layers with a cache
     ple = p.per_layer_input_size * (h * p.layers + 1)  # the projection to the table, its norm
-    encoders = _gemma4_vision(h, *vision_config)
+    if p.hf_id in GEMMA4_UNIFIED:
+        encoders = _gemma4_unified(h, *GEMMA4_UNIFIED[p.hf_id])
+    else:
+        assert vision_config is not None
+        encoders = _gemma4_vision(h, *vision_config)
     if audio_config:
         encoders += _gemma4_audio(h, *audio_config)
     assert p.vision_parameters == encoders
@@ -232,7 +249,7 @@ def _count_parameters(p: ModelSpec) -> int:
         return _count_nemotron_h(p)
     if p.architecture.startswith("Qwen3_5"):
         return _count_qwen3_5(p)
-    if p.architecture == "Gemma4ForConditionalGeneration":
+    if p.architecture.startswith("Gemma4"):
         return _count_gemma4(p)
     if p.architecture == "Mistral3ForConditionalGeneration":
         assert p.vision_parameters == _pixtral_vision(h)
