@@ -302,7 +302,21 @@ def test_cpu_workspace_runs_bosun_serve_with_its_resources() -> None:
         "requests": {"cpu": "2", "memory": "4Gi"},
         "limits": {"memory": "4Gi"},
     }
+    assert container["command"][container["command"].index("--threads") + 1] == "2"
     assert "tolerations" not in find(docs, "Deployment")["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("cpu", "threads"), [("1", "1"), ("1500m", "2"), ("8", "8"), ("250m", "1")]
+)
+def test_a_cpu_pod_runs_a_thread_per_cpu_it_asks_for(cpu: str, threads: str) -> None:
+    """The engine's team follows the pod's request, not the node's core count."""
+    data = example_data("01-")
+    data["spec"]["resource"]["cpu"] = cpu
+    _, docs = render(data)
+    container = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][container["command"].index("--threads") + 1] == threads
+    assert container["resources"]["requests"]["cpu"] == cpu
 
 
 def test_multi_node_uses_a_leader_worker_set_with_ray() -> None:

@@ -628,6 +628,15 @@ def serve(
     ] = False,
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="CPU threads (default: the CPUs this process may use: its affinity mask "
+            "capped by its cgroup's CPU quota).",
+        ),
+    ] = None,
     quantization: Annotated[str, typer.Option(help="auto (int8 on CPU), int8 or none.")] = "auto",
     backend: Annotated[
         str,
@@ -681,6 +690,7 @@ def serve(
             adapters=adapters,
             dtype=dtype,
             device=device,
+            threads=threads,
             quantization=quantization,
             backend=backend,
         )

@@ -39,6 +39,7 @@ from bosun.engine.client import (
     TokenEvent,
     UnknownAdapterError,
 )
+from bosun.engine.cpus import usable_cpus
 from bosun.engine.detokenize import IncrementalDetokenizer
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
 from bosun.engine.runner import ModelRunner, RunnerOptions, load_runner, run_batch
@@ -62,6 +63,8 @@ class EngineOptions:
     max_waiting: int = 256
     dtype: str = "auto"
     device: str = "cpu"
+    # CPU threads of the engine's team; None: the CPUs this process may use (its affinity
+    # mask capped by its cgroup's quota, :func:`bosun.engine.cpus.usable_cpus`).
     threads: int | None = None
     # int8: weight-only int8 linear layers (CPU; perplexity within 0.5% of float32, see
     # benchmarks/quality.py). auto: int8 on CPU, none elsewhere.
@@ -264,8 +267,8 @@ class BosunEngine:
 
     def _load(self) -> None:
         options = self.options
-        if options.threads:
-            torch.set_num_threads(options.threads)
+        if options.device == "cpu" or options.threads:
+            torch.set_num_threads(options.threads or usable_cpus())
         local = resolve_model(options.model)
         self.local = local
         runner = load_runner(

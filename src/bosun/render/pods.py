@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from bosun.api.quantity import parse_quantity
 from bosun.api.validators import parse_uri
 from bosun.api.workspace import Workspace
 from bosun.catalog.sizing import Plan
@@ -127,6 +128,8 @@ def server_args(ws: Workspace, plan: Plan) -> list[str]:
     else:
         args = ["bosun", "serve", "--model", plan.model_ref, *common]
         args += ["--device", "cpu" if plan.cpu_only else "cuda"]
+        if plan.cpu_only:  # a thread per CPU the pod asks for, not one per node core
+            args += ["--threads", str(cpu_threads(ws.spec.resource.cpu))]
         args += ["--quantization", plan.quantization]  # what the plan sized
         if parser:
             args += ["--tool-call-parser", parser]
@@ -167,11 +170,19 @@ def _gi(n: float) -> str:
     return f"{max(1, math.ceil(n / GIB))}Gi"
 
 
+DEFAULT_CPU = "2"  # a CPU pod's request when the Workspace names none
+
+
+def cpu_threads(cpu: str | None) -> int:
+    """Engine threads for a CPU request (``"2"``, ``"1500m"``): the CPUs rounded up."""
+    return max(1, math.ceil(parse_quantity(cpu or DEFAULT_CPU)))  # validated by the model
+
+
 def _resources(ws: Workspace, plan: Plan, devices: DeviceBinding) -> dict[str, Any]:
     resource = ws.spec.resource
     if plan.cpu_only:
         memory = resource.memory or _gi(plan.memory.per_device_bytes * 1.1)
-        cpu = resource.cpu or "2"
+        cpu = resource.cpu or DEFAULT_CPU
         return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
     per_pod = plan.tensor_parallel_size
     # Host memory: a quarter of this pod's weights for loading buffers, plus the server.
