@@ -29,6 +29,13 @@ $(STAMP): pyproject.toml constraints/dev.lock constraints/models.lock | $(BIN)/p
 	  { echo "$(VENV) differs from the lock (see above): make clean, then run again" >&2; exit 1; }
 	touch $@
 
+# The engine's C++ decode step, compiled for this machine (about 30 s on 2 cores) into the
+# Bosun cache; without a compiler this says so and the engine decodes through ATen.
+NATIVE := $(VENV)/.native-built
+$(NATIVE): src/bosun/engine/native/decode.cpp $(STAMP)
+	$(BIN)/python -m bosun.engine.native
+	touch $@
+
 # Regenerate the locks after a change to pyproject.toml or constraints/ (needs PyPI).
 lock: | $(BIN)/python
 	$(PIP) install --quiet $$(grep -E '^(uv|packaging)==' constraints/dev.lock)
@@ -55,7 +62,7 @@ mutation: $(STAMP)
 	$(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/mutmut results
 
-run: $(STAMP)
+run: $(STAMP) $(NATIVE)
 	$(BIN)/bosun plan $(EXAMPLE)
 	$(BIN)/python scripts/quickstart.py
 
@@ -69,7 +76,7 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP) $(TEMPLATES)/.fetched
+unit: $(STAMP) $(NATIVE) $(TEMPLATES)/.fetched
 	$(BIN)/pytest
 
 # Real models' chat templates (constraints/templates.lock), for the tests that render
@@ -85,7 +92,7 @@ $(TEMPLATES)/.fetched: constraints/templates.lock | $(BIN)/python
 
 test: lint typecheck layers unit
 
-bench: $(STAMP)
+bench: $(STAMP) $(NATIVE)
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/plan_bench.py --json benchmarks/results/plan.json
 	$(BIN)/python benchmarks/allocator_bench.py --json benchmarks/results/allocator.json

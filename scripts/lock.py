@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -180,7 +181,10 @@ def _unmet(requirements: Iterable[tuple[Requirement, str]], lock: Lock) -> list[
 def _installed_differences(pins: dict[str, Version]) -> list[str]:
     found = []
     seen = set()
-    for dist in metadata.distributions():
+    # The environment's own site-packages, not whatever sys.path holds now: importing
+    # setuptools (torch's C++ extension loader does) puts its vendored packages there.
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    for dist in metadata.distributions(path=paths):
         name = canonicalize_name(dist.metadata["Name"])
         seen.add(name)
         if name == "bosun":

@@ -32,6 +32,8 @@ from bosun.engine.model import (
     PagedStep,
     unsupported,
 )
+from bosun.engine.native.step import NativeDecode
+from bosun.engine.native.step import unsupported as native_unsupported
 from bosun.engine.quant import quantize_int8
 from bosun.engine.scheduler import Batch
 
@@ -219,6 +221,11 @@ class DecoderRunner:
                 max_blocks=-(-self.max_len // BLOCK_SIZE),
                 capture=cuda,
             )
+        # On CPUs, int8 decode steps of a few sequences run through the C++ step (every
+        # layer in one call: native/decode.cpp) once it is built.
+        self.native: NativeDecode | None = None
+        if quantization == "int8" and native_unsupported(model, self.cache) is None:
+            self.native = NativeDecode(model, self.cache)
         self.attention = "fused SDPA"
         if self.paged_kernel:
             self.attention += " for prompts, the paged Triton kernel for decoding"
@@ -275,6 +282,16 @@ class DecoderRunner:
             [len(i.tokens) for i in items] if adapted else [],
             self._device,
         )
+        decoding = all(len(i.tokens) == 1 for i in items)
+        fast = self.native
+        if fast is not None and not adapted and decoding and len(items) <= fast.max_batch:
+            native = fast.run(
+                [i.tokens[0] for i in items],
+                [i.start for i in items],
+                [i.block_table for i in items],
+            )
+            if native is not None:  # else not built yet: ATen below
+                return native
         graphs = None if adapted else self.graphs  # graphs hold no per-step adapter routing
         if graphs and len(items) <= graphs.max_batch and all(len(i.tokens) == 1 for i in items):
             return graphs.run(

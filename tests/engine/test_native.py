@@ -1,0 +1,193 @@
+"""The C++ decode step (engine/native) against the decoder's own ATen path.
+
+On tiny random models of each shape it runs (Llama, Mistral's sliding window, Qwen2's
+q/k/v bias, tanh-GELU), sequences decoding together at different lengths on blocks out of
+order get the logits of the same int8 weights multiplied through ATen in float32, and on
+SmolLM2 its greedy tokens; the models it does not run keep the ATen path, and so does a
+machine where it cannot be built.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+from bosun.engine import native, quant
+from bosun.engine.loader import resolve_model
+from bosun.engine.model import Decoder, PagedKVCache, PagedSeq, PagedStep
+from bosun.engine.native.step import NativeDecode, unsupported
+from bosun.engine.quant import quantize_int8
+from bosun.engine.runner import RunItem, RunnerOptions, load_runner
+from tests.engine.tiny import GEMMA2, HF_CONFIG, MISTRAL, QWEN3, hf_twin, variant
+
+CPU = torch.device("cpu")
+BLOCK = 4
+QWEN2 = variant(architectures=["Qwen2ForCausalLM"], model_type="qwen2", drop=["head_dim"])
+GELU = variant(hidden_act="gelu_pytorch_tanh")
+# Widths no vector divides and a vocabulary no row block does: the kernels' tails.
+ODD = variant(hidden_size=36, intermediate_size=50, vocab_size=67)
+
+
+@pytest.fixture(scope="module")
+def module() -> ModuleType:
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler here: the engine decodes through ATen, tested elsewhere")
+    built = native.load()
+    assert built is not None, native.last_error()
+    return built
+
+
+def prefill(model: Decoder, cache: PagedKVCache, prompt: list[int], table: list[int]) -> int:
+    seqs = [PagedSeq(0, len(prompt), table)]
+    plan = PagedStep.plan(seqs, BLOCK, CPU, cache.null_slot, window=model.cfg.sliding_window)
+    logits: torch.Tensor = model(torch.tensor(prompt), cache, plan)
+    return int(logits[0].argmax())
+
+
+def aten_step(
+    model: Decoder, cache: PagedKVCache, tokens: list[int], starts: list[int], tables: list[Any]
+) -> torch.Tensor:
+    seqs = [PagedSeq(s, 1, t) for s, t in zip(starts, tables, strict=True)]
+    plan = PagedStep.plan(seqs, BLOCK, CPU, cache.null_slot, window=model.cfg.sliding_window)
+    logits: torch.Tensor = model(torch.tensor(tokens), cache, plan)
+    return logits
+
+
+@pytest.mark.parametrize(
+    "config",
+    [HF_CONFIG, MISTRAL, QWEN2, GELU, ODD],
+    ids=["llama", "mistral-sliding", "qwen2", "gelu", "odd-widths"],
+)
+def test_a_batch_decodes_to_the_logits_of_the_aten_path(
+    module: ModuleType, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, model = hf_twin(config)
+    quantize_int8(model)
+    cache = PagedKVCache.allocate(model.cfg, 24, BLOCK, torch.float32, CPU)
+    step = NativeDecode(model, cache)
+    assert unsupported(model, cache) is None
+    # Reference: the same int8 weights dequantized, multiplied in float32 (quant.py's path
+    # for wide steps), so that only the order of additions differs.
+    monkeypatch.setattr(quant, "KERNEL_ROWS", 0)
+    prompts = [[5, 9, 3, 1, 2, 7, 7], [4, 4, 12], [30, 31, 32, 33, 34, 35, 36, 37, 38, 40]]
+    tables = [[3, 1, 9, 11], [0, 6, 17], [7, 2, 14, 5, 8]]  # blocks out of order
+    tokens = [prefill(model, cache, p, t) for p, t in zip(prompts, tables, strict=True)]
+    starts = [len(p) for p in prompts]
+    for _ in range(6):  # past the 4-token window, into new blocks
+        expected = aten_step(model, cache, tokens, starts, tables)
+        logits = step.run(tokens, starts, tables)
+        assert logits is not None
+        torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+        tokens = [int(t) for t in logits.argmax(dim=-1)]
+        starts = [s + 1 for s in starts]
+
+
+def test_batches_it_takes_follow_its_vectors(module: ModuleType) -> None:
+    """AVX-512 builds decode up to 32 sequences a step, AVX2 ones 4 (ATen the rest)."""
+    _, model = hf_twin(HF_CONFIG)
+    quantize_int8(model)
+    step = NativeDecode(model, PagedKVCache.allocate(model.cfg, 8, BLOCK, torch.float32, CPU))
+    assert step.max_batch == {16: 32, 8: 4}.get(int(module.lanes()), 1)
+    if os.environ.get("BOSUN_NATIVE_ARCH") == "haswell":
+        assert module.lanes() == 8
+
+
+def _cpu_has(flag: str) -> bool:
+    try:
+        return flag in Path("/proc/cpuinfo").read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _cpu_has("avx512f"), reason="this CPU's own build is the AVX2 one")
+def test_the_avx2_build_decodes_alike(module: ModuleType) -> None:
+    """On an AVX-512 machine the tests above ran its AVX-512 kernels; CPUs with AVX2 alone
+    (AMD before Zen 4, older Intel) run the other ones: built for Haswell, the same checks."""
+    here = Path(__file__)
+    tests = [f"{here}::test_a_batch_decodes_to_the_logits_of_the_aten_path"]
+    tests.append(f"{here}::test_batches_it_takes_follow_its_vectors")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        env={**os.environ, "BOSUN_NATIVE_ARCH": "haswell"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_what_it_does_not_run_keeps_the_aten_path() -> None:
+    for config, words in ((GEMMA2, "Llama family"), (QWEN3, "Llama family")):
+        _, model = hf_twin(config)
+        quantize_int8(model)
+        cache = PagedKVCache.allocate(model.cfg, 8, BLOCK, torch.float32, CPU)
+        assert words in (unsupported(model, cache) or "")
+    _, model = hf_twin(HF_CONFIG)  # float32 weights, not int8
+    cache = PagedKVCache.allocate(model.cfg, 8, BLOCK, torch.float32, CPU)
+    assert "int8" in (unsupported(model, cache) or "")
+
+
+def greedy(runner: Any, prompt: list[int], n: int) -> list[int]:
+    table = list(range(32))
+    logits = runner.run([RunItem(1, prompt, 0, table, 0)])
+    out = [int(logits[0].argmax())]
+    for k in range(n):
+        logits = runner.run([RunItem(1, [out[-1]], len(prompt) + k, table, 0)])
+        out.append(int(logits[0].argmax()))
+    return out
+
+
+def test_smollm2_greedy_tokens_are_those_of_its_int8_weights_in_float32(
+    module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """48 greedy tokens of the real model: those of its int8 weights dequantized and
+    multiplied in float32 through ATen (the C++ step's activations are float32 too; the
+    ATen decode kernel's bfloat16 ones may part ways at a near tie)."""
+    options = RunnerOptions("bosun", "auto", "cpu", "auto", slots=2, max_model_len=512)
+    runner = load_runner(resolve_model("smollm2-135m-instruct"), options)
+    assert runner.native is not None and runner.native.ready
+    prompt = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2, 198, 1, 4093, 198, 2683]
+    monkeypatch.setattr(quant, "KERNEL_ROWS", 0)  # both prompts prefilled in float32 alike
+    fast = greedy(runner, prompt, 48)
+    native_step, runner.native = runner.native, None
+    reference = greedy(runner, prompt, 48)
+    runner.native = native_step
+    assert fast == reference
+
+
+def test_an_engine_without_the_build_decodes_through_aten(
+    module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not built yet (or no compiler): the step says so and the runner's ATen path runs."""
+    _, model = hf_twin(HF_CONFIG)
+    quantize_int8(model)
+    cache = PagedKVCache.allocate(model.cfg, 8, BLOCK, torch.float32, CPU)
+    step = NativeDecode(model, cache)
+    monkeypatch.setattr(native, "load", lambda build=True: None)
+    assert not step.ready and step.run([1], [0], [[0]]) is None
+
+
+def test_a_failed_build_is_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "decode.cpp"
+    broken.write_text('#error "not C++"\n', encoding="utf-8")
+    monkeypatch.setattr(native, "SOURCE", broken)
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setenv("BOSUN_CACHE_DIR", str(tmp_path))
+    native.module_name.cache_clear()
+    try:
+        assert native.load() is None
+        assert native.last_error()
+        assert native.load(build=False) is None  # nothing cached under that name
+    finally:
+        native.module_name.cache_clear()
