@@ -293,7 +293,7 @@ class DecoderRunner:
             if native is not None:  # else not built yet: ATen below
                 return native
         graphs = None if adapted else self.graphs  # graphs hold no per-step adapter routing
-        if graphs and len(items) <= graphs.max_batch and all(len(i.tokens) == 1 for i in items):
+        if graphs and len(items) <= graphs.max_batch and decoding:
             return graphs.run(
                 [i.tokens[0] for i in items],
                 [i.start for i in items],
