@@ -6,6 +6,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+from bosun.engine import cpus
+
 
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
@@ -20,8 +22,5 @@ FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "am
 
 
 def cpu_flags() -> list[str]:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            return [f for f in FLAGS if f in have]
-    return []
+    have = cpus.cpu_flags()
+    return [f for f in FLAGS if f in have]

@@ -27,11 +27,13 @@ from typing import Any
 
 import torch
 
+from bosun.engine import native
 from bosun.engine.client import GenerationRequest, SamplingParams
 from bosun.engine.engine import BosunEngine, EngineOptions
 from bosun.engine.loader import load_tokenizer, resolve_model
 from bosun.engine.model import PagedSeq, PagedStep
-from bosun.engine.runner import BLOCK_SIZE, DecoderRunner, RunnerOptions
+from bosun.engine.quant import wide_precision
+from bosun.engine.runner import BLOCK_SIZE, DecoderRunner, RunItem, RunnerOptions
 
 PRESET = "smollm2-135m-instruct"
 DATA = Path(__file__).parent / "data" / "quality"
@@ -74,14 +76,10 @@ def logits_as_prompts(runner: DecoderRunner, ids: list[int]) -> torch.Tensor:
 
 
 def logits_decoded(runner: DecoderRunner, ids: list[int]) -> torch.Tensor:
-    """[len(ids), vocab]: the tokens fed one per step, as decoding does."""
+    """[len(ids), vocab]: the tokens fed one per step through the runner, as decoding does
+    (the C++ step where it runs the model)."""
     table = list(range(-(-len(ids) // BLOCK_SIZE)))
-    out = []
-    for position, token in enumerate(ids):
-        step = PagedStep.plan(
-            [PagedSeq(position, 1, table)], BLOCK_SIZE, torch.device("cpu"), runner.cache.null_slot
-        )
-        out.append(runner.model(torch.tensor([token]), runner.cache, step))
+    out = [runner.run([RunItem(0, [token], p, table)]) for p, token in enumerate(ids)]
     return torch.cat(out)
 
 
@@ -137,7 +135,16 @@ def main() -> None:
     local = resolve_model(PRESET)
     tokenizer = load_tokenizer(local)
     ids = text_tokens(tokenizer)
-    results: dict[str, Any] = {"text_tokens": len(ids), **_cpu(), "quantizations": {}}
+    kernels = {
+        "decode": "native" if native.load() is not None else "aten",
+        "wide_matmul": str(wide_precision()).removeprefix("torch."),
+    }
+    results: dict[str, Any] = {
+        "text_tokens": len(ids),
+        **_cpu(),
+        "int8_kernels": kernels,
+        "quantizations": {},
+    }
     reference: dict[str, torch.Tensor] = {}
     answers: dict[str, list[list[int]]] = {}
     for quantization in QUANTIZATIONS:

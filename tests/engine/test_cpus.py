@@ -150,3 +150,15 @@ def test_steps_of_other_shapes_do_not_mislead_it() -> None:
         sizes.append(size)
         tuner.record(times[shape][size] / 1000, shape)
     assert sizes.count(2) > 0.98 * len(sizes)
+
+
+def test_cpu_flags_come_from_the_first_cpu_and_are_empty_where_unlisted(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n",
+        encoding="utf-8",
+    )
+    assert cpus.cpu_flags(info) == {"fpu", "avx2", "amx_bf16"}
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd\n", encoding="utf-8")  # an Arm CPU
+    assert cpus.cpu_flags(info) == frozenset()
+    assert cpus.cpu_flags(tmp_path / "missing") == frozenset()

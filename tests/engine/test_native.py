@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from bosun.engine import native, quant
+from bosun.engine.cpus import cpu_flags
 from bosun.engine.loader import resolve_model
 from bosun.engine.model import Decoder, PagedKVCache, PagedSeq, PagedStep
 from bosun.engine.native.step import NativeDecode, unsupported
@@ -43,6 +44,13 @@ def module() -> ModuleType:
     built = native.load()
     assert built is not None, native.last_error()
     return built
+
+
+def float32_aten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ATen step multiplies the int8 weights dequantized in float32 (the C++ step's
+    precision), whatever this CPU would pick."""
+    monkeypatch.setattr(quant, "KERNEL_ROWS", 0)
+    monkeypatch.setattr(quant, "wide_precision", lambda: torch.float32)
 
 
 def prefill(model: Decoder, cache: PagedKVCache, prompt: list[int], table: list[int]) -> int:
@@ -76,7 +84,7 @@ def test_a_batch_decodes_to_the_logits_of_the_aten_path(
     assert unsupported(model, cache) is None
     # Reference: the same int8 weights dequantized, multiplied in float32 (quant.py's path
     # for wide steps), so that only the order of additions differs.
-    monkeypatch.setattr(quant, "KERNEL_ROWS", 0)
+    float32_aten(monkeypatch)
     prompts = [[5, 9, 3, 1, 2, 7, 7], [4, 4, 12], [30, 31, 32, 33, 34, 35, 36, 37, 38, 40]]
     tables = [[3, 1, 9, 11], [0, 6, 17], [7, 2, 14, 5, 8]]  # blocks out of order
     tokens = [prefill(model, cache, p, t) for p, t in zip(prompts, tables, strict=True)]
@@ -100,14 +108,7 @@ def test_batches_it_takes_follow_its_vectors(module: ModuleType) -> None:
         assert module.lanes() == 8
 
 
-def _cpu_has(flag: str) -> bool:
-    try:
-        return flag in Path("/proc/cpuinfo").read_text(encoding="utf-8").split()
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _cpu_has("avx512f"), reason="this CPU's own build is the AVX2 one")
+@pytest.mark.skipif("avx512f" not in cpu_flags(), reason="this CPU's own build is the AVX2 one")
 def test_the_avx2_build_decodes_alike(module: ModuleType) -> None:
     """On an AVX-512 machine the tests above ran its AVX-512 kernels; CPUs with AVX2 alone
     (AMD before Zen 4, older Intel) run the other ones: built for Haswell, the same checks."""
@@ -156,7 +157,7 @@ def test_smollm2_greedy_tokens_are_those_of_its_int8_weights_in_float32(
     runner = load_runner(resolve_model("smollm2-135m-instruct"), options)
     assert runner.native is not None and runner.native.ready
     prompt = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2, 198, 1, 4093, 198, 2683]
-    monkeypatch.setattr(quant, "KERNEL_ROWS", 0)  # both prompts prefilled in float32 alike
+    float32_aten(monkeypatch)  # both prompts prefilled in float32 alike
     fast = greedy(runner, prompt, 48)
     native_step, runner.native = runner.native, None
     reference = greedy(runner, prompt, 48)

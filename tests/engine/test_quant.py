@@ -13,9 +13,10 @@ from torch import nn
 
 from bosun.api import parse_workspace
 from bosun.catalog import plan_workspace
+from bosun.engine import quant
 from bosun.engine.loader import load_tokenizer, resolve_model
 from bosun.engine.model import PagedSeq, PagedStep
-from bosun.engine.quant import KERNEL_ROWS, Int8Linear
+from bosun.engine.quant import Int8Linear, kernel_rows, wide_precision
 from bosun.engine.runner import BLOCK_SIZE, DecoderRunner, RunnerOptions
 from tests.conftest import ROOT, example_data
 
@@ -92,22 +93,51 @@ def test_int8_keeps_the_float32_models_predictions(
     assert (int8.argmax(-1) == exact.argmax(-1)).float().mean().item() > 0.9
 
 
-def test_int8_layers_compute_what_their_dequantized_weights_do() -> None:
-    """Both paths (the kernel for a few rows, dequantized for many) give x @ W.T with
-    W = int8 x scale, to bfloat16's precision on the kernel path."""
+@pytest.mark.parametrize("wide", [torch.float32, torch.bfloat16])
+def test_int8_layers_compute_what_their_dequantized_weights_do(
+    wide: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every path (the kernel for a few rows; oneDNN in float32 or bfloat16 for many)
+    gives x @ W.T with W = int8 x scale, to bfloat16's precision where activations are
+    rounded to it."""
+    monkeypatch.setattr(quant, "wide_precision", lambda: wide)
     torch.manual_seed(0)
     linear = nn.Linear(64, 48, bias=True)
     int8 = Int8Linear(linear)
     dense = int8.weight_int8.float() * int8.scale.float()[:, None]
     assert (dense - linear.weight).abs().max() <= linear.weight.abs().max() / 127
-    for rows in (1, KERNEL_ROWS, KERNEL_ROWS + 1, 100):
+    limit = kernel_rows()
+    for rows in (1, limit, limit + 1, 100):
         x = torch.randn(rows, 64)
         expected = x @ dense.T + linear.bias
         got = int8(x)
         assert got.shape == (rows, 48) and got.dtype == torch.float32
-        tolerance = 2e-2 if rows <= KERNEL_ROWS else 1e-5
+        exact = rows > limit and wide == torch.float32
+        tolerance = 1e-5 if exact else 2e-2
         torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)
     assert int8(torch.randn(2, 3, 64)).shape == (2, 3, 48)  # any leading dimensions
+
+
+def test_wide_steps_multiply_in_bfloat16_where_the_cpu_does_it_in_hardware(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """AMX or AVX-512 BF16 pick bfloat16 for wide steps, AVX2 alone float32;
+    BOSUN_CPU_MATMUL overrides, and a wrong value names the variable."""
+    choose = wide_precision.__wrapped__  # type: ignore[attr-defined]
+    monkeypatch.delenv("BOSUN_CPU_MATMUL", raising=False)
+    for flags, expected in [
+        ({"avx2", "fma"}, torch.float32),
+        ({"avx2", "avx512f", "avx512_bf16"}, torch.bfloat16),
+        ({"avx2", "avx512f", "amx_bf16", "amx_tile"}, torch.bfloat16),
+        (set(), torch.float32),
+    ]:
+        monkeypatch.setattr(quant, "cpu_flags", lambda flags=flags: frozenset(flags))
+        assert choose() == expected, flags
+    monkeypatch.setenv("BOSUN_CPU_MATMUL", "float32")
+    assert choose() == torch.float32
+    monkeypatch.setenv("BOSUN_CPU_MATMUL", "float64")
+    with pytest.raises(ValueError, match="BOSUN_CPU_MATMUL"):
+        choose()
 
 
 def test_the_plan_sizes_the_weights_the_server_loads(runners: dict[str, DecoderRunner]) -> None:

@@ -1,4 +1,6 @@
-"""How many CPUs this process may use: the ones its affinity mask allows, capped by its
+"""What the CPUs of this process are: how many it may use, and what they can multiply.
+
+How many: the ones its affinity mask allows, capped by its
 cgroup's CPU quota (a pod's ``resources.limits.cpu``). ``os.cpu_count()`` and torch's own
 default count the node's cores: in a pod limited to 2 CPUs on a 64-core node they would
 start a team of dozens of threads against a quota of two, and every parallel region would
@@ -11,7 +13,19 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["ThreadTuner", "cgroup_cpu_limit", "usable_cpus"]
+__all__ = ["ThreadTuner", "cgroup_cpu_limit", "cpu_flags", "usable_cpus"]
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The first CPU's feature flags (``avx2``, ``avx512f``, ``amx_bf16``...), empty where
+    the kernel does not list them (not Linux, or not x86)."""
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def _affinity() -> int:

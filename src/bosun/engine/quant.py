@@ -4,8 +4,11 @@
 Decode on a CPU reads every weight once per step, so a quarter of the bytes of float32 is
 most of the speed-up. A step of a few rows (decoding) multiplies through ATen's int8
 weight kernel (``_weight_int8pack_mm``, bfloat16 activations, as gpt-fast's int8 mode
-uses it); a larger one (a prompt chunk, a wide batch) is compute-bound, so it dequantizes
-the weight and multiplies in float32.
+uses it); a larger one (a prompt chunk, a wide batch) is compute-bound, so it multiplies through
+oneDNN: in bfloat16 where the CPU multiplies bfloat16 in hardware (AMX or AVX-512 BF16:
+the int8 weight converts to bfloat16 exactly, and its scale multiplies the float32
+result), in float32 with the dequantized weight elsewhere. ``BOSUN_CPU_MATMUL``
+(``bfloat16`` or ``float32``) overrides the choice.
 
 Measured with ``benchmarks/quality.py`` on SmolLM2-135M-Instruct (docs/serving.md):
 perplexity 1.004x float32's over prompts, 1.005x decoded. The dynamic int8 this replaced
@@ -16,17 +19,43 @@ and changed the first greedy token of 4 of 5 prompts.
 
 from __future__ import annotations
 
+import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 
-__all__ = ["Int8Linear", "quantize_int8"]
+from bosun.engine.cpus import cpu_flags
 
-# Up to this many rows a step multiplies through the int8 kernel; above it, the weight is
-# dequantized (the kernel's cost grows with each row, the float32 matmul's much less: they
-# cross near 48 rows for SmolLM2's layers on a 2-core AVX2 CPU).
-KERNEL_ROWS = 48
+__all__ = ["Int8Linear", "kernel_rows", "quantize_int8", "wide_precision"]
+
+# Up to this many rows a step multiplies through the int8 kernel; above it, through
+# oneDNN (the kernel's cost grows with each row, the matmul's much less). They cross near
+# 48 rows for SmolLM2's layers on a 2-core AVX2 CPU in float32, near 16 in bfloat16 on a
+# Xeon with AMX. None: by the precision of the wide matmul.
+KERNEL_ROWS: int | None = None
+_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+@functools.cache
+def wide_precision() -> torch.dtype:
+    """The precision of a wide step's matmul on this machine (see the module's notes)."""
+    chosen = os.environ.get("BOSUN_CPU_MATMUL", "").strip().lower()
+    if chosen in ("bfloat16", "bf16"):
+        return torch.bfloat16
+    if chosen in ("float32", "fp32"):
+        return torch.float32
+    if chosen:
+        raise ValueError(f"BOSUN_CPU_MATMUL: expected bfloat16 or float32, got {chosen!r}")
+    return torch.bfloat16 if cpu_flags() & _BF16_FLAGS else torch.float32
+
+
+def kernel_rows() -> int:
+    """The most rows a step multiplies through the int8 weight kernel."""
+    if KERNEL_ROWS is not None:
+        return KERNEL_ROWS
+    return 16 if wide_precision() == torch.bfloat16 else 48
 
 
 class Int8Linear(nn.Module):
@@ -51,11 +80,15 @@ class Int8Linear(nn.Module):
         scale: torch.Tensor = self.scale  # type: ignore[assignment]
         bias: torch.Tensor | None = self.bias  # type: ignore[assignment]
         rows = x.numel() // self.in_features
-        if rows <= KERNEL_ROWS:
+        if rows <= kernel_rows():
             flat = x.reshape(rows, self.in_features).to(torch.bfloat16)
             out = torch._weight_int8pack_mm(flat, weight, scale).to(x.dtype)
             out = out.reshape(*x.shape[:-1], self.out_features)
             return out if bias is None else out + bias
+        if x.dtype == torch.float32 and wide_precision() == torch.bfloat16:
+            out = nn.functional.linear(x.to(torch.bfloat16), weight.to(torch.bfloat16))
+            out = out.float().mul_(scale.float())
+            return out if bias is None else out.add_(bias)
         dense = weight.to(x.dtype) * scale.to(x.dtype)[:, None]
         return nn.functional.linear(x, dense, bias)
 

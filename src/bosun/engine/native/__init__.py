@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
+from bosun.engine.cpus import cpu_flags
+
 __all__ = ["build_in_background", "cache_dir", "last_error", "load", "module_name"]
 
 log = logging.getLogger("bosun.engine")
@@ -41,16 +43,6 @@ _error: str | None = None
 _building: threading.Thread | None = None
 
 
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("flags"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 @functools.cache
 def module_name() -> str:
     """The build's name: what it is built from and for, hashed."""
@@ -59,7 +51,7 @@ def module_name() -> str:
     key = hashlib.sha256()
     for part in (SOURCE.read_bytes(), " ".join(cflags()).encode(), torch.__version__.encode()):
         key.update(part)
-    key.update(_cpu_flags().encode())
+    key.update(" ".join(sorted(cpu_flags())).encode())
     return f"bosun_decode_{key.hexdigest()[:12]}"
 
 
