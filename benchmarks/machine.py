@@ -1,12 +1,11 @@
 """What a benchmark records beside its figures: the CPU they were measured on, and the
-instruction-set extensions that decide which kernels run there."""
+instruction-set extensions that decide which kernels run there. Standalone (no bosun
+import): the peers' environment runs it too."""
 
 from __future__ import annotations
 
 import platform
 from pathlib import Path
-
-from bosun.engine import cpus
 
 
 def cpu_name() -> str:
@@ -22,5 +21,8 @@ FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "am
 
 
 def cpu_flags() -> list[str]:
-    have = cpus.cpu_flags()
-    return [f for f in FLAGS if f in have]
+    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+        if line.startswith("flags"):
+            have = set(line.split(":", 1)[1].split())
+            return [f for f in FLAGS if f in have]
+    return []

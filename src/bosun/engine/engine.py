@@ -39,7 +39,7 @@ from bosun.engine.client import (
     TokenEvent,
     UnknownAdapterError,
 )
-from bosun.engine.cpus import usable_cpus
+from bosun.engine.cpus import keep_freed_memory, usable_cpus
 from bosun.engine.detokenize import IncrementalDetokenizer
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
 from bosun.engine.runner import ModelRunner, RunnerOptions, load_runner, run_batch
@@ -269,6 +269,8 @@ class BosunEngine:
         options = self.options
         if options.device == "cpu" or options.threads:
             torch.set_num_threads(options.threads or usable_cpus())
+        if options.device == "cpu":
+            keep_freed_memory()
         local = resolve_model(options.model)
         self.local = local
         runner = load_runner(

@@ -56,6 +56,7 @@ using Vec = __m512;
 constexpr int64_t kLanes = 16;
 inline Vec zero() { return _mm512_setzero_ps(); }
 inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
+inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
 inline Vec widen(const int8_t* p) {  // 16 int8 -> 16 float
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 }
@@ -66,6 +67,7 @@ using Vec = __m256;
 constexpr int64_t kLanes = 8;
 inline Vec zero() { return _mm256_setzero_ps(); }
 inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
+inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
 inline Vec widen(const int8_t* p) {  // 8 int8 -> 8 float
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
@@ -77,59 +79,112 @@ inline float sum(Vec v) {
 }
 #endif
 
-// One block of up to kRows weight rows [o0, o0 + rows) against up to kSeqs sequences.
-void dot_block(const Linear& l, const float* x, int64_t seqs, int64_t o0, int64_t rows, float* y) {
-  float acc[kSeqs][kRows] = {};
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+inline Vec weights(const int8_t* p) { return widen(p); }
+inline Vec weights(const float* p) { return load(p); }
+#endif
+
+// Prefetches row block `o0` + kAhead of `l`, at column j: the streams the hardware
+// prefetcher loses at every 4 KiB page stay fed.
+inline void prefetch_ahead(const Linear& l, int64_t o0, int64_t j) {
+  const int8_t* ahead = l.w + (o0 + kAhead * kRows) * l.in + j;
+  const int8_t* end = l.w + l.out * l.in;
+  for (int64_t r = 0; r < kRows; ++r)
+    if (ahead + r * l.in < end) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * l.in), _MM_HINT_T0);
+}
+
+// One block of up to kRows weight rows [o0, o0 + rows) against S sequences (S <= kSeqs, a
+// constant: the accumulators then live in registers). The rows come from `w` (kRows rows
+// of l.in): int8 straight from the weight (widened to float in registers, the stream
+// prefetched), or float rows widened before (wide batches).
+template <int64_t S, typename W>
+void dot_block(const Linear& l, const W* w, const float* x, int64_t o0, int64_t rows, float* y) {
+  float acc[S][kRows] = {};
   int64_t j = 0;
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
   if (rows == kRows) {
-    Vec a[kSeqs][kRows];
-    for (int64_t s = 0; s < kSeqs; ++s)
+    Vec a[S][kRows];
+    for (int64_t s = 0; s < S; ++s)
       for (int64_t r = 0; r < kRows; ++r) a[s][r] = zero();
-    // The rows a few blocks ahead, a cache line per row per step: the streams the hardware
-    // prefetcher loses at every 4 KiB page stay fed.
-    const int8_t* ahead = l.w + (o0 + kAhead * kRows) * l.in;
-    const int8_t* end = l.w + l.out * l.in;
     for (; j + kLanes <= l.in; j += kLanes) {
-      if (j % 64 == 0)
-        for (int64_t r = 0; r < kRows; ++r)
-          if (ahead + r * l.in + j < end) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * l.in + j), _MM_HINT_T0);
-      Vec w[kRows];
-      for (int64_t r = 0; r < kRows; ++r) w[r] = widen(l.w + (o0 + r) * l.in + j);
-      for (int64_t s = 0; s < seqs; ++s) {
+      if (sizeof(W) == 1 && j % 64 == 0) prefetch_ahead(l, o0, j);
+      Vec wv[kRows];
+      for (int64_t r = 0; r < kRows; ++r) wv[r] = weights(w + r * l.in + j);
+      for (int64_t s = 0; s < S; ++s) {
         const Vec xv = load(x + s * l.in + j);
-        for (int64_t r = 0; r < kRows; ++r) a[s][r] = fma(xv, w[r], a[s][r]);
+        for (int64_t r = 0; r < kRows; ++r) a[s][r] = fma(xv, wv[r], a[s][r]);
       }
     }
-    for (int64_t s = 0; s < seqs; ++s)
+    for (int64_t s = 0; s < S; ++s)
       for (int64_t r = 0; r < kRows; ++r) acc[s][r] = sum(a[s][r]);
   }
 #endif
   for (int64_t r = 0; r < rows; ++r) {  // what the vectors left: a tail, or a short block
-    const int8_t* row = l.w + (o0 + r) * l.in;
-    for (int64_t s = 0; s < seqs; ++s) {
+    const W* row = w + r * l.in;
+    for (int64_t s = 0; s < S; ++s) {
       const float* xs = x + s * l.in;
       float t = 0.f;
       for (int64_t k = j; k < l.in; ++k) t += xs[k] * static_cast<float>(row[k]);
       acc[s][r] += t;
     }
   }
-  for (int64_t s = 0; s < seqs; ++s)
+  for (int64_t s = 0; s < S; ++s)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t o = o0 + r;
       y[s * l.out + o] = acc[s][r] * l.scale[o] + (l.bias ? l.bias[o] : 0.f);
     }
 }
 
+template <typename W>
+void dot_block(const Linear& l, const W* w, const float* x, int64_t seqs, int64_t o0, int64_t rows, float* y) {
+  static_assert(kSeqs == 4, "one case per sequence count");
+  switch (seqs) {
+    case 1: return dot_block<1>(l, w, x, o0, rows, y);
+    case 2: return dot_block<2>(l, w, x, o0, rows, y);
+    case 3: return dot_block<3>(l, w, x, o0, rows, y);
+    default: return dot_block<4>(l, w, x, o0, rows, y);
+  }
+}
+
+// Rows [o0, o0 + rows) of the weight widened to float into `out` (rows x l.in).
+void widen_rows(const Linear& l, int64_t o0, int64_t rows, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int8_t* row = l.w + (o0 + r) * l.in;
+    int64_t j = 0;
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+    for (; j + kLanes <= l.in; j += kLanes) {
+      if (r == 0 && j % 64 == 0) prefetch_ahead(l, o0, j);
+      store(out + r * l.in + j, widen(row + j));
+    }
+#endif
+    for (; j < l.in; ++j) out[r * l.in + j] = static_cast<float>(row[j]);
+  }
+}
+
 // y[b, o] = scale[o] * sum_j w[o, j] x[b, j] + bias[o] for the B rows of x: each thread
-// streams its share of the weight rows once per step, whatever B.
+// streams its share of the weight rows once per step, whatever B. Up to kSeqs sequences
+// widen each weight vector in registers; more widen each block of rows once, into a
+// buffer that stays in L1, and every group of kSeqs reads it from there.
 void gemv(const Linear& l, const float* x, int64_t batch, float* y, int threads) {
   const int64_t blocks = (l.out + kRows - 1) / kRows;
+  if (batch <= kSeqs) {
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t o0 = blk * kRows, rows = std::min(kRows, l.out - o0);
-    for (int64_t s0 = 0; s0 < batch; s0 += kSeqs)
-      dot_block(l, x + s0 * l.in, std::min(kSeqs, batch - s0), o0, rows, y + s0 * l.out);
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t o0 = blk * kRows, rows = std::min(kRows, l.out - o0);
+      dot_block(l, l.w + o0 * l.in, x, batch, o0, rows, y);
+    }
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> rows_f(kRows * l.in);
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t o0 = blk * kRows, rows = std::min(kRows, l.out - o0);
+      widen_rows(l, o0, rows, rows_f.data());
+      for (int64_t s0 = 0; s0 < batch; s0 += kSeqs)
+        dot_block(l, rows_f.data(), x + s0 * l.in, std::min(kSeqs, batch - s0), o0, rows, y + s0 * l.out);
+    }
   }
 }
 
@@ -279,9 +334,11 @@ torch::Tensor decode(torch::Tensor x, std::vector<torch::Tensor> layers, torch::
     for (int64_t b = 0; b < batch; ++b) rms_norm(xs + b * hidden, norm2, hidden, eps, &h[b * hidden]);
     gemv(gu_l, h.data(), batch, gate_up.data(), threads);
     const int64_t width = gu_l.out / 2;
-    for (int64_t b = 0; b < batch; ++b)
-      for (int64_t i = 0; i < width; ++i)
-        mlp[b * width + i] = activate(gate_up[b * 2 * width + i], act) * gate_up[b * 2 * width + width + i];
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t k = 0; k < batch * width; ++k) {
+      const int64_t b = k / width, i = k % width;
+      mlp[k] = activate(gate_up[b * 2 * width + i], act) * gate_up[b * 2 * width + width + i];
+    }
     gemv(down_l, mlp.data(), batch, down.data(), threads);
     for (int64_t i = 0; i < batch * hidden; ++i) xs[i] += down[i];
   }
