@@ -674,8 +674,17 @@ def test_inputs_rule_defaults_per_device_kind() -> None:
     gpu = rules.inputs_rule(ws, TOY, H100, "vllm", "bfloat16", Quantization.NONE, 1000)
     assert (gpu.batched_tokens, gpu.max_seqs, gpu.cuda_graphs) == (8192, 256, True)
     cpu = rules.inputs_rule(ws, TOY, cpu_profile(0), "bosun", "float32", Quantization.NONE, 1000)
-    assert (cpu.batched_tokens, cpu.max_seqs, cpu.cuda_graphs) == (2048, 16, False)
+    assert (cpu.batched_tokens, cpu.max_seqs, cpu.cuda_graphs) == (512, 16, False)
     assert (gpu.tuning, gpu.concurrency, gpu.kv_element_bytes) == (False, 1, 2)
+
+
+def test_the_cpu_plan_sizes_the_step_the_engine_takes() -> None:
+    """A CPU plan's activations are those of the Bosun engine's default step budget."""
+    from bosun.engine.engine import CPU_STEP_BUDGET, EngineOptions, step_budget
+
+    assert rules.CPU_BATCHED_TOKENS == CPU_STEP_BUDGET == step_budget(EngineOptions(model="m"))
+    assert step_budget(EngineOptions(model="m", device="cuda")) == 2048
+    assert step_budget(EngineOptions(model="m", max_batched_tokens=64)) == 64
 
 
 def test_inputs_rule_reads_the_engine_config() -> None:

@@ -75,9 +75,10 @@ CUDA_GRAPH_OVERHEAD = GIB // 2
 WEIGHT_LOAD_GROWTH = 1.02
 # Python, torch and the HTTP server on a CPU-only pod.
 CPU_RUNTIME_OVERHEAD = 1 * GIB
-# Tokens one scheduler step processes (vLLM's max_num_batched_tokens) and sequences per step.
+# Tokens one scheduler step processes (vLLM's max_num_batched_tokens) and sequences per step;
+# on CPUs, the Bosun engine's defaults (engine.CPU_STEP_BUDGET, `bosun serve`).
 GPU_BATCHED_TOKENS, GPU_MAX_SEQS = 8192, 256
-CPU_BATCHED_TOKENS, CPU_MAX_SEQS = 2048, 16
+CPU_BATCHED_TOKENS, CPU_MAX_SEQS = 512, 16
 # Without a maxModelLen, serve at most this much context (the KV cache is the price).
 DEFAULT_MAX_MODEL_LEN = 32768
 # GPUs per node when no instance type says (the largest common server).

@@ -609,12 +609,13 @@ def serve(
         int, typer.Option(min=0, help="Requests queued beyond that; more get 429.")
     ] = 256,
     max_batched_tokens: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
-            help="Tokens one step computes at most; longer prompts are prefilled in chunks.",
+            help="Tokens one step computes at most; longer prompts are prefilled in chunks "
+            "[default: 512 on CPUs, 2048 on GPUs].",
         ),
-    ] = 2048,
+    ] = None,
     adapter: Annotated[
         list[str] | None,
         typer.Option(
