@@ -221,8 +221,8 @@ def chart(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True, help="Base URL, without /v1.")
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--url", help="Base URL, without /v1.")
+    parser.add_argument("--model")
     parser.add_argument("--label", default="server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument(
@@ -237,7 +237,17 @@ def main() -> None:
     parser.add_argument("--slo-tpot", type=float, default=0.2, help="Seconds per output token.")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path)
+    parser.add_argument(
+        "--chart-from", type=Path, help="Only draw --png from this results file (no run)."
+    )
     args = parser.parse_args()
+    if args.chart_from:
+        if not args.png:
+            parser.error("--chart-from needs --png")
+        chart(json.loads(args.chart_from.read_text(encoding="utf-8")), args.png)
+        return
+    if not args.url or not args.model:
+        parser.error("--url and --model are required")
     ignore_eos = not args.no_ignore_eos and asyncio.run(
         accepts_ignore_eos(args.url.rstrip("/"), args.model)
     )

@@ -41,7 +41,7 @@ wait_ready() {  # URL
 bench() {  # LABEL PORT MODEL_NAME CONCURRENCY...
     local label=$1 port=$2 name=$3; shift 3
     $PY benchmarks/serve_bench.py --url "http://127.0.0.1:$port" --model "$name" \
-        --label "$label" --concurrency "$@" --json "$JSON" --png "$OUT/serve_cpu_smollm2.png"
+        --label "$label" --concurrency "$@" --json "$JSON"
 }
 
 rm -f "$JSON"
@@ -56,6 +56,11 @@ wait_ready http://127.0.0.1:18002/health && bench transformers-serve-cb 18002 "$
 "$PEERS/bin/python" -m llama_cpp.server --model "$GGUF" --model_alias $MODEL --n_threads 2 \
     --n_ctx 2048 --port 18003 >/dev/null 2>&1 & pid=$!
 wait_ready http://127.0.0.1:18003/v1/models && bench llama.cpp 18003 $MODEL 1; stop
+
+# The chart, drawn by the peers' environment (matplotlib stays out of the project's lock).
+"$PEERS/bin/python" -c "import matplotlib, httpx" 2>/dev/null \
+    || "$PEERS/bin/pip" install --quiet matplotlib httpx
+"$PEERS/bin/python" benchmarks/serve_bench.py --chart-from "$JSON" --png "$OUT/serve_cpu_smollm2.png"
 
 {
     $PY benchmarks/cold_start.py --repeat 5 --label bosun --health http://127.0.0.1:18001/health -- \
