@@ -26,8 +26,17 @@ from bosun.engine.loader import resolve_model
 from bosun.engine.model import Decoder, PagedKVCache, PagedSeq, PagedStep
 from bosun.engine.native.step import NativeDecode, unsupported
 from bosun.engine.quant import quantize_int8
-from bosun.engine.runner import RunItem, RunnerOptions, load_runner
-from tests.engine.tiny import GEMMA2, HF_CONFIG, MISTRAL, QWEN3, hf_twin, variant
+from bosun.engine.runner import DecoderRunner, RunItem, RunnerOptions, load_runner
+from tests.engine.tiny import (
+    GEMMA2,
+    HF_CONFIG,
+    MISTRAL,
+    PAGED_CASES,
+    QWEN3,
+    check_paged_decode,
+    hf_twin,
+    variant,
+)
 
 CPU = torch.device("cpu")
 BLOCK = 4
@@ -96,6 +105,37 @@ def test_a_batch_decodes_to_the_logits_of_the_aten_path(
         torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
         tokens = [int(t) for t in logits.argmax(dim=-1)]
         starts = [s + 1 for s in starts]
+
+
+@pytest.mark.parametrize(("heads", "kv_heads", "dim", "window", "softcap"), **PAGED_CASES)
+def test_its_paged_attention_matches_attention_over_gathered_context(
+    module: ModuleType, heads: int, kv_heads: int, dim: int, window: int, softcap: float
+) -> None:
+    """The kernel ATen's CPU steps attend decoding sequences with (any model): the Triton
+    kernel's contract, checked by the same cases."""
+    check_paged_decode(native.paged_decode, heads, kv_heads, dim, window, softcap)
+
+
+def test_cpu_runners_plan_decodes_through_it_once_built(module: ModuleType) -> None:
+    """A float32 CPU runner without the Triton kernel reads decoding contexts through the
+    C++ kernel (block tables), for models the C++ step does not run too (Gemma 2)."""
+    _, model = hf_twin(GEMMA2)
+    options = RunnerOptions("bosun", "float32", "cpu", "none", 2, 64)
+    runner = DecoderRunner(model, options, torch.float32, CPU)
+    assert runner.native is None and runner.cpu_paged
+    seen: list[PagedStep] = []
+    plan = PagedStep.plan
+
+    def spy(*args: Any, **kwargs: Any) -> PagedStep:
+        seen.append(plan(*args, **kwargs))
+        return seen[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PagedStep, "plan", spy)
+        runner.run([RunItem(0, [5, 6, 7], 0, [0]), RunItem(1, [8, 9], 0, [1])])
+        runner.run([RunItem(0, [3], 3, [0]), RunItem(1, [4], 2, [1])])
+    assert seen[0].block_tables is None  # prompts: SDPA over the gathered context
+    assert seen[1].block_tables is not None
 
 
 def test_batches_it_takes_follow_its_vectors(module: ModuleType) -> None:

@@ -15,7 +15,7 @@ from bosun.engine.model import Decoder
 from bosun.engine.offline import generate_greedy
 from bosun.engine.runner import DecoderRunner, RunItem, RunnerOptions
 from tests.engine.test_paged import PROMPTS, greedy_alone
-from tests.engine.tiny import GEMMA2, MISTRAL, hf_twin
+from tests.engine.tiny import GEMMA2, MISTRAL, PAGED_CASES, check_paged_decode, hf_twin
 
 triton = pytest.importorskip("triton", reason="the paged decode kernel needs Triton")
 # tests/conftest.py sets it for the whole session, before anything imports Triton.
@@ -23,61 +23,13 @@ assert os.environ.get("TRITON_INTERPRET") == "1", "the kernel would be compiled 
 CPU = torch.device("cpu")
 
 
-def reference_attention(
-    q: torch.Tensor, context: torch.Tensor, kv_heads: int, window: int, softcap: float
-) -> torch.Tensor:
-    """One query [H, D] over its context [T, 2K, D], written out in full."""
-    heads, dim = q.shape
-    if window:
-        context = context[-window:]
-    k = context[:, :kv_heads].repeat_interleave(heads // kv_heads, dim=1)
-    v = context[:, kv_heads:].repeat_interleave(heads // kv_heads, dim=1)
-    scores = torch.einsum("hd,thd->ht", q, k) * dim**-0.5
-    if softcap:
-        scores = softcap * torch.tanh(scores / softcap)
-    return torch.einsum("ht,thd->hd", scores.softmax(-1), v)
-
-
-@pytest.mark.parametrize(
-    ("heads", "kv_heads", "dim", "window", "softcap"),
-    [
-        (4, 2, 16, 0, 0.0),
-        (8, 1, 16, 0, 0.0),
-        (2, 2, 16, 0, 0.0),
-        (4, 2, 24, 0, 0.0),
-        (4, 2, 16, 20, 0.0),
-        (4, 2, 16, 0, 30.0),
-    ],
-    ids=["gqa", "mqa", "mha", "head-dim-24", "sliding-window", "softcap"],
-)
+@pytest.mark.parametrize(("heads", "kv_heads", "dim", "window", "softcap"), **PAGED_CASES)
 def test_kernel_matches_attention_over_gathered_context(
     heads: int, kv_heads: int, dim: int, window: int, softcap: float
 ) -> None:
     from bosun.engine.paged_attention import paged_decode
 
-    torch.manual_seed(0)
-    block, blocks = 16, 24
-    cache = torch.randn(blocks, block, 2 * kv_heads, dim)
-    lengths = [1, 16, 17, 150, 0]  # block edges, several tiles, and a padding row
-    tables = torch.stack([torch.randperm(blocks)[:10] for _ in lengths]).int()
-    q = torch.randn(len(lengths), heads, dim)
-    out = paged_decode(
-        q,
-        cache,
-        tables,
-        torch.tensor(lengths, dtype=torch.int32),
-        scale=dim**-0.5,
-        window=window,
-        softcap=softcap,
-    )
-    flat = cache.view(-1, 2 * kv_heads, dim)
-    for row, length in enumerate(lengths):
-        if length == 0:
-            assert torch.equal(out[row], torch.zeros(heads, dim)), "a padding row gets zeros"
-            continue
-        slots = [int(tables[row, t // block]) * block + t % block for t in range(length)]
-        expected = reference_attention(q[row], flat[slots], kv_heads, window, softcap)
-        torch.testing.assert_close(out[row], expected, atol=1e-5, rtol=1e-5)
+    check_paged_decode(paged_decode, heads, kv_heads, dim, window, softcap)
 
 
 def test_capture_sizes_cover_every_batch_with_little_padding() -> None:

@@ -131,3 +131,63 @@ GEMMA3 = variant(
     },
     pad_token_id=0,
 )
+
+
+def reference_attention(
+    q: torch.Tensor, context: torch.Tensor, kv_heads: int, window: int, softcap: float
+) -> torch.Tensor:
+    """One query [H, D] over its context [T, 2K, D], written out in full."""
+    heads, dim = q.shape
+    if window:
+        context = context[-window:]
+    k = context[:, :kv_heads].repeat_interleave(heads // kv_heads, dim=1)
+    v = context[:, kv_heads:].repeat_interleave(heads // kv_heads, dim=1)
+    scores = torch.einsum("hd,thd->ht", q, k) * dim**-0.5
+    if softcap:
+        scores = softcap * torch.tanh(scores / softcap)
+    return torch.einsum("ht,thd->hd", scores.softmax(-1), v)
+
+
+# Shapes a paged decode kernel must get right: grouped, multi-query and multi-head
+# attention, a head width that is no power of two, a sliding window, soft-capped scores.
+PAGED_CASES: dict[str, Any] = {
+    "argvalues": [
+        (4, 2, 16, 0, 0.0),
+        (8, 1, 16, 0, 0.0),
+        (2, 2, 16, 0, 0.0),
+        (4, 2, 24, 0, 0.0),
+        (4, 2, 16, 20, 0.0),
+        (4, 2, 16, 0, 30.0),
+    ],
+    "ids": ["gqa", "mqa", "mha", "head-dim-24", "sliding-window", "softcap"],
+}
+
+
+def check_paged_decode(
+    paged_decode: Any, heads: int, kv_heads: int, dim: int, window: int, softcap: float
+) -> None:
+    """``paged_decode`` (paged_attention's contract) against attention written out over
+    each context gathered from its blocks (in random order)."""
+    torch.manual_seed(0)
+    block, blocks = 16, 24
+    cache = torch.randn(blocks, block, 2 * kv_heads, dim)
+    lengths = [1, 16, 17, 150, 0]  # block edges, several tiles, and a padding row
+    tables = torch.stack([torch.randperm(blocks)[:10] for _ in lengths]).int()
+    q = torch.randn(len(lengths), heads, dim)
+    out = paged_decode(
+        q,
+        cache,
+        tables,
+        torch.tensor(lengths, dtype=torch.int32),
+        scale=dim**-0.5,
+        window=window,
+        softcap=softcap,
+    )
+    flat = cache.view(-1, 2 * kv_heads, dim)
+    for row, length in enumerate(lengths):
+        if length == 0:
+            assert torch.equal(out[row], torch.zeros(heads, dim)), "a padding row gets zeros"
+            continue
+        slots = [int(tables[row, t // block]) * block + t % block for t in range(length)]
+        expected = reference_attention(q[row], flat[slots], kv_heads, window, softcap)
+        torch.testing.assert_close(out[row], expected, atol=1e-5, rtol=1e-5)

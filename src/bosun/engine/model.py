@@ -337,7 +337,10 @@ class Layer(nn.Module):
         cfg = self.cfg
         n, heads = qkv.shape[0], cfg.heads
         if step.block_tables is not None:  # one token each: the paged decode kernel
-            from bosun.engine.paged_attention import paged_decode  # imports Triton
+            if qkv.device.type == "cpu":  # the C++ one (engine/native)
+                from bosun.engine.native import paged_decode
+            else:
+                from bosun.engine.paged_attention import paged_decode  # imports Triton
 
             assert step.lengths is not None
             out = paged_decode(

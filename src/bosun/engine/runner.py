@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
+from bosun.engine import native
 from bosun.engine.client import EngineError, InvalidRequestError
 from bosun.engine.cuda_graphs import DecodeGraphs
 from bosun.engine.loader import LocalModel
@@ -226,6 +227,11 @@ class DecoderRunner:
         self.native: NativeDecode | None = None
         if quantization == "int8" and native_unsupported(model, self.cache) is None:
             self.native = NativeDecode(model, self.cache)
+        # ATen's steps on CPUs attend decoding sequences through the C++ paged kernel
+        # (any model, float32 cache) once it is built, instead of gathering contexts.
+        self.cpu_paged = device.type == "cpu" and dtype == torch.float32 and not paged_kernel
+        if self.cpu_paged:
+            native.build_in_background()
         self.attention = "fused SDPA"
         if self.paged_kernel:
             self.attention += " for prompts, the paged Triton kernel for decoding"
@@ -285,13 +291,13 @@ class DecoderRunner:
         decoding = all(len(i.tokens) == 1 for i in items)
         fast = self.native
         if fast is not None and not adapted and decoding and len(items) <= fast.max_batch:
-            native = fast.run(
+            decoded = fast.run(
                 [i.tokens[0] for i in items],
                 [i.start for i in items],
                 [i.block_table for i in items],
             )
-            if native is not None:  # else not built yet: ATen below
-                return native
+            if decoded is not None:  # else not built yet: ATen below
+                return decoded
         graphs = None if adapted else self.graphs  # graphs hold no per-step adapter routing
         if graphs and len(items) <= graphs.max_batch and decoding:
             return graphs.run(
@@ -300,12 +306,13 @@ class DecoderRunner:
                 [i.block_table for i in items],
             )
         seqs = [PagedSeq(i.start, len(i.tokens), i.block_table) for i in items]
+        paged = self.paged_kernel or (self.cpu_paged and native.load(build=False) is not None)
         step = PagedStep.plan(
             seqs,
             self.block_size,
             self._device,
             self.cache.null_slot,
-            self.paged_kernel,
+            paged,
             self.model.cfg.sliding_window,
         )
         ids = torch.tensor(

@@ -19,10 +19,21 @@ import sys
 import threading
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from bosun.engine.cpus import cpu_flags
 
-__all__ = ["build_in_background", "cache_dir", "last_error", "load", "module_name"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "build_in_background",
+    "cache_dir",
+    "last_error",
+    "load",
+    "module_name",
+    "paged_decode",
+]
 
 log = logging.getLogger("bosun.engine")
 
@@ -109,6 +120,28 @@ def load(build: bool = True) -> ModuleType | None:
         return _module
     finally:
         _lock.release()
+
+
+def paged_decode(
+    q: torch.Tensor,
+    cache_kv: torch.Tensor,
+    block_tables: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    scale: float,
+    softcap: float = 0.0,
+    window: int = 0,
+) -> torch.Tensor:
+    """Attention of one new token per sequence over its cached context, on CPUs (float32),
+    through the built module: :func:`bosun.engine.paged_attention.paged_decode`'s
+    contract, without Triton. The caller checked that :func:`load` has the module."""
+    module = load(build=False)
+    if module is None:
+        raise RuntimeError("the C++ module is not built")
+    out: torch.Tensor = module.paged_decode(
+        q, cache_kv, block_tables, lengths, scale, softcap, window
+    )
+    return out
 
 
 def build_in_background() -> None:

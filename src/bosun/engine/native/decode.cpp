@@ -202,6 +202,34 @@ float activate(float g, int64_t act) {
   return 0.5f * g * (1.f + std::tanh(c * (g + 0.044715f * g * g * g)));
 }
 
+// One query head's attention over n context positions, softmax in float32: the keys of
+// position t start at kv + off[t] + g * d, its values at kv + off[t] + (kv_heads + g) * d.
+// softcap > 0: scores soft-capped (Gemma 2). score: room for n floats.
+void attend(const float* q, const float* kv, const int64_t* off, int64_t n, int64_t g,
+            int64_t kv_heads, int64_t d, float scale, float softcap, float* score, float* out) {
+  float best = -INFINITY;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* k = kv + off[t] + g * d;
+    float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t i = 0; i < d; ++i) dot += q[i] * k[i];
+    float s = dot * scale;
+    if (softcap > 0.f) s = softcap * std::tanh(s / softcap);
+    score[t] = s;
+    best = std::max(best, s);
+  }
+  float total = 0.f;
+  for (int64_t t = 0; t < n; ++t) total += (score[t] = std::exp(score[t] - best));
+  std::fill(out, out + d, 0.f);
+  const float norm = 1.f / total;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* v = kv + off[t] + (kv_heads + g) * d;
+    const float w = score[t] * norm;
+#pragma omp simd
+    for (int64_t i = 0; i < d; ++i) out[i] += w * v[i];
+  }
+}
+
 }  // namespace
 
 // Every layer of one decode step and the logits. x: [B, hidden] float32, the new tokens'
@@ -301,34 +329,12 @@ torch::Tensor decode(torch::Tensor x, std::vector<torch::Tensor> layers, torch::
     }
     scores.resize(batch * heads * longest);
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t head = 0; head < heads; ++head) {
-        const int64_t n = static_cast<int64_t>(offsets[b].size()), g = head / group;
-        const int64_t* off = offsets[b].data();
-        const float* q = &qkv[b * qkv_width + head * d];
-        float* score = &scores[(b * heads + head) * longest];
-        float best = -INFINITY;
-        for (int64_t t = 0; t < n; ++t) {
-          const float* k = layer_cache + off[t] + g * d;
-          float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-          for (int64_t i = 0; i < d; ++i) dot += q[i] * k[i];
-          score[t] = dot * static_cast<float>(scale);
-          best = std::max(best, score[t]);
-        }
-        float total = 0.f;
-        for (int64_t t = 0; t < n; ++t) total += (score[t] = std::exp(score[t] - best));
-        float* out = &attn[b * q_width + head * d];
-        std::fill(out, out + d, 0.f);
-        const float norm = 1.f / total;
-        for (int64_t t = 0; t < n; ++t) {
-          const float* v = layer_cache + off[t] + (kv_heads + g) * d;
-          const float w = score[t] * norm;
-#pragma omp simd
-          for (int64_t i = 0; i < d; ++i) out[i] += w * v[i];
-        }
-      }
-    }
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t head = 0; head < heads; ++head)
+        attend(&qkv[b * qkv_width + head * d], layer_cache, offsets[b].data(),
+               static_cast<int64_t>(offsets[b].size()), head / group, kv_heads, d,
+               static_cast<float>(scale), 0.f, &scores[(b * heads + head) * longest],
+               &attn[b * q_width + head * d]);
     gemv(o_l, attn.data(), batch, o.data(), threads);
     for (int64_t i = 0; i < batch * hidden; ++i) xs[i] += o[i];
     for (int64_t b = 0; b < batch; ++b) rms_norm(xs + b * hidden, norm2, hidden, eps, &h[b * hidden]);
@@ -350,6 +356,52 @@ torch::Tensor decode(torch::Tensor x, std::vector<torch::Tensor> layers, torch::
   return logits;
 }
 
+// Attention of one new token per sequence over its context in the paged cache, for ATen's
+// steps (engine/model.py), in place of gathering each context into a padded copy. q: [B,
+// H, D] float32; cache: [blocks, block_size, 2K, D] float32 (one layer: keys in the first
+// K heads, values in the last K); tables: [B, blocks] int32; lengths: [B] int32, each
+// context's length (its new token included). window > 0: only the last `window`
+// positions. Returns [B, H, D], as paged_attention.paged_decode (the Triton kernel); a
+// row of length 0 (padding) gets zeros.
+torch::Tensor paged_decode(torch::Tensor q, torch::Tensor cache, torch::Tensor tables,
+                           torch::Tensor lengths, double scale, double softcap, int64_t window) {
+  TORCH_CHECK(q.dtype() == torch::kFloat32 && q.dim() == 3, "q: float32 [B, H, D]");
+  TORCH_CHECK(cache.dtype() == torch::kFloat32 && cache.is_contiguous() && cache.dim() == 4,
+              "cache: float32 [blocks, block_size, 2K, D]");
+  TORCH_CHECK(tables.dtype() == torch::kInt32 && tables.is_contiguous() && tables.dim() == 2, "tables");
+  TORCH_CHECK(lengths.dtype() == torch::kInt32 && lengths.numel() == q.size(0), "lengths");
+  q = q.contiguous();
+  const int64_t batch = q.size(0), heads = q.size(1), d = q.size(2);
+  const int64_t block_size = cache.size(1), rows = cache.size(2), kv_heads = rows / 2;
+  TORCH_CHECK(cache.size(3) == d && heads % kv_heads == 0, "q and cache disagree");
+  const int64_t group = heads / kv_heads, width = tables.size(1);
+  const int32_t* table = tables.data_ptr<int32_t>();
+  const int32_t* length = lengths.data_ptr<int32_t>();
+  std::vector<std::vector<int64_t>> offsets(batch);
+  int64_t longest = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t n_all = length[b], first = window > 0 ? std::max<int64_t>(0, n_all - window) : 0;
+    TORCH_CHECK(n_all >= 0 && (n_all + block_size - 1) / block_size <= width, "a length beyond its table");
+    offsets[b].resize(n_all - first);
+    for (int64_t t = first; t < n_all; ++t)
+      offsets[b][t - first] = (table[b * width + t / block_size] * block_size + t % block_size) * rows * d;
+    longest = std::max(longest, n_all - first);
+  }
+  auto out = torch::empty_like(q);
+  std::vector<float> scores(batch * heads * longest);
+  const float* kv = cache.data_ptr<float>();
+  const float* qs = q.data_ptr<float>();
+  float* os = out.data_ptr<float>();
+  const int threads = std::max(1, at::get_num_threads());
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t head = 0; head < heads; ++head)
+      attend(qs + (b * heads + head) * d, kv, offsets[b].data(), static_cast<int64_t>(offsets[b].size()),
+             head / group, kv_heads, d, static_cast<float>(scale), static_cast<float>(softcap),
+             &scores[(b * heads + head) * longest], os + (b * heads + head) * d);
+  return out;
+}
+
 // Floats per vector of the instruction set this build uses (16: AVX-512, 8: AVX2, 1: none).
 int64_t lanes() {
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -361,5 +413,6 @@ int64_t lanes() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode", &decode, "Every layer of a decode step and the logits (int8 weights)");
+  m.def("paged_decode", &paged_decode, "Decode attention over the paged cache (ATen's steps)");
   m.def("lanes", &lanes, "Floats per vector of the instruction set this build uses");
 }
