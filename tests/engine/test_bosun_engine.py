@@ -21,6 +21,7 @@ from bosun.engine.client import (
 )
 from bosun.engine.engine import BosunEngine, EngineOptions
 from bosun.engine.loader import LocalModel, resolve_model
+from bosun.engine.quant import wide_precision
 from bosun.engine.runner import RunItem, RunnerOptions, load_runner
 from bosun.engine.sampling import Sampler
 from tests.serving.server import running_server
@@ -134,6 +135,19 @@ def test_engine_choices_that_cannot_work_are_refused(tmp_path: Path) -> None:
         load_runner(smol, RunnerOptions("transformers", "auto", "cpu", "int8", 1, None))
     with pytest.raises(EngineError, match="exceeds the model's context of 8192"):
         load_runner(smol, RunnerOptions("bosun", "auto", "cpu", "auto", 1, 100_000))
+
+
+def test_a_wrong_cpu_matmul_setting_fails_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BOSUN_CPU_MATMUL is read when the engine loads, not at the first long prompt."""
+    monkeypatch.setenv("BOSUN_CPU_MATMUL", "float64")
+    wide_precision.cache_clear()
+    try:
+        engine = BosunEngine(EngineOptions(model=PRESET))
+        with pytest.raises(EngineError, match="BOSUN_CPU_MATMUL: expected bfloat16 or float32"):
+            asyncio.run(engine.start())
+    finally:
+        monkeypatch.delenv("BOSUN_CPU_MATMUL")
+        wide_precision.cache_clear()
 
 
 def test_batched_requests_decode_as_if_alone(
