@@ -337,7 +337,7 @@ class Layer(nn.Module):
         cfg = self.cfg
         n, heads = qkv.shape[0], cfg.heads
         if step.block_tables is not None:  # one token each: the paged decode kernel
-            if qkv.device.type == "cpu":  # the C++ one (engine/native)
+            if step.native_kernel:  # the C++ one (CPUs)
                 from bosun.engine.native import paged_decode
             else:
                 from bosun.engine.paged_attention import paged_decode  # imports Triton
@@ -435,6 +435,8 @@ class PagedStep:
     # contexts in place (paged_attention.py): [B, blocks] int32 and [B] int32.
     block_tables: torch.Tensor | None = None
     lengths: torch.Tensor | None = None
+    # That kernel is the C++ one of engine/native (CPUs), not the Triton one.
+    native_kernel: bool = False
     # The mask of sliding-window layers, where the window hides part of some context.
     window_mask: torch.Tensor | None = None
     # A step mixing decoding sequences (first) and prompt chunks: each group's tokens
@@ -451,15 +453,27 @@ class PagedStep:
         paged_decode: bool = False,
         window: int = 0,
         allow_view: bool = True,
+        native_kernel: bool = False,
     ) -> PagedStep:
         """Where the step's tokens go and what each one attends to. ``paged_decode``: a
         step in which every sequence decodes one token reads its context through the block
-        tables (the Triton kernel) instead of a gathered copy."""
+        tables (the Triton kernel; the C++ one with ``native_kernel``) instead of a
+        gathered copy."""
         b = len(seqs)
         counts = [s.count for s in seqs]
         decoding = sum(1 for c in counts if c == 1)
         if 0 < decoding < b and counts[:decoding] == [1] * decoding:
-            return _split(cls, seqs, decoding, block_size, device, pad_slot, paged_decode, window)
+            return _split(
+                cls,
+                seqs,
+                decoding,
+                block_size,
+                device,
+                pad_slot,
+                paged_decode,
+                window,
+                native_kernel,
+            )
         contexts = [s.start + s.count for s in seqs]
         tq, ctx = max(counts), max(contexts)
         blocks = -(-ctx // block_size)
@@ -494,6 +508,7 @@ class PagedStep:
                 last.to(device),
                 block_tables=tables.to(device, torch.int32),
                 lengths=lengths.to(device, torch.int32),
+                native_kernel=native_kernel,
             )
         if allow_view and b == 1 and bool((slots[0, 1:] - slots[0, :-1] == 1).all()):
             view = (int(slots[0, 0]), int(slots[0, 0]) + ctx)  # blocks in order: no copy
@@ -532,11 +547,21 @@ def _split(
     pad_slot: int,
     paged_decode: bool,
     window: int,
+    native_kernel: bool,
 ) -> PagedStep:
     """The plan of a step whose first ``decoding`` sequences decode one token each and
     whose others compute prompt chunks: one plan per group, joined."""
     first, second = (
-        cls.plan(group, block_size, device, pad_slot, paged_decode, window, allow_view=False)
+        cls.plan(
+            group,
+            block_size,
+            device,
+            pad_slot,
+            paged_decode,
+            window,
+            allow_view=False,
+            native_kernel=native_kernel,
+        )
         for group in (seqs[:decoding], seqs[decoding:])
     )
     split = len(first.positions)

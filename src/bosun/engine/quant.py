@@ -4,9 +4,9 @@
 Decode on a CPU reads every weight once per step, so a quarter of the bytes of float32 is
 most of the speed-up. A step of a few rows (decoding) multiplies through ATen's int8
 weight kernel (``_weight_int8pack_mm``, bfloat16 activations, as gpt-fast's int8 mode
-uses it); a larger one (a prompt chunk, a wide batch) is compute-bound, so it multiplies through
-oneDNN: in bfloat16 where the CPU multiplies bfloat16 in hardware (AMX or AVX-512 BF16:
-the int8 weight converts to bfloat16 exactly, and its scale multiplies the float32
+uses it); a larger one (a prompt chunk, a wide batch) is compute-bound, so it multiplies
+through oneDNN: in bfloat16 where the CPU multiplies bfloat16 in hardware (AMX or AVX-512
+BF16: the int8 weight converts to bfloat16 exactly, and its scale multiplies the float32
 result), in float32 with the dequantized weight elsewhere. ``BOSUN_CPU_MATMUL``
 (``bfloat16`` or ``float32``) overrides the choice.
 

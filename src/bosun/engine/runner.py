@@ -306,14 +306,15 @@ class DecoderRunner:
                 [i.block_table for i in items],
             )
         seqs = [PagedSeq(i.start, len(i.tokens), i.block_table) for i in items]
-        paged = self.paged_kernel or (self.cpu_paged and native.load(build=False) is not None)
+        cpu_kernel = self.cpu_paged and native.load(build=False) is not None
         step = PagedStep.plan(
             seqs,
             self.block_size,
             self._device,
             self.cache.null_slot,
-            paged,
+            self.paged_kernel or cpu_kernel,
             self.model.cfg.sliding_window,
+            native_kernel=cpu_kernel,
         )
         ids = torch.tensor(
             [t for i in items for t in i.tokens], dtype=torch.long, device=self._device
