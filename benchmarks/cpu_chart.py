@@ -1,8 +1,10 @@
-"""The chart of cpu_compare.sh: one stream's decode speed of each engine and kernel on this
+"""The charts of cpu_compare.sh: one stream's decode speed of each engine and kernel on this
 CPU, quiet and with a busy process beside, against the bandwidth bounds of int8 and 4-bit
-weights that cpu_roofline.py measured.
+weights that cpu_roofline.py measured; and, given engine_batch.py's results, output
+tokens/s of each kernel by the number of requests, against the float32 compute bound of
+those requests and 1.3x it.
 
-    python benchmarks/cpu_chart.py RESULTS.jsonl ROOFLINE.json OUT.png
+    python benchmarks/cpu_chart.py RESULTS.jsonl ROOFLINE.json OUT.png [BATCH.jsonl OUT.png]
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def label(row: dict[str, object]) -> str:
@@ -17,14 +20,47 @@ def label(row: dict[str, object]) -> str:
     return f"{row['backend']} {row['precision']}\n{row['kernels']}{busy}"
 
 
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def batch_chart(rows: list[dict[str, Any]], bounds: dict[str, float], out: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    kernels = list(dict.fromkeys(str(r["kernels"]) for r in rows))
+    levels = sorted({int(r["concurrency"]) for r in rows})
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(kernels)
+    for k, name in enumerate(kernels):
+        mine = [r for r in rows if r["kernels"] == name]
+        got = {int(r["concurrency"]): float(r["output_tok_s"]) for r in mine}
+        xs = [i + k * width for i, c in enumerate(levels) if c in got]
+        ax.bar(xs, [got[c] for c in levels if c in got], width, label=name)
+    widest = next(r for r in rows if int(r["concurrency"]) == levels[-1])
+    output = float(widest["output_tokens"])
+    bound = bounds["batch_float32_tok_s"] * output / (float(widest["prompt_tokens"]) + output)
+    ax.axhline(bound, color="gray", linestyle="--", label="float32 compute bound")
+    ax.axhline(1.3 * bound, color="gray", linestyle=":", label="1.3x it (the issue's target)")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(levels))], [str(c) for c in levels])
+    ax.set_xlabel("requests at once (~130 prompt and 64 output tokens each)")
+    ax.set_ylabel("output tokens / s")
+    ax.set_title(f"SmolLM2-135M batches on {rows[0]['cpu']}, 2 threads")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main() -> None:
     results, roofline, out = (Path(a) for a in sys.argv[1:4])
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line]
+    rows = read_rows(results)
     bounds = json.loads(roofline.read_text(encoding="utf-8"))["smollm2_bounds"]
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    if len(sys.argv) > 5:
+        batch_chart(read_rows(Path(sys.argv[4])), bounds, Path(sys.argv[5]))
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     colors = ["#1f77b4" if r["backend"] == "bosun" else "#ff7f0e" for r in rows]

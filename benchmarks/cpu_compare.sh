@@ -2,8 +2,10 @@
 # One stream on this CPU, side by side in one run (benchmarks/single_stream.py): the Bosun
 # engine's C++ step with this CPU's kernels, its AVX2 kernels (where the CPU has AVX-512),
 # and its ATen path; llama.cpp on the same GGUF (Q4_1) and requantized to Q8_0; the Bosun
-# engine and llama.cpp again with a busy process beside. Then this machine's bounds
-# (cpu_roofline.py), each figure as a share of them, and a chart.
+# engine and llama.cpp again with a busy process beside. Then batches of 1 to 32 requests
+# (benchmarks/engine_batch.py) with each kind of kernel: this CPU's (int8 products on AMX
+# tiles where it has them), float32 products, the AVX2 build, ATen. Then this machine's
+# bounds (cpu_roofline.py), each figure as a share of them, and charts.
 # Peers go into benchmarks/.peers: llama-cpp-python built from source (about 10 minutes on
 # 2 cores, once) without AMX (0.3.36's AMX kernels crash on this GGUF: a segfault on the
 # first token, Intel Xeon with AMX), and matplotlib for the chart. `make test` never needs them.
@@ -45,6 +47,19 @@ llama
 llama --q8
 bosun --busy 1
 llama --q8 --busy 1
-$PY benchmarks/cpu_roofline.py --results "$JSON" --json "$OUT/cpu_roofline.json"
+
+BATCH=$OUT/cpu_batch.jsonl
+rm -f "$BATCH"
+batch() { $PY benchmarks/engine_batch.py --concurrency 1 4 8 32 --json "$BATCH"; }
+batch
+if grep -qw amx_int8 /proc/cpuinfo; then
+    BOSUN_CPU_INT8_BATCH=0 batch
+fi
+if grep -qw avx512f /proc/cpuinfo; then
+    BOSUN_NATIVE_ARCH=haswell batch
+fi
+BOSUN_NATIVE=0 batch
+
+$PY benchmarks/cpu_roofline.py --results "$JSON" "$BATCH" --json "$OUT/cpu_roofline.json"
 "$PEERS/bin/python" benchmarks/cpu_chart.py "$JSON" "$OUT/cpu_roofline.json" \
-    "$OUT/cpu_single_stream.png"
+    "$OUT/cpu_single_stream.png" "$BATCH" "$OUT/cpu_batch.png"

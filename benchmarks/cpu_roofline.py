@@ -4,10 +4,13 @@ float32, bfloat16 and int8 (what large batches are bound by), measured with the 
 kernels the engine uses, on the threads it would use.
 
 From them, the bounds for SmolLM2-135M-Instruct: decode tokens/s of one stream at each
-weight precision (bandwidth / bytes read per token) and output tokens/s of a batch
-(compute / FLOPs per token). With ``--results``, a single_stream.py or engine_batch.py
-JSON-lines file, each engine's figure is printed as a share of the bound that applies, so
-figures from different machines compare.
+weight precision (bandwidth / bytes read per token) and tokens/s of a batch, prompt and
+output tokens together (compute / FLOPs per token, about 0.27 GFLOP for either). With
+``--results``, a single_stream.py or engine_batch.py JSON-lines file, each engine's figure
+is printed as a share of the bound that applies, so figures from different machines
+compare: one stream against the bandwidth bound of its weights, a batch's output tokens/s
+against the float32 compute bound of its requests (each request computes its prompt and
+its output: of P prompt and O output tokens, O / (P + O) of the bound's tokens are output).
 
     .venv/bin/python benchmarks/cpu_roofline.py [--json FILE] [--results FILE ...]
 """
@@ -89,7 +92,8 @@ def bounds(measured: dict[str, float]) -> dict[str, float]:
 
 def shares(results: list[Path], limits: dict[str, float]) -> list[dict[str, object]]:
     """Each result line's figure as a share of its bound: decode_tok_s against one
-    stream's bandwidth bound at the engine's precision, output_tok_s against compute."""
+    stream's bandwidth bound at the engine's precision, output_tok_s against the float32
+    compute bound of its requests' prompt and output tokens."""
     rows: list[dict[str, object]] = []
     for path in results:
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -101,7 +105,8 @@ def shares(results: list[Path], limits: dict[str, float]) -> list[dict[str, obje
                 bound = limits[f"decode_{precision}_tok_s"]
                 rows.append({**row, "bound_tok_s": bound, "share": row["decode_tok_s"] / bound})
             elif "output_tok_s" in row:
-                bound = limits.get(f"batch_{precision}_tok_s") or limits["batch_float32_tok_s"]
+                output = row["output_tokens"]
+                bound = limits["batch_float32_tok_s"] * output / (row["prompt_tokens"] + output)
                 rows.append({**row, "bound_tok_s": bound, "share": row["output_tok_s"] / bound})
     return rows
 

@@ -2,8 +2,10 @@
 unquantized (float32) model of the same run, on SmolLM2-135M-Instruct:
 
 - perplexity of a fixed text (``benchmarks/data/quality``: Shakespeare and Python, about
-  4,500 tokens) computed two ways: as prompts (512-token chunks, the prefill path) and
-  token by token over its first 768 tokens (the decode path, one row per step);
+  4,500 tokens) computed three ways: as prompts (512-token chunks, the prefill path),
+  token by token over its first 768 tokens (the decode path, one row per step), and token
+  by token as 8 sequences of 512 decoding together (the decode path of a busy server: on
+  CPUs with AMX, int8 activations from ``quant.int8_batch()`` sequences on);
 - top-1 agreement: the share of the text's positions where the quantized model's most
   likely next token is the float32 model's;
 - greedy answers: 48 tokens for each of a few prompts through the engine (chunked
@@ -39,6 +41,7 @@ PRESET = "smollm2-135m-instruct"
 DATA = Path(__file__).parent / "data" / "quality"
 CHUNK = 512
 DECODED = 768  # tokens scored one step at a time
+BATCH_SEQS, BATCH_LEN = 8, 512  # decoding together: 8 rows a step
 PROMPTS = [
     "def fibonacci(n):",
     "The three primary colours are",
@@ -81,6 +84,19 @@ def logits_decoded(runner: DecoderRunner, ids: list[int]) -> torch.Tensor:
     table = list(range(-(-len(ids) // BLOCK_SIZE)))
     out = [runner.run([RunItem(0, [token], p, table)]) for p, token in enumerate(ids)]
     return torch.cat(out)
+
+
+def logits_decoded_together(runner: DecoderRunner, ids: list[int]) -> torch.Tensor:
+    """[BATCH_SEQS * BATCH_LEN, vocab]: the text's first BATCH_SEQS * BATCH_LEN tokens as
+    that many sequences, each step feeding every sequence its next token, in text order."""
+    per = -(-BATCH_LEN // BLOCK_SIZE)
+    tables = [list(range(i * per, (i + 1) * per)) for i in range(BATCH_SEQS)]
+    seqs = [ids[i * BATCH_LEN : (i + 1) * BATCH_LEN] for i in range(BATCH_SEQS)]
+    steps = [
+        runner.run([RunItem(i, [seqs[i][p]], p, tables[i]) for i in range(BATCH_SEQS)])
+        for p in range(BATCH_LEN)
+    ]
+    return torch.stack(steps, dim=1).reshape(BATCH_SEQS * BATCH_LEN, -1)
 
 
 def perplexity(logits: torch.Tensor, ids: list[int], chunk: int) -> float:
@@ -135,8 +151,9 @@ def main() -> None:
     local = resolve_model(PRESET)
     tokenizer = load_tokenizer(local)
     ids = text_tokens(tokenizer)
+    native.load()
     kernels = {
-        "decode": "native" if native.load() is not None else "aten",
+        "decode": native.kernels(),
         "wide_matmul": str(wide_precision()).removeprefix("torch."),
     }
     results: dict[str, Any] = {
@@ -148,26 +165,33 @@ def main() -> None:
     reference: dict[str, torch.Tensor] = {}
     answers: dict[str, list[list[int]]] = {}
     for quantization in QUANTIZATIONS:
-        options = RunnerOptions("bosun", "float32", "cpu", quantization, 1, 1024)
+        options = RunnerOptions("bosun", "float32", "cpu", quantization, BATCH_SEQS, 1024)
         runner = DecoderRunner.load(local, options, torch.float32, torch.device("cpu"))
         assert runner.quantization == quantization
         prompts_logits = logits_as_prompts(runner, ids)
         decoded_logits = logits_decoded(runner, ids[:DECODED])
+        together = ids[: BATCH_SEQS * BATCH_LEN]
+        together_logits = logits_decoded_together(runner, together)
         del runner
         answers[quantization] = asyncio.run(greedy(quantization, PROMPTS))
         row: dict[str, Any] = {
             "perplexity_prompts": perplexity(prompts_logits, ids, CHUNK),
             "perplexity_decoded": perplexity(decoded_logits, ids[:DECODED], DECODED),
+            "perplexity_decoded_together": perplexity(together_logits, together, BATCH_LEN),
+        }
+        mine = {
+            "prompts": prompts_logits,
+            "decoded": decoded_logits,
+            "decoded_together": together_logits,
         }
         if quantization == "none":
-            reference = {"prompts": prompts_logits, "decoded": decoded_logits}
+            reference = mine
         else:
             base = results["quantizations"]["none"]
-            for kind in ("prompts", "decoded"):
+            for kind in mine:
                 row[f"perplexity_{kind}_vs_none"] = (
                     row[f"perplexity_{kind}"] / base[f"perplexity_{kind}"]
                 )
-            mine = {"prompts": prompts_logits, "decoded": decoded_logits}
             for kind, logits in mine.items():
                 same = logits.argmax(-1) == reference[kind].argmax(-1)
                 row[f"top1_agreement_{kind}"] = same.float().mean().item()
@@ -186,9 +210,9 @@ def main() -> None:
     results["float32_examples"] = {
         p: tokenizer.decode(a) for p, a in zip(PROMPTS[:2], answers["none"][:2], strict=False)
     }
-    ratio = results["quantizations"]["int8"]["perplexity_prompts_vs_none"]
-    decoded = results["quantizations"]["int8"]["perplexity_decoded_vs_none"]
-    results["default_within_1_percent"] = max(ratio, decoded) <= 1.01
+    int8 = results["quantizations"]["int8"]
+    ratios = [int8[f"perplexity_{kind}_vs_none"] for kind in mine]
+    results["default_within_1_percent"] = max(ratios) <= 1.01
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from bosun.engine.client import (
 )
 from bosun.engine.engine import BosunEngine, EngineOptions
 from bosun.engine.loader import LocalModel, resolve_model
-from bosun.engine.quant import wide_precision
+from bosun.engine.quant import int8_batch, wide_precision
 from bosun.engine.runner import RunItem, RunnerOptions, load_runner
 from bosun.engine.sampling import Sampler
 from tests.serving.server import running_server
@@ -137,17 +137,29 @@ def test_engine_choices_that_cannot_work_are_refused(tmp_path: Path) -> None:
         load_runner(smol, RunnerOptions("bosun", "auto", "cpu", "auto", 1, 100_000))
 
 
-def test_a_wrong_cpu_matmul_setting_fails_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    """BOSUN_CPU_MATMUL is read when the engine loads, not at the first long prompt."""
-    monkeypatch.setenv("BOSUN_CPU_MATMUL", "float64")
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BOSUN_CPU_MATMUL", "float64", "expected bfloat16 or float32"),
+        ("BOSUN_CPU_INT8_BATCH", "many", "expected a whole number"),
+    ],
+)
+def test_a_wrong_cpu_setting_fails_the_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    """The CPU's matmul settings are read when the engine loads, not at the first step
+    they govern (a long prompt, a wide batch)."""
+    monkeypatch.setenv(variable, value)
     wide_precision.cache_clear()
+    int8_batch.cache_clear()
     try:
         engine = BosunEngine(EngineOptions(model=PRESET))
-        with pytest.raises(EngineError, match="BOSUN_CPU_MATMUL: expected bfloat16 or float32"):
+        with pytest.raises(EngineError, match=f"{variable}: {message}"):
             asyncio.run(engine.start())
     finally:
-        monkeypatch.delenv("BOSUN_CPU_MATMUL")
+        monkeypatch.delenv(variable)
         wide_precision.cache_clear()
+        int8_batch.cache_clear()
 
 
 def test_batched_requests_decode_as_if_alone(

@@ -24,7 +24,8 @@ from bosun.engine import native, quant
 from bosun.engine.cpus import cpu_flags
 from bosun.engine.loader import resolve_model
 from bosun.engine.model import Decoder, PagedKVCache, PagedSeq, PagedStep
-from bosun.engine.native.step import NativeDecode, unsupported
+from bosun.engine.native import step as native_step
+from bosun.engine.native.step import MAX_BATCH_TILES, NativeDecode, unsupported
 from bosun.engine.quant import quantize_int8
 from bosun.engine.runner import DecoderRunner, RunItem, RunnerOptions, load_runner
 from tests.engine.tiny import (
@@ -139,13 +140,89 @@ def test_cpu_runners_plan_decodes_through_it_once_built(module: ModuleType) -> N
 
 
 def test_batches_it_takes_follow_its_vectors(module: ModuleType) -> None:
-    """AVX-512 builds decode up to 32 sequences a step, AVX2 ones 4 (ATen the rest)."""
+    """With AMX tiles a step decodes up to 256 sequences; without, AVX-512 builds up to 32
+    and AVX2 ones 4 (ATen the rest)."""
     _, model = hf_twin(HF_CONFIG)
     quantize_int8(model)
     step = NativeDecode(model, PagedKVCache.allocate(model.cfg, 8, BLOCK, torch.float32, CPU))
-    assert step.max_batch == {16: 32, 8: 4}.get(int(module.lanes()), 1)
+    if module.int8_tiles():
+        assert step.max_batch == MAX_BATCH_TILES
+    else:
+        assert step.max_batch == {16: 32, 8: 4}.get(int(module.lanes()), 1)
     if os.environ.get("BOSUN_NATIVE_ARCH") == "haswell":
-        assert module.lanes() == 8
+        assert module.lanes() == 8 and not module.int8_tiles()
+
+
+def needs_tiles(module: ModuleType) -> None:
+    if not module.int8_tiles():
+        pytest.skip("this CPU has no AMX tiles (or Linux does not grant them): every batch")
+        # multiplies in float32 there, which the tests above check
+
+
+def per64_reference(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x w^T scale with each row of x quantized to int8 per block of 64 (round to nearest)."""
+    blocks = x.reshape(x.shape[0], -1, 64)
+    step = blocks.abs().amax(-1, keepdim=True) / 127
+    q = torch.where(step > 0, torch.round(blocks / step.clamp(min=1e-30)), 0.0)
+    xq = (q * step).reshape_as(x)
+    return (xq.double() @ w.double().T * scale.double()).float()
+
+
+def test_wide_batches_multiply_int8_activations_quantized_per_64(module: ModuleType) -> None:
+    """From int8_batch sequences on, the step's products are those of the activations
+    rounded to int8 per block of 64 (rows past the last tile of 16, and widths no block
+    divides, stay float32); fewer sequences stay float32."""
+    needs_tiles(module)
+    torch.manual_seed(0)
+    for out, width, batch in ((48, 64, 4), (72, 192, 17), (40, 128, 33), (32, 96, 8)):
+        w = torch.randint(-127, 128, (out, width), dtype=torch.int8)
+        scale = torch.rand(out) / 100
+        x = torch.randn(batch, width)
+        x[0, :64] *= 50  # an outlier block: it sets only its own block's scale
+        exact = (x.double() @ w.double().T * scale.double()).float()
+        y = module.linear_int8(x, w, scale, torch.empty(0), 4)
+        if width % 64:
+            torch.testing.assert_close(y, exact, rtol=1e-5, atol=1e-5)
+            continue
+        tiles = out // 16 * 16
+        expected = per64_reference(x, w, scale)
+        torch.testing.assert_close(y[:, :tiles], expected[:, :tiles], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(y[:, tiles:], exact[:, tiles:], rtol=1e-5, atol=1e-5)
+        assert (y[:, :tiles] - exact[:, :tiles]).abs().max() > 1e-4  # int8 did round
+        few = module.linear_int8(x[:3], w, scale, torch.empty(0), 4)
+        torch.testing.assert_close(few, exact[:3], rtol=1e-4, atol=1e-4)
+
+
+WIDE = variant(
+    hidden_size=64, intermediate_size=128, head_dim=16, vocab_size=72, num_key_value_heads=2
+)
+
+
+def test_a_wide_batch_decodes_in_int8_near_float32(
+    module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six sequences in one step through the tiles: the logits of float32 activations to
+    within int8 rounding (what that costs a real model: benchmarks/quality.py); off (0),
+    float32's."""
+    needs_tiles(module)
+    _, model = hf_twin(WIDE)
+    quantize_int8(model)
+    cache = PagedKVCache.allocate(model.cfg, 48, BLOCK, torch.float32, CPU)
+    step = NativeDecode(model, cache)
+    float32_aten(monkeypatch)
+    prompts = [[i + 1, 2 * i + 3, 5, i + 7, 11] for i in range(6)]
+    tables = [[6 * i + k for k in range(6)] for i in range(6)]
+    tokens = [prefill(model, cache, p, t) for p, t in zip(prompts, tables, strict=True)]
+    starts = [len(p) for p in prompts]
+    expected = aten_step(model, cache, tokens, starts, tables)
+    monkeypatch.setattr(native_step, "int8_batch", lambda: 0)
+    exact = step.run(tokens, starts, tables)
+    monkeypatch.setattr(native_step, "int8_batch", lambda: 4)
+    rounded = step.run(tokens, starts, tables)
+    assert exact is not None and rounded is not None
+    torch.testing.assert_close(exact, expected, atol=1e-4, rtol=1e-4)
+    error = (rounded - expected).abs().max() / expected.abs().max()
+    assert 1e-6 < error < 6e-2, error  # a tiny random model: every block an outlier
 
 
 @pytest.mark.skipif("avx512f" not in cpu_flags(), reason="this CPU's own build is the AVX2 one")

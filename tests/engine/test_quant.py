@@ -16,7 +16,7 @@ from bosun.catalog import plan_workspace
 from bosun.engine import quant
 from bosun.engine.loader import load_tokenizer, resolve_model
 from bosun.engine.model import PagedSeq, PagedStep
-from bosun.engine.quant import Int8Linear, kernel_rows, wide_precision
+from bosun.engine.quant import Int8Linear, int8_batch, kernel_rows, wide_precision
 from bosun.engine.runner import BLOCK_SIZE, DecoderRunner, RunnerOptions
 from tests.conftest import ROOT, example_data
 
@@ -138,6 +138,23 @@ def test_wide_steps_multiply_in_bfloat16_where_the_cpu_does_it_in_hardware(
     monkeypatch.setenv("BOSUN_CPU_MATMUL", "float64")
     with pytest.raises(ValueError, match="BOSUN_CPU_MATMUL"):
         choose()
+
+
+def test_wide_decode_batches_multiply_in_int8_from_a_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The C++ step's tiles take batches from INT8_BATCH sequences; BOSUN_CPU_INT8_BATCH
+    moves the threshold or turns them off (0), and a wrong value names the variable."""
+    choose = int8_batch.__wrapped__  # type: ignore[attr-defined]
+    monkeypatch.delenv("BOSUN_CPU_INT8_BATCH", raising=False)
+    assert choose() == quant.INT8_BATCH
+    for value, expected in (("0", 0), (" 12 ", 12), ("9" * 30, 1 << 30)):
+        monkeypatch.setenv("BOSUN_CPU_INT8_BATCH", value)
+        assert choose() == expected
+    for wrong in ("-1", "four", "2.5", "\u00b2"):
+        monkeypatch.setenv("BOSUN_CPU_INT8_BATCH", wrong)
+        with pytest.raises(ValueError, match="BOSUN_CPU_INT8_BATCH: expected a whole number"):
+            choose()
 
 
 def test_the_plan_sizes_the_weights_the_server_loads(runners: dict[str, DecoderRunner]) -> None:

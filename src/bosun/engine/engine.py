@@ -42,7 +42,7 @@ from bosun.engine.client import (
 from bosun.engine.cpus import keep_freed_memory, usable_cpus
 from bosun.engine.detokenize import IncrementalDetokenizer
 from bosun.engine.loader import LocalModel, load_tokenizer, resolve_model
-from bosun.engine.quant import wide_precision
+from bosun.engine.quant import int8_batch, wide_precision
 from bosun.engine.runner import ModelRunner, RunnerOptions, load_runner, run_batch
 from bosun.engine.sampling import Sampler, choose, is_plain_greedy
 from bosun.engine.scheduler import Batch, Scheduled, Scheduler, SequenceState
@@ -289,8 +289,9 @@ class BosunEngine:
             torch.set_num_threads(options.threads or usable_cpus())
         if options.device == "cpu":
             keep_freed_memory()
-            try:  # a wrong BOSUN_CPU_MATMUL fails the start, not the first long prompt
+            try:  # a wrong BOSUN_CPU_* fails the start, not the first step it governs
                 wide_precision()
+                int8_batch()
             except ValueError as exc:
                 raise EngineError(str(exc)) from None
         local = resolve_model(options.model)

@@ -28,7 +28,7 @@ from torch import nn
 
 from bosun.engine.cpus import cpu_flags
 
-__all__ = ["Int8Linear", "kernel_rows", "quantize_int8", "wide_precision"]
+__all__ = ["Int8Linear", "int8_batch", "kernel_rows", "quantize_int8", "wide_precision"]
 
 # Up to this many rows a step multiplies through the int8 kernel; above it, through
 # oneDNN (the kernel's cost grows with each row, the matmul's much less). They cross near
@@ -49,6 +49,29 @@ def wide_precision() -> torch.dtype:
     if chosen:
         raise ValueError(f"BOSUN_CPU_MATMUL: expected bfloat16 or float32, got {chosen!r}")
     return torch.bfloat16 if cpu_flags() & _BF16_FLAGS else torch.float32
+
+
+# From this many sequences a C++ decode step (engine/native) multiplies int8 weights by
+# int8 activations on AMX tiles, where the CPU has them: activations get a scale per block
+# of 64, as in the kernel's notes. Fewer sequences keep float32 activations (one stream is
+# bound by reading the weights either way). Measured for SmolLM2's layers on a 2-core Xeon
+# (benchmarks/cpu_matmul.py --decode): from 2 sequences on the tiles are faster, 1.6x at 4,
+# 4x at 8 and 7-8x at 32.
+INT8_BATCH = 4
+
+
+@functools.cache
+def int8_batch() -> int:
+    """From how many sequences a C++ decode step multiplies in int8 (0: never), where the
+    CPU has AMX; ``BOSUN_CPU_INT8_BATCH`` overrides (0 keeps float32 activations)."""
+    chosen = os.environ.get("BOSUN_CPU_INT8_BATCH", "").strip()
+    if not chosen:
+        return INT8_BATCH
+    if not (chosen.isascii() and chosen.isdigit()):
+        raise ValueError(
+            f"BOSUN_CPU_INT8_BATCH: expected a whole number (0: never), got {chosen!r}"
+        )
+    return min(int(chosen), 1 << 30)  # beyond any batch: never
 
 
 def kernel_rows() -> int:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "build_in_background",
     "cache_dir",
+    "kernels",
     "last_error",
     "load",
     "module_name",
@@ -120,6 +121,19 @@ def load(build: bool = True) -> ModuleType | None:
         return _module
     finally:
         _lock.release()
+
+
+def kernels() -> str:
+    """What decodes on this machine, for logs and benchmarks: ``aten`` (no build yet),
+    ``native-avx512`` or ``native-avx2`` (the build's vectors), and ``+amx-int8`` where wide
+    batches multiply in int8 on AMX tiles (:func:`bosun.engine.quant.int8_batch`)."""
+    from bosun.engine.quant import int8_batch
+
+    module = load(build=False)
+    if module is None:
+        return "aten"
+    name = {16: "native-avx512", 8: "native-avx2"}.get(int(module.lanes()), "native-scalar")
+    return f"{name}+amx-int8" if module.int8_tiles() and int8_batch() else name
 
 
 def paged_decode(

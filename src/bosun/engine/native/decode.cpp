@@ -17,6 +17,8 @@
 #include <torch/extension.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -161,12 +163,145 @@ void widen_rows(const Linear& l, int64_t o0, int64_t rows, float* out) {
   }
 }
 
+#if defined(__AMX_INT8__) && defined(__AMX_TILE__) && defined(__AVX512F__)
+#define BOSUN_AMX 1
+// Wide batches on AMX: int8 weights times int8 activations in tiles, int32 sums. Each
+// sequence's activations are quantized per block of 64 (one tile row of int8), with their
+// own scale: one outlier spoils only its block (benchmarks/quality.py measured the cost of
+// per-64 blocks on decoded text at 0.7%; one scale per token: 3.2%). A tile product covers
+// 16 weight rows, 16 sequences and one block; its int32 sums are scaled into float32 and
+// accumulated, so the float32 sums differ from the float32 path only by the activations'
+// rounding.
+constexpr int64_t kBlock = 64;  // activations per scale: int8 products per tile row
+constexpr int64_t kTile = 16;   // weight rows per tile, and sequences
+
+// Linux hands out AMX tile state to a process that asks for it (once; oneDNN asks too).
+bool amx_permitted() {
+  static const bool granted = [] {
+    constexpr long kRequestPermission = 0x1023, kTileData = 18;  // ARCH_REQ_XCOMP_PERM, XTILEDATA
+    return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+  }();
+  return granted;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tiles 0-7: 16 rows of 64 bytes each. The configuration is per thread, and oneDNN may have
+// set another one on the same thread: each parallel region sets its own.
+void configure_tiles() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.rows[t] = kTile;
+    config.colsb[t] = 64;
+  }
+  _tile_loadconfig(&config);
+}
+
+// A batch's activations, quantized: per group of 16 sequences and block of 64 columns,
+// the int8 tile (row r: each sequence's four values 4r..4r+3, the layout the tile product
+// takes its second operand in) and the 16 scales.
+struct Quantized {
+  std::vector<int8_t> tiles;
+  std::vector<float> scales;
+  int64_t groups = 0, blocks = 0;
+  const int8_t* tile(int64_t g, int64_t kb) const { return &tiles[(g * blocks + kb) * kTile * kBlock]; }
+  const float* scale(int64_t g, int64_t kb) const { return &scales[(g * blocks + kb) * kTile]; }
+};
+
+void quantize(const float* x, int64_t batch, int64_t in, int threads, Quantized& out) {
+  out.groups = (batch + kTile - 1) / kTile;
+  out.blocks = in / kBlock;
+  out.tiles.assign(out.groups * out.blocks * kTile * kBlock, 0);  // padding sequences: zeros
+  out.scales.assign(out.groups * out.blocks * kTile, 0.f);
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+  for (int64_t s = 0; s < batch; ++s)
+    for (int64_t kb = 0; kb < out.blocks; ++kb) {
+      const float* v = x + s * in + kb * kBlock;
+      __m512 part[4], top = _mm512_setzero_ps();
+      for (int i = 0; i < 4; ++i) {
+        part[i] = _mm512_loadu_ps(v + 16 * i);
+        top = _mm512_max_ps(top, _mm512_abs_ps(part[i]));
+      }
+      const float most = _mm512_reduce_max_ps(top);
+      const __m512 inv = _mm512_set1_ps(most > 0.f ? 127.f / most : 0.f);
+      alignas(64) int8_t q[kBlock];
+      for (int i = 0; i < 4; ++i)  // round to nearest (even): |q| <= 127
+        _mm_store_si128(reinterpret_cast<__m128i*>(q + 16 * i),
+                        _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(part[i], inv))));
+      const int64_t g = s / kTile, n = s % kTile;
+      int32_t* tile = reinterpret_cast<int32_t*>(out.tiles.data() + (g * out.blocks + kb) * kTile * kBlock);
+      const int32_t* quads = reinterpret_cast<const int32_t*>(q);
+      for (int64_t r = 0; r < kTile; ++r) tile[r * kTile + n] = quads[r];
+      out.scales[(g * out.blocks + kb) * kTile + n] = most / 127.f;
+    }
+}
+
+// y = x w^T as gemv, for the first (out / 16) * 16 rows of the weight; the caller takes
+// the rest. Each thread streams its share of the weight once: a block of 16 rows meets
+// every group of 16 sequences while it is in L1.
+void gemm_amx(const Linear& l, const Quantized& x, int64_t batch, float* y, int threads) {
+  const int64_t row_tiles = l.out / kTile;
+#pragma omp parallel num_threads(threads)
+  {
+    configure_tiles();
+    alignas(64) int32_t sums[kTile][kTile];
+    alignas(64) float out[kTile][kTile];
+#pragma omp for schedule(static)
+    for (int64_t rt = 0; rt < row_tiles; ++rt) {
+      const int8_t* w = l.w + rt * kTile * l.in;
+      for (int64_t g = 0; g < x.groups; ++g) {
+        __m512 acc[kTile];
+        for (auto& a : acc) a = _mm512_setzero_ps();
+        for (int64_t kb = 0; kb < x.blocks; ++kb) {
+          if (g == 0 && rt + 1 < row_tiles)  // the next rows' block, while these multiply
+            for (int64_t r = 0; r < kTile; ++r)
+              _mm_prefetch(reinterpret_cast<const char*>(w + (kTile + r) * l.in + kb * kBlock), _MM_HINT_T0);
+          _tile_loadd(0, w + kb * kBlock, l.in);
+          _tile_loadd(1, x.tile(g, kb), 64);
+          _tile_zero(2);
+          _tile_dpbssd(2, 0, 1);
+          _tile_stored(2, sums, 64);
+          const __m512 scale = _mm512_loadu_ps(x.scale(g, kb));
+          for (int64_t r = 0; r < kTile; ++r)
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(sums[r])), scale, acc[r]);
+        }
+        for (int64_t r = 0; r < kTile; ++r) _mm512_store_ps(out[r], acc[r]);
+        const int64_t seqs = std::min(kTile, batch - g * kTile);
+        for (int64_t s = 0; s < seqs; ++s)
+          for (int64_t r = 0; r < kTile; ++r) {
+            const int64_t o = rt * kTile + r;
+            y[(g * kTile + s) * l.out + o] = out[r][s] * l.scale[o] + (l.bias ? l.bias[o] : 0.f);
+          }
+      }
+    }
+    _tile_release();
+  }
+}
+#endif
+
 // y[b, o] = scale[o] * sum_j w[o, j] x[b, j] + bias[o] for the B rows of x: each thread
 // streams its share of the weight rows once per step, whatever B. Up to kSeqs sequences
 // widen each weight vector in registers; more widen each block of rows once, into a
-// buffer that stays in L1, and every group of kSeqs reads it from there.
-void gemv(const Linear& l, const float* x, int64_t batch, float* y, int threads) {
+// buffer that stays in L1, and every group of kSeqs reads it from there. From int8_batch
+// sequences on (0: never), where the build has AMX, the products are int8 in tiles.
+void gemv(const Linear& l, const float* x, int64_t batch, float* y, int threads, int64_t int8_batch) {
   const int64_t blocks = (l.out + kRows - 1) / kRows;
+#ifdef BOSUN_AMX
+  if (int8_batch > 0 && batch >= int8_batch && l.in % kBlock == 0 && amx_permitted()) {
+    thread_local Quantized quantized;
+    quantize(x, batch, l.in, threads, quantized);
+    gemm_amx(l, quantized, batch, y, threads);
+    for (int64_t o0 = l.out / kTile * kTile; o0 < l.out; o0 += kRows)  // rows past the tiles
+      for (int64_t s0 = 0; s0 < batch; s0 += kSeqs)
+        dot_block(l, l.w + o0 * l.in, x + s0 * l.in, std::min(kSeqs, batch - s0), o0,
+                  std::min(kRows, l.out - o0), y + s0 * l.out);
+    return;
+  }
+#endif
   if (batch <= kSeqs) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -230,6 +365,113 @@ void attend(const float* q, const float* kv, const int64_t* off, int64_t n, int6
   }
 }
 
+#if defined(__AVX512F__)
+// exp(x) of 16 floats at once, for x <= 0 (a softmax's scores less their maximum): 2^n
+// times 2^f, f in [-1/2, 1/2], by its Taylor series in f ln 2 to the 7th power (relative
+// error below 1e-8 before rounding).
+inline __m512 exp16(__m512 x) {
+  const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.f)), _mm512_set1_ps(1.4426950408889634f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  constexpr float kCoefficients[] = {1.5252734e-5f, 1.5403530e-4f, 1.3333558e-3f, 9.6181291e-3f,
+                                     5.5504109e-2f, 2.4022651e-1f, 6.9314718e-1f, 1.f};
+  __m512 p = _mm512_set1_ps(kCoefficients[0]);
+  for (int i = 1; i < 8; ++i) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kCoefficients[i]));
+  return _mm512_scalef_ps(p, n);
+}
+
+inline void prefetch_row(const float* p, int64_t d) {
+  for (int64_t i = 0; i < d; i += 16) _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T0);
+}
+
+// The query heads of one group (those sharing key/value head g) over n positions, as
+// attend() for each: each position's key and value are read once for the whole group, in
+// chunks of 16 positions that stay in L1 while every head of the group uses them. d = 16
+// VD (a constant, so that a row's vectors stay in registers). score: room for group * n
+// floats.
+template <int64_t VD>
+void attend_group(const float* q, const float* kv, const int64_t* off, int64_t n, int64_t g,
+                  int64_t group, int64_t kv_heads, float scale, float softcap, float* score,
+                  float* out) {
+  constexpr int64_t d = 16 * VD, vd = VD;
+  constexpr int64_t kChunk = 16, kAheadPositions = 4;
+  for (int64_t t = 0; t < n; ++t) {  // scores
+    if (t + kAheadPositions < n) prefetch_row(kv + off[t + kAheadPositions] + g * d, d);
+    const float* k = kv + off[t] + g * d;
+    __m512 kv_row[VD];
+    for (int64_t i = 0; i < vd; ++i) kv_row[i] = _mm512_loadu_ps(k + 16 * i);
+    for (int64_t j = 0; j < group; ++j) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t i = 0; i < vd; ++i) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + j * d + 16 * i), kv_row[i], acc);
+      score[j * n + t] = _mm512_reduce_add_ps(acc) * scale;
+    }
+  }
+  for (int64_t j = 0; j < group; ++j) {  // softmax of each head's scores, in place
+    float* s = score + j * n;
+    if (softcap > 0.f)
+      for (int64_t t = 0; t < n; ++t) s[t] = softcap * std::tanh(s[t] / softcap);
+    __m512 top = _mm512_set1_ps(-INFINITY);
+    for (int64_t t = 0; t < n; t += 16) {
+      const __mmask16 m = t + 16 <= n ? 0xffff : static_cast<__mmask16>((1u << (n - t)) - 1);
+      top = _mm512_mask_max_ps(top, m, top, _mm512_maskz_loadu_ps(m, s + t));
+    }
+    const __m512 best = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t t = 0; t < n; t += 16) {
+      const __mmask16 m = t + 16 <= n ? 0xffff : static_cast<__mmask16>((1u << (n - t)) - 1);
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + t), best));
+      total = _mm512_mask_add_ps(total, m, total, e);
+      _mm512_mask_storeu_ps(s + t, m, e);
+    }
+    const __m512 norm = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(total));
+    for (int64_t t = 0; t < n; t += 16) {
+      const __mmask16 m = t + 16 <= n ? 0xffff : static_cast<__mmask16>((1u << (n - t)) - 1);
+      _mm512_mask_storeu_ps(s + t, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + t), norm));
+    }
+  }
+  std::fill(out, out + group * d, 0.f);
+  for (int64_t t0 = 0; t0 < n; t0 += kChunk) {  // values, a chunk of positions at a time
+    const int64_t t1 = std::min(n, t0 + kChunk);
+    for (int64_t t = t1; t < std::min(n, t1 + kAheadPositions); ++t)
+      prefetch_row(kv + off[t] + (kv_heads + g) * d, d);
+    for (int64_t j = 0; j < group; ++j) {
+      __m512 acc[VD];
+      for (int64_t i = 0; i < vd; ++i) acc[i] = _mm512_loadu_ps(out + j * d + 16 * i);
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* v = kv + off[t] + (kv_heads + g) * d;
+        const __m512 w = _mm512_set1_ps(score[j * n + t]);
+        for (int64_t i = 0; i < vd; ++i) acc[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16 * i), acc[i]);
+      }
+      for (int64_t i = 0; i < vd; ++i) _mm512_storeu_ps(out + j * d + 16 * i, acc[i]);
+    }
+  }
+}
+
+// attend_group for this head size, if it is one with a kernel; false: use attend().
+bool attend_group(int64_t d, const float* q, const float* kv, const int64_t* off, int64_t n,
+                  int64_t g, int64_t group, int64_t kv_heads, float scale, float softcap,
+                  float* score, float* out) {
+  switch (d) {
+    case 64: attend_group<4>(q, kv, off, n, g, group, kv_heads, scale, softcap, score, out); return true;
+    case 128: attend_group<8>(q, kv, off, n, g, group, kv_heads, scale, softcap, score, out); return true;
+    case 256: attend_group<16>(q, kv, off, n, g, group, kv_heads, scale, softcap, score, out); return true;
+    case 16: attend_group<1>(q, kv, off, n, g, group, kv_heads, scale, softcap, score, out); return true;
+    case 32: attend_group<2>(q, kv, off, n, g, group, kv_heads, scale, softcap, score, out); return true;
+    default: return false;
+  }
+}
+#endif
+
+// Whether this build attends a group of heads at once at head size d (attend_group).
+bool grouped(int64_t d) {
+#if defined(__AVX512F__)
+  return d == 16 || d == 32 || d == 64 || d == 128 || d == 256;
+#else
+  (void)d;
+  return false;
+#endif
+}
+
 }  // namespace
 
 // Every layer of one decode step and the logits. x: [B, hidden] float32, the new tokens'
@@ -243,7 +485,7 @@ torch::Tensor decode(torch::Tensor x, std::vector<torch::Tensor> layers, torch::
                      torch::Tensor local_inv_freq, std::vector<int64_t> windows,
                      torch::Tensor final_norm, torch::Tensor head_w, torch::Tensor head_s,
                      int64_t heads, int64_t kv_heads, int64_t head_dim, double eps, double scale,
-                     int64_t act) {
+                     int64_t act, int64_t int8_batch) {
   TORCH_CHECK(x.dtype() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2, "x");
   TORCH_CHECK(kv.dtype() == torch::kFloat32 && kv.is_contiguous() && kv.dim() == 5, "kv cache");
   TORCH_CHECK(tables.dtype() == torch::kInt64 && tables.is_contiguous(), "block tables");
@@ -301,9 +543,14 @@ torch::Tensor decode(torch::Tensor x, std::vector<torch::Tensor> layers, torch::
     const float* sn = (window && local) ? sin_l.data() : sin_g.data();
     float* layer_cache = cache + l * layer_stride;
 
+    // The loops over sequences run on the team where there are enough of them to share
+    // (the cache's lines a token's keys and values go to are cold: their misses overlap).
+    const bool share = batch >= 4;
+#pragma omp parallel for num_threads(threads) schedule(static) if (share)
     for (int64_t b = 0; b < batch; ++b) rms_norm(xs + b * hidden, norm1, hidden, eps, &h[b * hidden]);
-    gemv(qkv_l, h.data(), batch, qkv.data(), threads);
+    gemv(qkv_l, h.data(), batch, qkv.data(), threads, int8_batch);
     // Rotary on q and k, then k and v into the cache at each token's slot.
+#pragma omp parallel for num_threads(threads) schedule(static) if (share)
     for (int64_t b = 0; b < batch; ++b) {
       float* row = &qkv[b * qkv_width];
       for (int64_t head = 0; head < heads + kv_heads; ++head) {
@@ -328,6 +575,17 @@ torch::Tensor decode(torch::Tensor x, std::vector<torch::Tensor> layers, torch::
       for (int64_t t = 0; t < n; ++t) offsets[b][t] = slot(b, first[b] + t) * rows * d;
     }
     scores.resize(batch * heads * longest);
+#if defined(__AVX512F__)
+    if (grouped(d)) {
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t g = 0; g < kv_heads; ++g)
+          attend_group(d, &qkv[b * qkv_width + g * group * d], layer_cache, offsets[b].data(),
+                       static_cast<int64_t>(offsets[b].size()), g, group, kv_heads,
+                       static_cast<float>(scale), 0.f, &scores[(b * heads + g * group) * longest],
+                       &attn[b * q_width + g * group * d]);
+    } else
+#endif
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t head = 0; head < heads; ++head)
@@ -335,24 +593,28 @@ torch::Tensor decode(torch::Tensor x, std::vector<torch::Tensor> layers, torch::
                static_cast<int64_t>(offsets[b].size()), head / group, kv_heads, d,
                static_cast<float>(scale), 0.f, &scores[(b * heads + head) * longest],
                &attn[b * q_width + head * d]);
-    gemv(o_l, attn.data(), batch, o.data(), threads);
-    for (int64_t i = 0; i < batch * hidden; ++i) xs[i] += o[i];
-    for (int64_t b = 0; b < batch; ++b) rms_norm(xs + b * hidden, norm2, hidden, eps, &h[b * hidden]);
-    gemv(gu_l, h.data(), batch, gate_up.data(), threads);
+    gemv(o_l, attn.data(), batch, o.data(), threads, int8_batch);
+#pragma omp parallel for num_threads(threads) schedule(static) if (share)
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t i = b * hidden; i < (b + 1) * hidden; ++i) xs[i] += o[i];
+      rms_norm(xs + b * hidden, norm2, hidden, eps, &h[b * hidden]);
+    }
+    gemv(gu_l, h.data(), batch, gate_up.data(), threads, int8_batch);
     const int64_t width = gu_l.out / 2;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t k = 0; k < batch * width; ++k) {
       const int64_t b = k / width, i = k % width;
       mlp[k] = activate(gate_up[b * 2 * width + i], act) * gate_up[b * 2 * width + width + i];
     }
-    gemv(down_l, mlp.data(), batch, down.data(), threads);
+    gemv(down_l, mlp.data(), batch, down.data(), threads, int8_batch);
+#pragma omp parallel for num_threads(threads) schedule(static) if (share)
     for (int64_t i = 0; i < batch * hidden; ++i) xs[i] += down[i];
   }
   const float* fnorm = final_norm.data_ptr<float>();
   for (int64_t b = 0; b < batch; ++b) rms_norm(xs + b * hidden, fnorm, hidden, eps, &h[b * hidden]);
   const Linear head = linear(head_w, head_s, torch::Tensor());
   auto logits = torch::empty({batch, head.out}, x.options());
-  gemv(head, h.data(), batch, logits.data_ptr<float>(), threads);
+  gemv(head, h.data(), batch, logits.data_ptr<float>(), threads, int8_batch);
   return logits;
 }
 
@@ -393,6 +655,18 @@ torch::Tensor paged_decode(torch::Tensor q, torch::Tensor cache, torch::Tensor t
   const float* qs = q.data_ptr<float>();
   float* os = out.data_ptr<float>();
   const int threads = std::max(1, at::get_num_threads());
+#if defined(__AVX512F__)
+  if (grouped(d)) {
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t g = 0; g < kv_heads; ++g)
+        attend_group(d, qs + (b * heads + g * group) * d, kv, offsets[b].data(),
+                     static_cast<int64_t>(offsets[b].size()), g, group, kv_heads,
+                     static_cast<float>(scale), static_cast<float>(softcap),
+                     &scores[(b * heads + g * group) * longest], os + (b * heads + g * group) * d);
+    return out;
+  }
+#endif
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t head = 0; head < heads; ++head)
@@ -400,6 +674,29 @@ torch::Tensor paged_decode(torch::Tensor q, torch::Tensor cache, torch::Tensor t
              head / group, kv_heads, d, static_cast<float>(scale), static_cast<float>(softcap),
              &scores[(b * heads + head) * longest], os + (b * heads + head) * d);
   return out;
+}
+
+// y = x w^T * scale + bias through the decode step's products (x: [B, in] float32; w:
+// [out, in] int8; scale: [out] float32; bias: [out] float32 or empty): the same code the
+// step runs, for tests and benchmarks; int8_batch as the step's.
+torch::Tensor linear_int8(torch::Tensor x, torch::Tensor w, torch::Tensor scale, torch::Tensor bias,
+                          int64_t int8_batch) {
+  TORCH_CHECK(x.dtype() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2, "x: float32 [B, in]");
+  const Linear l = linear(w, scale, bias);
+  TORCH_CHECK(x.size(1) == l.in, "x and w disagree");
+  auto y = torch::empty({x.size(0), l.out}, x.options());
+  gemv(l, x.data_ptr<float>(), x.size(0), y.data_ptr<float>(), std::max(1, at::get_num_threads()), int8_batch);
+  return y;
+}
+
+// Whether wide batches can multiply in int8 on AMX tiles: built with AMX, and the kernel
+// lets this process use them.
+bool int8_tiles() {
+#ifdef BOSUN_AMX
+  return amx_permitted();
+#else
+  return false;
+#endif
 }
 
 // Floats per vector of the instruction set this build uses (16: AVX-512, 8: AVX2, 1: none).
@@ -415,4 +712,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode", &decode, "Every layer of a decode step and the logits (int8 weights)");
   m.def("paged_decode", &paged_decode, "Decode attention over the paged cache (ATen's steps)");
   m.def("lanes", &lanes, "Floats per vector of the instruction set this build uses");
+  m.def("linear_int8", &linear_int8, "The step's int8 products, on their own");
+  m.def("int8_tiles", &int8_tiles, "Whether wide batches multiply in int8 on AMX tiles");
 }

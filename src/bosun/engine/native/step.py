@@ -14,7 +14,7 @@ from torch import nn
 from bosun.engine import native
 from bosun.engine.cpus import ThreadTuner
 from bosun.engine.model import Decoder, Layer, PagedKVCache
-from bosun.engine.quant import Int8Linear
+from bosun.engine.quant import Int8Linear, int8_batch
 
 __all__ = ["MAX_BATCH", "NativeDecode"]
 
@@ -22,8 +22,10 @@ __all__ = ["MAX_BATCH", "NativeDecode"]
 # all of them, but multiplied row by row in float32 vectors: with AVX-512 that beats
 # ATen's batched step up to 32 sequences (engine_batch.py, 32 requests: 278 against 246
 # output tokens/s; a step of 32 decodes alone ties, 78.7 against 77.5 ms, where ATen
-# multiplies in bfloat16 on AMX); with AVX2 alone only up to a few (at 8 they tie).
+# multiplies in bfloat16 on AMX); with AVX2 alone only up to a few (at 8 they tie). With
+# AMX tiles (int8 products, quant.int8_batch) the step outruns ATen at any batch.
 MAX_BATCH = {16: 32, 8: 4}
+MAX_BATCH_TILES = 256
 _ACTIVATIONS = {"silu": 0, "gelu_pytorch_tanh": 1}
 
 
@@ -92,7 +94,11 @@ class NativeDecode:
     def max_batch(self) -> int:
         """Sequences one C++ step takes at most (0: not built yet)."""
         module = native.load(build=False)
-        return MAX_BATCH.get(int(module.lanes()), 1) if module is not None else 0
+        if module is None:
+            return 0
+        if module.int8_tiles() and int8_batch():
+            return MAX_BATCH_TILES
+        return MAX_BATCH.get(int(module.lanes()), 1)
 
     @torch.inference_mode()
     def run(
@@ -131,6 +137,7 @@ class NativeDecode:
             cfg.rms_eps,
             cfg.scale,
             self.activation,
+            int8_batch() if module.int8_tiles() else 0,
         )
         self.tuner.record(time.perf_counter() - started, len(tokens))
         return logits
