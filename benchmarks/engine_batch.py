@@ -1,5 +1,5 @@
 """In-process throughput of the Bosun engine under concurrent load, no HTTP: C requests of
-~130-token prompts (random words, seed 0) and 64 forced output tokens each (greedy, EOS
+~120-token prompts (120 random words, seed 0) and 64 forced output tokens each (greedy, EOS
 ignored) on SmolLM2-135M-Instruct, all submitted at once; output tokens per second, with
 the kernels that ran, the CPU and its flags (``cpu_roofline.py --results`` puts each
 figure beside this machine's compute bound).
