@@ -1,0 +1,9 @@
+"""The Bosun gateway: one OpenAI endpoint in front of every Workspace, requests routed by
+their ``model`` field and balanced across its replicas.
+
+- ``policy.py``: which replica takes a request. Pure (no I/O): prefix-cache-aware
+  consistent hashing with bounded load, adapter affinity, least outstanding requests
+  otherwise. The proxy feeds it each replica's load.
+
+It must not import torch or the engine: the gateway runs where no model does.
+"""
