@@ -4,6 +4,7 @@ their ``model`` field and balanced across its replicas.
 - ``policy.py``: which replica takes a request. Pure (no I/O): prefix-cache-aware
   consistent hashing with bounded load, adapter affinity, least outstanding requests
   otherwise. The proxy feeds it each replica's load.
+- ``load.py``: a replica's load as its ``/metrics`` reports it (vLLM's names).
 
 It must not import torch or the engine: the gateway runs where no model does.
 """
