@@ -5,6 +5,8 @@ their ``model`` field and balanced across its replicas.
   consistent hashing with bounded load, adapter affinity, least outstanding requests
   otherwise. The proxy feeds it each replica's load.
 - ``load.py``: a replica's load as its ``/metrics`` reports it (vLLM's names).
+- ``models.py``: which replicas serve each model name (base or adapter), from their
+  ``/v1/models``; an unknown name is refused with the closest ones.
 
 It must not import torch or the engine: the gateway runs where no model does.
 """
