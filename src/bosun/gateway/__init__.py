@@ -7,6 +7,9 @@ their ``model`` field and balanced across its replicas.
 - ``load.py``: a replica's load as its ``/metrics`` reports it (vLLM's names).
 - ``models.py``: which replicas serve each model name (base or adapter), from their
   ``/v1/models``; an unknown name is refused with the closest ones.
+- ``proxy.py``: the HTTP side (FastAPI in, httpx out): forwards the OpenAI routes to
+  the chosen replica, streams passed through as they arrive, one retry elsewhere for a
+  replica that cannot be reached, 503 with Retry-After when none can.
 
 It must not import torch or the engine: the gateway runs where no model does.
 """
