@@ -10,6 +10,7 @@ import typer
 
 from bosun import __version__
 from bosun.cli.cluster import register as _register_cluster
+from bosun.cli.gateway import register as _register_gateway
 from bosun.cli.local import register as _register_local
 from bosun.cli.output import Format, console, dump, error, fail, warn
 from bosun.cli.prepare import prepare_model
@@ -773,6 +774,7 @@ def main() -> None:
 _register_local(app)
 _register_cluster(app)
 _register_tune(app)
+_register_gateway(app)
 
 if __name__ == "__main__":
     main()

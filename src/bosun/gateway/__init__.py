@@ -11,5 +11,6 @@ their ``model`` field and balanced across its replicas.
   the chosen replica, streams passed through as they arrive, one retry elsewhere for a
   replica that cannot be reached, 503 with Retry-After when none can.
 
-It must not import torch or the engine: the gateway runs where no model does.
+``bosun gateway`` (cli/gateway.py) serves the proxy. The gateway must not import torch
+or the engine: it runs where no model does.
 """

@@ -1,0 +1,65 @@
+"""``bosun gateway``: one OpenAI endpoint in front of running servers (``bosun serve`` or
+vLLM), requests routed by model and balanced across replicas (docs/gateway.md)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+
+from bosun.cli.output import fail
+
+__all__ = ["gateway", "register"]
+
+DEFAULT_PORT = 8090  # bosun serve takes 8000 and the operator 8080-8081
+
+
+def replica_url(value: str) -> str:
+    """A server's base URL as the gateway calls it (http(s)://host:port, no /v1); a bad
+    one fails naming --replica."""
+    parts = urlsplit(value.strip())
+    path = parts.path.rstrip("/")
+    if parts.scheme not in ("http", "https") or not parts.hostname or path not in ("", "/v1"):
+        fail(f"--replica {value!r}: write a server's URL, as http://127.0.0.1:8000")
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        fail(f"--replica {value!r}: its port is not a number from 1 to 65535")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def gateway(
+    replica: Annotated[
+        list[str],
+        typer.Option(help="A server behind the gateway, as http://127.0.0.1:8000 (repeatable)."),
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = DEFAULT_PORT,
+    refresh: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds between reads of the replicas' models and loads."),
+    ] = 2.0,
+    log_level: Annotated[
+        str, typer.Option(help="critical, error, warning, info or debug.")
+    ] = "info",
+) -> None:
+    """Serve one OpenAI endpoint in front of running servers: each request goes to a
+    replica of its model, prompts that begin alike to the same one."""
+    replicas = tuple(dict.fromkeys(replica_url(r) for r in replica))
+    import uvicorn
+
+    from bosun.gateway.proxy import GatewaySettings, build_gateway
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    logging.getLogger("bosun.gateway").addHandler(handler)
+    logging.getLogger("bosun.gateway").setLevel(log_level.upper())
+    typer.echo(f"bosun gateway: http://{host}:{port}/v1 in front of {', '.join(replicas)}")
+    app = build_gateway(GatewaySettings(replicas, refresh_seconds=refresh))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(gateway)
