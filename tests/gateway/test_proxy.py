@@ -139,3 +139,43 @@ def test_a_replica_gone_since_the_last_refresh_is_retried_elsewhere() -> None:
         reply = httpx.post(f"{url}/v1/completions", json={"model": "m", "prompt": "hi"})
         assert reply.status_code == 503 and reply.headers["retry-after"] == "2"
         assert "no replica of 'm' is reachable" in reply.json()["error"]["message"]
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """A sample's value from the gateway's /metrics (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_its_metrics_count_requests_routing_and_retries() -> None:
+    with ExitStack() as stack:
+        a = stack.enter_context(running_server(FakeEngine(name="m", answer="from a")))
+        b_stack = stack.enter_context(ExitStack())
+        b = b_stack.enter_context(running_server(FakeEngine(name="m", answer="from b")))
+        url = stack.enter_context(running_gateway([a, b], refresh_seconds=3600))
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        system = "the same long system prompt " * 12
+        for i in range(3):
+            ask(client, "m", system, f"q{i}")
+        with pytest.raises(openai.NotFoundError):
+            ask(client, f"no-such-model-{time.monotonic()}", "s", "u")
+        total = "bosun_gateway_requests_total"
+        assert metric(url, total, model="m", status="200") == 3
+        assert metric(url, total, model="(unknown)", status="404") == 1  # not the name sent
+        routed = "bosun_gateway_routing_decisions_total"
+        assert metric(url, routed, model="m", reason="prefix", home="true") == 3
+        assert metric(url, "bosun_gateway_in_flight", replica=a) == 0
+        on_b = next(
+            f"tenant {i} " * 40
+            for i in range(40)
+            if ask(client, "m", f"tenant {i} " * 40, "q") == "from b"
+        )
+        b_stack.close()
+        ask(client, "m", on_b, "q")
+        assert metric(url, "bosun_gateway_retries_total", model="m") == 1

@@ -26,8 +26,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bosun.gateway.load import ReportedLoad, reported_load
+from bosun.gateway.metrics import GatewayMetrics
 from bosun.gateway.models import ModelTable, UnknownModelError, served_models
 from bosun.gateway.policy import NoReplicaError, Replica, choose, prefix_key, request_text
 
@@ -36,6 +38,8 @@ __all__ = ["GatewaySettings", "build_gateway"]
 log = logging.getLogger("bosun.gateway")
 
 ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+# The metrics' model label of requests that name no model, or one no replica serves.
+NO_MODEL, UNKNOWN_MODEL = "(none)", "(unknown)"
 # Request headers passed on to the replica (the rest are the gateway's own connection's).
 FORWARDED = ("authorization", "content-type", "accept", "x-request-id")
 
@@ -71,6 +75,7 @@ class Gateway:
         self.table = ModelTable()
         self.loads: dict[str, ReportedLoad] = {}
         self.outstanding: Counter[str] = Counter()
+        self.metrics = GatewayMetrics()
 
     async def refresh(self) -> None:
         """Read every replica's models and load; one that fails leaves the table."""
@@ -95,26 +100,33 @@ class Gateway:
             self.loads[url] = ReportedLoad()  # its load unknown: the gateway's own count decides
 
     async def forward(self, request: Request, path: str) -> Response:
+        """Send the request on to a replica of its model; the answer, or the error."""
+        model, response = await self._route(request, path)
+        self.metrics.requests.labels(model, str(response.status_code)).inc()
+        return response
+
+    async def _route(self, request: Request, path: str) -> tuple[str, Response]:
+        """(the model's label for the metrics, the response). Labels are the models the
+        table knows: a client naming others cannot grow the metrics without bound."""
         body = await self._body(request)
         if body is None:
-            return _error(
-                413,
-                f"the request body exceeds {self.settings.max_body_bytes} bytes",
-                kind="invalid_request_error",
-            )
+            limit = self.settings.max_body_bytes
+            message = f"the request body exceeds {limit} bytes"
+            return NO_MODEL, _error(413, message, kind="invalid_request_error")
         try:
             payload = json.loads(body)
         except ValueError:
-            return _error(400, "the request body is not JSON", kind="invalid_request_error")
+            return NO_MODEL, _error(
+                400, "the request body is not JSON", kind="invalid_request_error"
+            )
         model = payload.get("model") if isinstance(payload, dict) else None
         if not isinstance(model, str) or not model:
-            return _error(
-                400, "model: a model name is required", kind="invalid_request_error", param="model"
-            )
+            message = "model: a model name is required"
+            return NO_MODEL, _error(400, message, kind="invalid_request_error", param="model")
         try:
             target = self.table.target(model)
         except UnknownModelError as exc:
-            return _error(
+            return UNKNOWN_MODEL, _error(
                 404, str(exc), kind="invalid_request_error", param="model", code="model_not_found"
             )
         key = prefix_key(request_text(payload))
@@ -127,27 +139,34 @@ class Gateway:
             except NoReplicaError:
                 break
             url = choice.replica.name
+            if tried:
+                self.metrics.retries.labels(model).inc()
             tried.add(url)
+            self.metrics.routed.labels(model, choice.reason, str(choice.home).lower()).inc()
             upstream = self.client.build_request(
                 "POST", f"{url}{path}", content=body, headers=headers
             )
-            self.outstanding[url] += 1
+            self._track(url, +1)
             try:
                 response = await self.client.send(upstream, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                self.outstanding[url] -= 1
+                self._track(url, -1)
                 log.warning("replica %s unreachable (%s): trying another", url, exc)
                 continue
             except BaseException:
-                self.outstanding[url] -= 1
+                self._track(url, -1)
                 raise
-            return self._relay(url, response)
-        return _error(
+            return model, self._relay(model, url, response)
+        return model, _error(
             503,
             f"no replica of {model!r} is reachable; retry shortly",
             kind="service_unavailable",
             headers={"Retry-After": str(self.settings.retry_after_seconds)},
         )
+
+    def _track(self, url: str, change: int) -> None:
+        self.outstanding[url] += change
+        self.metrics.in_flight.labels(url).set(self.outstanding[url])
 
     async def _body(self, request: Request) -> bytes | None:
         """The request's body, or None past max_body_bytes (read no further than that)."""
@@ -166,7 +185,7 @@ class Gateway:
         load = self.loads.get(url, ReportedLoad())
         return Replica(url, self.outstanding[url], load.running, load.waiting, load.kv_usage)
 
-    def _relay(self, url: str, response: httpx.Response) -> Response:
+    def _relay(self, model: str, url: str, response: httpx.Response) -> Response:
         """The replica's answer, passed on as it arrives; the outstanding count drops once
         it has all been sent (or the client went away)."""
         media = response.headers.get("content-type", "application/json")
@@ -177,6 +196,7 @@ class Gateway:
                     yield chunk
             except httpx.HTTPError as exc:  # the replica died mid-answer: this stream ends
                 log.warning("replica %s failed mid-stream: %s", url, exc)
+                self.metrics.broken.labels(model).inc()
                 error = {
                     "error": {
                         "message": f"the replica serving this request failed: {exc}",
@@ -187,7 +207,7 @@ class Gateway:
                 }
                 yield f"data: {json.dumps(error)}\n\n".encode()
             finally:
-                self.outstanding[url] -= 1
+                self._track(url, -1)
                 await response.aclose()
 
         return StreamingResponse(chunks(), status_code=response.status_code, media_type=media)
@@ -223,6 +243,11 @@ def build_gateway(settings: GatewaySettings) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "replicas": len(state["gateway"].table.replicas)}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        registry = state["gateway"].metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
