@@ -113,24 +113,36 @@ def test_a_request_without_a_model_names_the_field(gateway: openai.OpenAI) -> No
     assert reply.status_code == 413 and "exceeds" in reply.json()["error"]["message"]
 
 
-def test_a_replica_gone_since_the_last_refresh_is_retried_elsewhere() -> None:
-    """The table still lists a replica that has just stopped: its request, not yet
-    started, goes to the other replica instead of failing."""
+@contextmanager
+def two_replicas() -> Iterator[tuple[str, ExitStack, str, openai.OpenAI]]:
+    """Replicas a and b of model "m" (answering "from a" and "from b"), and a gateway that
+    read them once and will not look again: (a's URL, the stack that stops b, the
+    gateway's URL, a client of it)."""
     with ExitStack() as stack:
         a = stack.enter_context(running_server(FakeEngine(name="m", answer="from a")))
         b_stack = stack.enter_context(ExitStack())
         b = b_stack.enter_context(running_server(FakeEngine(name="m", answer="from b")))
         url = stack.enter_context(running_gateway([a, b], refresh_seconds=3600))
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
-        on_b = next(
-            f"tenant {i} " * 40
-            for i in range(40)
-            if ask(client, "m", f"tenant {i} " * 40, "q") == "from b"
-        )
+        yield a, b_stack, url, openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+
+
+def a_prompt_answered(client: openai.OpenAI, answer: str) -> str:
+    """A system prompt whose requests the gateway sends to the replica answering ``answer``."""
+    return next(
+        f"tenant {i} " * 40
+        for i in range(40)
+        if ask(client, "m", f"tenant {i} " * 40, "q") == answer
+    )
+
+
+def test_a_replica_gone_since_the_last_refresh_is_retried_elsewhere() -> None:
+    """The table still lists a replica that has just stopped: its request, not yet
+    started, goes to the other replica instead of failing."""
+    with two_replicas() as (a, b_stack, url, client):
+        on_b = a_prompt_answered(client, "from b")
         b_stack.close()  # b stops; the gateway has not looked since
         assert ask(client, "m", on_b, "q") == "from a"
-        stack.close()  # a stops too, and the gateway with it: start one that saw both
-    with ExitStack() as stack:
+    with ExitStack() as stack:  # a gateway whose only reachable replica stops: a 503
         gone = [f"http://127.0.0.1:{free_port()}"]
         a_stack = stack.enter_context(ExitStack())
         a = a_stack.enter_context(running_server(FakeEngine(name="m", answer="from a")))
@@ -154,12 +166,7 @@ def metric(url: str, name: str, **labels: str) -> float:
 
 
 def test_its_metrics_count_requests_routing_and_retries() -> None:
-    with ExitStack() as stack:
-        a = stack.enter_context(running_server(FakeEngine(name="m", answer="from a")))
-        b_stack = stack.enter_context(ExitStack())
-        b = b_stack.enter_context(running_server(FakeEngine(name="m", answer="from b")))
-        url = stack.enter_context(running_gateway([a, b], refresh_seconds=3600))
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+    with two_replicas() as (a, b_stack, url, client):
         system = "the same long system prompt " * 12
         for i in range(3):
             ask(client, "m", system, f"q{i}")
@@ -171,11 +178,7 @@ def test_its_metrics_count_requests_routing_and_retries() -> None:
         routed = "bosun_gateway_routing_decisions_total"
         assert metric(url, routed, model="m", reason="prefix", home="true") == 3
         assert metric(url, "bosun_gateway_in_flight", replica=a) == 0
-        on_b = next(
-            f"tenant {i} " * 40
-            for i in range(40)
-            if ask(client, "m", f"tenant {i} " * 40, "q") == "from b"
-        )
+        on_b = a_prompt_answered(client, "from b")
         b_stack.close()
         ask(client, "m", on_b, "q")
         assert metric(url, "bosun_gateway_retries_total", model="m") == 1
