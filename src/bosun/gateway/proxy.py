@@ -131,6 +131,9 @@ class Gateway:
             )
         key = prefix_key(request_text(payload))
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
+        # The answer's bytes are passed on as they come: uncompressed, since the client
+        # gets no Content-Encoding from the gateway.
+        headers["accept-encoding"] = "identity"
         tried: set[str] = set()
         for _ in range(2):  # the first replica, then once more elsewhere if it was unreachable
             replicas = [self._replica(url) for url in target.replicas]
