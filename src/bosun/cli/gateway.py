@@ -3,13 +3,12 @@ vLLM), requests routed by model and balanced across replicas (docs/gateway.md)."
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
 
-from bosun.cli.output import fail
+from bosun.cli.output import fail, log_to_stderr
 
 __all__ = ["gateway", "register"]
 
@@ -52,10 +51,7 @@ def gateway(
 
     from bosun.gateway.proxy import GatewaySettings, build_gateway
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-    logging.getLogger("bosun.gateway").addHandler(handler)
-    logging.getLogger("bosun.gateway").setLevel(log_level.upper())
+    log_to_stderr("bosun.gateway", log_level)
     typer.echo(f"bosun gateway: http://{host}:{port}/v1 in front of {', '.join(replicas)}")
     app = build_gateway(GatewaySettings(replicas, refresh_seconds=refresh))
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

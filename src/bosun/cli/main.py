@@ -12,7 +12,7 @@ from bosun import __version__
 from bosun.cli.cluster import register as _register_cluster
 from bosun.cli.gateway import register as _register_gateway
 from bosun.cli.local import register as _register_local
-from bosun.cli.output import Format, console, dump, error, fail, warn
+from bosun.cli.output import Format, console, dump, error, fail, log_to_stderr, warn
 from bosun.cli.prepare import prepare_model
 from bosun.cli.tune import register as _register_tune
 
@@ -701,7 +701,7 @@ def serve(
         f"bosun serve: loading {model} (engine: {backend}) on {device}; "
         f"http://{host}:{port}/v1 answers once /health is ready"
     )
-    _log_to_stderr("bosun", log_level)
+    log_to_stderr("bosun", log_level)
     settings = ServeSettings(
         api_key=api_key,
         public_metrics=public_metrics,
@@ -742,17 +742,6 @@ def _parse_adapter(value: str) -> tuple[str, str, float]:
     if not (folder / "adapter_config.json").is_file():
         fail(f"--adapter {name}: {folder} is not a PEFT adapter directory (adapter_config.json)")
     return name, str(folder), strength
-
-
-def _log_to_stderr(logger: str, level: str) -> None:
-    """Show ``logger``'s records (as which engine serves) beside uvicorn's."""
-    import logging
-
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-    target = logging.getLogger(logger)
-    target.addHandler(handler)
-    target.setLevel(level.upper())
 
 
 def main() -> None:

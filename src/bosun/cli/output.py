@@ -13,7 +13,7 @@ import typer
 import yaml
 from rich.console import Console
 
-__all__ = ["Format", "console", "dump", "error", "fail", "progress_bar", "warn"]
+__all__ = ["Format", "console", "dump", "error", "fail", "log_to_stderr", "progress_bar", "warn"]
 
 # Pipes and CI logs get a wide console rather than rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -87,3 +87,15 @@ def progress_bar(title: str) -> Iterator[Callable[[str, float], None]]:
             bar.update(task, description=what, completed=done)
 
         yield update
+
+
+def log_to_stderr(logger: str, level: str) -> None:
+    """Show ``logger``'s records (which engine serves, a replica that left) beside
+    uvicorn's, in its format."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    target = logging.getLogger(logger)
+    target.addHandler(handler)
+    target.setLevel(level.upper())
