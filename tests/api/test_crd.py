@@ -75,6 +75,22 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("unknown field", {"resource": {"gpus": 2}}, "Additional properties"),
     ("negative count", {"resource": {"count": -1}}, "less than the minimum"),
     ("bad quantity", {"resource": {"memory": "lots"}}, "does not match"),
+    ("floor over count", {"resource": {"count": 1, "minReplicas": 2}}, "more than count"),
+    ("idle without floor", {"resource": {"idleTimeoutSeconds": 60}}, "needs minReplicas"),
+    ("negative floor", {"resource": {"minReplicas": -1}}, "less than the minimum"),
+    (
+        "a tuning job scaled to zero",
+        {
+            "inference": None,
+            "resource": {"minReplicas": 0},
+            "tuning": {
+                "preset": {"name": "x"},
+                "input": {"uris": ["hf://o/d"]},
+                "output": {"uri": "file:///o"},
+            },
+        },
+        "a fine-tuning job runs once",
+    ),
     (
         "preset and model",
         {"inference": {"preset": {"name": "x"}, "model": {"uri": "hf://a/b"}}},

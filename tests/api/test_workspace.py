@@ -173,6 +173,32 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "spec.inference.runtime",
         "'auto', 'vllm' or 'bosun'",
     ),
+    (
+        "scale-down floor over count",
+        {"resource": {"count": 2, "minReplicas": 3}},
+        "spec.resource",
+        "minReplicas (3) is more than count (2)",
+    ),
+    (
+        "a tuning job scaled to zero",
+        {
+            "inference": None,
+            "tuning": {
+                "preset": {"name": "x"},
+                "input": {"uris": ["hf://o/d"]},
+                "output": {"uri": "file:///o"},
+            },
+            "resource": {"minReplicas": 0},
+        },
+        "spec",
+        "resource.minReplicas: a fine-tuning job runs once",
+    ),
+    (
+        "idle time-out without a floor",
+        {"resource": {"idleTimeoutSeconds": 60}},
+        "spec.resource",
+        "idleTimeoutSeconds needs minReplicas",
+    ),
 ]
 
 

@@ -36,6 +36,7 @@ from bosun.api.validators import (
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_IDLE_TIMEOUT_S",
     "GROUP",
     "KIND",
     "VERSION",
@@ -68,6 +69,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "Workspace"
 
 MAX_ADAPTERS = 10
+DEFAULT_IDLE_TIMEOUT_S = 300  # a Workspace that scales to zero, idle this long
+_TUNING_NOT_SCALED = (
+    "resource.minReplicas: a fine-tuning job runs once and is never scaled; leave it out"
+)
 
 
 def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
@@ -140,7 +145,36 @@ _NODE_LIMITS = {"cpu": (Decimal(4096), "4096"), "memory": (Decimal(2**46), "64Ti
 class Resource(_Model):
     """Where and on what the Workspace runs."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.minReplicas) || !has(self.count) || self.count == 0 "
+                "|| self.minReplicas <= self.count",
+                "minReplicas is more than count",
+            ),
+            (
+                "!has(self.idleTimeoutSeconds) || has(self.minReplicas)",
+                "idleTimeoutSeconds needs minReplicas (the floor to scale down to)",
+            ),
+        )
+    )
+
     count: int = Field(default=1, ge=0, le=1000, description="Replicas of the Workspace.")
+    min_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Fewest replicas the gateway scales the Workspace down to when idle; 0 "
+        "scales it to zero after idleTimeoutSeconds without requests, and its next request "
+        "starts it again (unset: the gateway never scales it).",
+    )
+    idle_timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Seconds without requests before the gateway scales the Workspace down "
+        f"to minReplicas (default {DEFAULT_IDLE_TIMEOUT_S}).",
+    )
     instance_type: str | None = Field(
         default=None,
         min_length=1,
@@ -167,6 +201,26 @@ class Resource(_Model):
         if amount > limit[0]:
             raise ValueError(f"{value} is more than any node has (at most {limit[1]})")
         return value
+
+    @model_validator(mode="after")
+    def _floor_within_count(self) -> Resource:
+        if self.min_replicas is not None and self.count and self.min_replicas > self.count:
+            raise ValueError(
+                f"minReplicas ({self.min_replicas}) is more than count ({self.count})"
+            )
+        if self.idle_timeout_seconds is not None and self.min_replicas is None:
+            raise ValueError("idleTimeoutSeconds needs minReplicas (the floor to scale down to)")
+        return self
+
+    @property
+    def scales_to_zero(self) -> bool:
+        """The gateway may stop every replica when idle and start one on a request."""
+        return self.min_replicas == 0
+
+    @property
+    def idle_timeout(self) -> int:
+        """Seconds without requests before the gateway scales down to minReplicas."""
+        return self.idle_timeout_seconds or DEFAULT_IDLE_TIMEOUT_S
 
     @property
     def cpu_only(self) -> bool:
@@ -442,6 +496,10 @@ class WorkspaceSpec(_Model):
                 "set exactly one of 'inference' and 'tuning'",
             ),
             (
+                "!has(self.tuning) || !has(self.resource) || !has(self.resource.minReplicas)",
+                _TUNING_NOT_SCALED,
+            ),
+            (
                 "!has(oldSelf.inference) || !has(self.inference) || "
                 "!has(oldSelf.inference.preset) || !has(self.inference.preset) || "
                 "self.inference.preset.name == oldSelf.inference.preset.name",
@@ -470,6 +528,8 @@ class WorkspaceSpec(_Model):
     def _one_workload(self) -> WorkspaceSpec:
         if (self.inference is None) == (self.tuning is None):
             raise ValueError("set exactly one of 'inference' and 'tuning'")
+        if self.tuning is not None and self.resource.min_replicas is not None:
+            raise ValueError(_TUNING_NOT_SCALED)
         return self
 
 
