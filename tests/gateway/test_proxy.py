@@ -4,7 +4,6 @@ beginning meeting on one replica, unknown models, and a replica that cannot be r
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -12,35 +11,10 @@ from contextlib import ExitStack, contextmanager
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from bosun.engine.fake import FakeEngine
-from bosun.gateway.proxy import GatewaySettings, build_gateway
+from tests.gateway.helpers import metric, running_gateway
 from tests.serving.server import free_port, running_server
-
-
-@contextmanager
-def running_gateway(replicas: list[str], refresh_seconds: float = 0.5) -> Iterator[str]:
-    port = free_port()
-    app = build_gateway(GatewaySettings(tuple(replicas), refresh_seconds=refresh_seconds))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.05)
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -151,18 +125,6 @@ def test_a_replica_gone_since_the_last_refresh_is_retried_elsewhere() -> None:
         reply = httpx.post(f"{url}/v1/completions", json={"model": "m", "prompt": "hi"})
         assert reply.status_code == 503 and reply.headers["retry-after"] == "2"
         assert "no replica of 'm' is reachable" in reply.json()["error"]["message"]
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    """A sample's value from the gateway's /metrics (0 when absent)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(f"{url}/metrics").text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
 
 
 def test_its_metrics_count_requests_routing_and_retries() -> None:

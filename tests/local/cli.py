@@ -4,6 +4,7 @@ like Bosun's."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,12 +14,27 @@ from pathlib import Path
 
 from bosun.local.process import alive
 
+_GATEWAY_PORTS: dict[Path, int] = {}
+
+
+def environment(home: Path) -> dict[str, str]:
+    """The environment of a `bosun` command for ``home``: its state there, and its local
+    gateway on a port of its own (not 8090, which a user's gateway may hold)."""
+    if home not in _GATEWAY_PORTS:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            _GATEWAY_PORTS[home] = int(s.getsockname()[1])
+    return {**os.environ, "BOSUN_HOME": str(home), "BOSUN_GATEWAY_PORT": str(_GATEWAY_PORTS[home])}
+
+
+def gateway_port(home: Path) -> int:
+    return int(environment(home)["BOSUN_GATEWAY_PORT"])
+
 
 def bosun(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BOSUN_HOME": str(home)}
     return subprocess.run(
         [sys.executable, "-m", "bosun.cli.main", *args],
-        env=env,
+        env=environment(home),
         capture_output=True,
         text=True,
         timeout=timeout,

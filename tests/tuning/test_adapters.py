@@ -164,9 +164,13 @@ def test_a_workspace_serves_its_adapters_under_bosun_up(
     try:
         up = bosun(home, "up", str(file))
         assert up.returncode == 0, up.stderr
-        port = json.loads(bosun(home, "ps", "-o", "json").stdout)[0]["port"]
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
-        assert ask(client, "robot", UNSEEN[2]).startswith("BEEP BOOP")
+        rows = {r["name"]: r for r in json.loads(bosun(home, "ps", "-o", "json").stdout)}
+        # Asked directly, and through the local gateway, which knows the adapter's server.
+        for endpoint in (rows["robot-serve"]["endpoint"], rows["gateway"]["endpoint"]):
+            client = openai.OpenAI(base_url=endpoint, api_key="none")
+            assert ask(client, "robot", UNSEEN[2]).startswith("BEEP BOOP")
+        listed = {m.id: m for m in client.models.list().data}
+        assert listed["robot"].model_extra and listed["robot"].model_extra["parent"] == PRESET
     finally:
         bosun(home, "down", "--all")
     elsewhere = file.read_text(encoding="utf-8").replace(

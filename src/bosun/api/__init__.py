@@ -9,6 +9,7 @@ from bosun.api.errors import BosunError, Problem, WorkspaceError
 from bosun.api.load import load_workspace, parse_workspace, preset_workspace
 from bosun.api.workspace import (
     API_VERSION,
+    DEFAULT_IDLE_TIMEOUT_S,
     Accelerator,
     Inference,
     ModelSource,
@@ -26,6 +27,7 @@ from bosun.api.workspace import (
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_IDLE_TIMEOUT_S",
     "Accelerator",
     "BosunError",
     "Condition",

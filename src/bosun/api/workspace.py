@@ -205,9 +205,7 @@ class Resource(_Model):
     @model_validator(mode="after")
     def _floor_within_count(self) -> Resource:
         if self.min_replicas is not None and self.count and self.min_replicas > self.count:
-            raise ValueError(
-                f"minReplicas ({self.min_replicas}) is more than count ({self.count})"
-            )
+            raise ValueError(f"minReplicas ({self.min_replicas}) is more than count ({self.count})")
         if self.idle_timeout_seconds is not None and self.min_replicas is None:
             raise ValueError("idleTimeoutSeconds needs minReplicas (the floor to scale down to)")
         return self

@@ -9,10 +9,9 @@ from urllib.parse import urlsplit
 import typer
 
 from bosun.cli.output import fail, log_to_stderr
+from bosun.local.gateway import DEFAULT_PORT
 
 __all__ = ["gateway", "register"]
-
-DEFAULT_PORT = 8090  # bosun serve takes 8000 and the operator 8080-8081
 
 
 def replica_url(value: str) -> str:
@@ -31,29 +30,55 @@ def replica_url(value: str) -> str:
 
 def gateway(
     replica: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(help="A server behind the gateway, as http://127.0.0.1:8000 (repeatable)."),
-    ],
+    ] = None,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="In front of the workspaces bosun up serves here (what bosun up starts).",
+        ),
+    ] = False,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = DEFAULT_PORT,
     refresh: Annotated[
         float,
         typer.Option(min=0.1, help="Seconds between reads of the replicas' models and loads."),
     ] = 2.0,
+    queue_size: Annotated[
+        int,
+        typer.Option(min=1, help="Requests that may wait per model while it starts."),
+    ] = 256,
+    cold_start_timeout: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds a request waits for its model to start."),
+    ] = 600.0,
     log_level: Annotated[
         str, typer.Option(help="critical, error, warning, info or debug.")
     ] = "info",
 ) -> None:
     """Serve one OpenAI endpoint in front of running servers: each request goes to a
     replica of its model, prompts that begin alike to the same one."""
-    replicas = tuple(dict.fromkeys(replica_url(r) for r in replica))
+    if bool(replica) == local:
+        fail("give the servers with --replica URL (repeatable), or --local for bosun up's")
+    replicas = tuple(dict.fromkeys(replica_url(r) for r in replica or ()))
     import uvicorn
 
     from bosun.gateway.proxy import GatewaySettings, build_gateway
+    from bosun.gateway.sources import LocalSource, Source, StaticSource
 
+    source: Source = LocalSource() if local else StaticSource(replicas)
+    behind = "the workspaces bosun up serves" if local else ", ".join(replicas)
     log_to_stderr("bosun.gateway", log_level)
-    typer.echo(f"bosun gateway: http://{host}:{port}/v1 in front of {', '.join(replicas)}")
-    app = build_gateway(GatewaySettings(replicas, refresh_seconds=refresh))
+    typer.echo(f"bosun gateway: http://{host}:{port}/v1 in front of {behind}")
+    settings = GatewaySettings(
+        replicas,
+        refresh_seconds=refresh,
+        max_queue=queue_size,
+        cold_start_timeout=cold_start_timeout,
+    )
+    app = build_gateway(settings, source)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bosun.catalog import Plan
     from bosun.local.devices import Machine
     from bosun.local.runtime import Shown
-    from bosun.local.state import Store
+    from bosun.local.state import Record, Store
 
 __all__ = ["register"]
 
@@ -94,16 +94,34 @@ def up(
     if record.kind == "job":
         _job_started(store, shown, foreground)
         return
-    if shown.state != "Ready":
+    if shown.state not in ("Ready", "Idle"):
         fail(f"{record.name} did not start: {record.message or shown.note}", code=1)
+    gateway = _gateway(store)
     model = record.model
+    endpoint = gateway.endpoint if gateway is not None else record.endpoint
+    if shown.state == "Idle":
+        resource = ws.spec.resource
+        headline = (
+            f"[green]{record.name} is Idle[/green]: scaled to zero, it starts on its first "
+            f"request to {endpoint} (model {model}) and stops after "
+            f"{resource.idle_timeout} s without one"
+        )
+    else:
+        headline = (
+            f"[green]{record.name} is Ready[/green] in {time.monotonic() - began:.1f} s: "
+            f"{endpoint} (model {model})"
+        )
+    if gateway is not None:
+        headline += (
+            f"\n  through the gateway, with every local model; the server alone: {record.endpoint}"
+        )
     console.print(
-        f"[green]{record.name} is Ready[/green] in {time.monotonic() - began:.1f} s: "
-        f"{record.endpoint} (model {model})\n\n"
-        f"  curl {record.endpoint}/chat/completions -H 'Content-Type: application/json' \\\n"
+        f"{headline}\n\n"
+        f"  bosun chat {model}\n\n"
+        f"  curl {endpoint}/chat/completions -H 'Content-Type: application/json' \\\n"
         f'    -d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hi!"}}]}}\'\n\n'
         f"  from openai import OpenAI\n"
-        f'  client = OpenAI(base_url="{record.endpoint}", api_key="none")\n'
+        f'  client = OpenAI(base_url="{endpoint}", api_key="none")\n'
         f'  client.chat.completions.create(model="{model}", '
         f'messages=[{{"role": "user", "content": "Hi!"}}])\n\n'
         f"Stop it with: bosun down {record.name}" + (" (or Ctrl-C here)" if foreground else ""),
@@ -114,6 +132,24 @@ def up(
             _attach(store, record.name)
         except KeyboardInterrupt:  # Ctrl-C before the log was being followed
             _detach(store, record.name)
+
+
+def _gateway(store: Store) -> Record | None:
+    """The local gateway, started if it does not run; None (with a warning saying why)
+    if it cannot be."""
+    from bosun.local.gateway import ensure_gateway
+    from bosun.local.runtime import LocalError
+
+    try:
+        with console.status("starting the gateway"):
+            gateway = ensure_gateway(store)
+    except LocalError as exc:
+        warn(str(exc))
+        return None
+    if isinstance(gateway, str):
+        warn(gateway)
+        return None
+    return gateway.record
 
 
 def _check_tuning(ws: Workspace, file: Path) -> None:
@@ -182,6 +218,7 @@ def _detach(store: Store, name: str) -> None:
     it drains is ignored (the server gets its time to finish requests)."""
     import signal
 
+    from bosun.local.gateway import stop_if_unused
     from bosun.local.runtime import LocalError
     from bosun.local.runtime import down as stop
 
@@ -193,6 +230,8 @@ def _detach(store: Store, name: str) -> None:
     except LocalError:
         return  # already gone
     console.print(f"{name} stopped")
+    if stop_if_unused(store) is not None:
+        console.print("the gateway stopped (nothing left behind it)")
 
 
 def _follow(store: Store, name: str) -> Iterator[str]:
@@ -235,8 +274,14 @@ def ps(
     table = Table(title_justify="left")
     for column in ("name", "model", "state", "endpoint", "devices", "restarts", "pid", "uptime"):
         table.add_column(column)
-    colours = {"Ready": "green", "Succeeded": "green", "Failed": "red", "Stopped": "dim"}
-    for s in shown:
+    colours = {
+        "Ready": "green",
+        "Succeeded": "green",
+        "Failed": "red",
+        "Stopped": "dim",
+        "Idle": "blue",
+    }
+    for s in sorted(shown, key=lambda s: s.record.kind != "gateway"):
         r = s.record
         state = f"[{colours.get(s.state, 'yellow')}]{s.state}[/]"
         if not s.supervised and s.state == "Ready":
@@ -244,10 +289,10 @@ def ps(
         uptime = s.uptime_s
         table.add_row(
             r.name,
-            r.model,
+            r.model or ("(every model)" if r.kind == "gateway" else "-"),
             state,
             r.endpoint or "-",
-            ",".join(r.devices),
+            ",".join(r.devices) or "-",
             str(r.restarts),
             str(r.pid or "-"),
             f"{int(uptime // 60)}m{int(uptime % 60):02d}s" if uptime else "-",
@@ -287,20 +332,29 @@ def down(
     all_: Annotated[bool, typer.Option("--all", help="Stop every local workspace.")] = False,
 ) -> None:
     """Stop a local workspace (or all of them) and free its port."""
-    from bosun.local.runtime import LocalError, untracked
+    from bosun.local.gateway import stop_if_unused
+    from bosun.local.runtime import GATEWAY, LocalError, untracked
     from bosun.local.runtime import down as stop
 
     if (name is None) == (not all_):
         fail("give a workspace NAME or --all")
     store = _store()
     names = sorted({r.name for r in store.all()} | set(untracked(store))) if all_ else [name or ""]
+    # The gateway first: it would start a workspace scaled to zero meanwhile.
+    names.sort(key=lambda n: n != GATEWAY)
     for each in names:
         try:
-            record = stop(store, each)
+            _stopped(stop(store, each))
         except LocalError as exc:
             fail(str(exc))
-        freed = f"; port {record.port} is free" if record.port else ""
-        console.print(f"{record.name} stopped{freed}")
+    gateway = stop_if_unused(store)  # with the last server gone, the gateway goes too
+    if gateway is not None:
+        _stopped(gateway)
+
+
+def _stopped(record: Record) -> None:
+    freed = f"; port {record.port} is free" if record.port else ""
+    console.print(f"{record.name} stopped{freed}")
 
 
 def status(
@@ -318,7 +372,9 @@ def status(
 
 
 def chat(
-    name: Annotated[str | None, typer.Argument(help="A local workspace.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="A local workspace, or a model the local gateway serves.")
+    ] = None,
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Ask once, print, exit.")
     ] = None,
@@ -341,12 +397,9 @@ def chat(
     except ImportError:
         fail("bosun chat needs the openai client: pip install 'bosun[serve]'")
     if (name is None) == (url is None):
-        fail("give a local workspace NAME or --url")
+        fail("give a local workspace NAME (or a MODEL) or --url")
     if name is not None:
-        record = _store().get(name)
-        if record is None:
-            fail(f"no local workspace named {name!r} (bosun ps lists them)")
-        url, model = record.endpoint, model or record.model
+        url, model = _chat_target(name, model)
     client = openai.OpenAI(base_url=url, api_key=api_key, max_retries=0)
     try:
         model = model or client.models.list().data[0].id
@@ -385,6 +438,26 @@ def chat(
         console.print()
     except openai.OpenAIError as exc:
         fail(f"{url}: {exc}", code=1)
+
+
+def _chat_target(name: str, model: str | None) -> tuple[str, str]:
+    """(base URL, model) for `bosun chat NAME`: through the local gateway when it runs
+    (NAME a workspace or any model behind it), else the workspace's own server."""
+    from bosun.local.gateway import running_gateway
+    from bosun.local.runtime import GATEWAY
+
+    store = _store()
+    record = store.get(name) if name != GATEWAY else None
+    if record is not None and record.kind == "job":
+        fail(f"{name} is a fine-tuning job: it serves nothing to chat with")
+    gateway = running_gateway(store)
+    if gateway is not None:
+        return gateway.record.endpoint, model or (record.model if record else name)
+    if record is None:
+        fail(f"no local workspace named {name!r}, and no gateway runs to ask for models")
+    if record.state == "Idle":
+        fail(f"{name} is scaled to zero and no gateway runs to start it: bosun up it again")
+    return record.endpoint, model or record.model
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,13 @@ until it does again.
 Faults: a request that could not reach its replica (no connection) is sent once more to
 another; a replica that fails mid-stream ends that stream with an error event, and no
 other. No replica at all is a 503 with Retry-After.
+
+Where the replicas are comes from a source (sources.py). A request for a model whose
+Workspace has no replica serving (scaled to zero, starting, restarting) waits in a
+bounded queue for one, and one scaled to zero is started; it is answered once a replica
+serves, refused with 429 when the queue is full, and with 503 when the model does not
+come up within ``cold_start_timeout``. A Workspace that scales to zero is stopped after
+its idle time-out with no request.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,8 +38,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bosun.gateway.load import ReportedLoad, reported_load
 from bosun.gateway.metrics import GatewayMetrics
-from bosun.gateway.models import ModelTable, UnknownModelError, served_models
+from bosun.gateway.models import ModelTable, Target, UnknownModelError, served_models
 from bosun.gateway.policy import NoReplicaError, Replica, choose, prefix_key, request_text
+from bosun.gateway.sources import Source, StaticSource, Workload
 
 __all__ = ["GatewaySettings", "build_gateway"]
 
@@ -42,15 +51,20 @@ ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 NO_MODEL, UNKNOWN_MODEL = "(none)", "(unknown)"
 # Request headers passed on to the replica (the rest are the gateway's own connection's).
 FORWARDED = ("authorization", "content-type", "accept", "x-request-id")
+# Sends of one request that did not connect (so were never started) before it fails.
+MAX_SENDS = 3
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    replicas: tuple[str, ...]  # base URLs (http://host:port), without /v1
+    replicas: tuple[str, ...] = ()  # base URLs (http://host:port), without /v1
     refresh_seconds: float = 2.0  # how often replicas' models and loads are read
     max_body_bytes: int = 16 * 2**20
     connect_timeout: float = 5.0
     retry_after_seconds: int = 2
+    max_queue: int = 256  # requests waiting per model for a replica to come up
+    cold_start_timeout: float = 600.0  # how long they wait
+    waiting_refresh_seconds: float = 0.25  # how often sources are read while requests wait
 
 
 def _error(
@@ -70,16 +84,115 @@ def _error(
 class Gateway:
     """What the gateway knows of its replicas, and how it forwards a request."""
 
-    def __init__(self, settings: GatewaySettings, client: httpx.AsyncClient) -> None:
-        self.settings, self.client = settings, client
+    def __init__(
+        self, settings: GatewaySettings, client: httpx.AsyncClient, source: Source
+    ) -> None:
+        self.settings, self.client, self.source = settings, client, source
         self.table = ModelTable()
         self.loads: dict[str, ReportedLoad] = {}
         self.outstanding: Counter[str] = Counter()
         self.metrics = GatewayMetrics()
+        self.workloads: dict[str, Workload] = {}
+        self.owner: dict[str, str] = {}  # replica URL -> its workload
+        self.queued: Counter[str] = Counter()  # model -> requests waiting for a replica
+        self.last_used: dict[str, float] = {}  # workload -> when a request last used it
+        self.woken: dict[str, tuple[float, str]] = {}  # workload -> (when, by which model)
+        self.stopping: set[str] = set()  # workloads being scaled to zero
+        self.refreshed = asyncio.Condition()  # notified after each refresh
+        self.begun = self.done = 0  # refreshes begun, and the last one done
+        self.hurry = asyncio.Event()  # set when requests wait: refresh now
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def refresh(self) -> None:
-        """Read every replica's models and load; one that fails leaves the table."""
-        await asyncio.gather(*(self._refresh(url) for url in self.settings.replicas))
+        """Read the source, then every replica's models and load (one that fails leaves
+        the table); scale down what has been idle too long."""
+        self.begun += 1
+        number = self.begun
+        try:
+            workloads = await self.source.workloads()
+        except Exception as exc:  # a source that fails keeps the last table
+            log.warning("the replica source failed: %s", exc)
+            workloads = list(self.workloads.values())
+        self.workloads = {w.name: w for w in workloads}
+        self.owner = {
+            url: w.name for w in workloads if w.name not in self.stopping for url in w.replicas
+        }
+        for gone in set(self.table.replicas) - set(self.owner):
+            self.table.remove(gone)
+        await asyncio.gather(*(self._refresh(url) for url in self.owner))
+        self._count_cold_starts()
+        self._scale_down_idle()
+        async with self.refreshed:
+            self.done = number
+            self.refreshed.notify_all()
+
+    async def fresh(self, timeout: float = 5.0) -> None:
+        """Wait until a refresh begun after this call is done (a Workspace started a
+        moment ago is then known)."""
+        wanted = self.begun + 1
+        self.hurry.set()
+        async with self.refreshed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.refreshed.wait_for(lambda: self.done >= wanted), timeout
+                )
+
+    async def refresher(self) -> None:
+        """Refresh every ``refresh_seconds``; more often while requests wait."""
+        settings = self.settings
+        while True:
+            pause = settings.waiting_refresh_seconds if self.queued.total() else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hurry.wait(), pause or settings.refresh_seconds)
+            self.hurry.clear()
+            await self.refresh()
+
+    def _count_cold_starts(self) -> None:
+        now = time.monotonic()
+        for name, (began, model) in list(self.woken.items()):
+            workload = self.workloads.get(name)
+            if workload is None or workload.state == "Failed":
+                del self.woken[name]
+            elif any(url in self.table.replicas for url in workload.replicas):
+                self.metrics.cold_start_seconds.labels(model).observe(now - began)
+                log.info("%s started from zero in %.1f s", name, now - began)
+                del self.woken[name]
+
+    def _scale_down_idle(self) -> None:
+        """Stop each Workload that scales to zero and had no request for its idle
+        time-out (none in flight, none waiting)."""
+        now = time.monotonic()
+        for w in self.workloads.values():
+            if not w.scale_to_zero or w.state != "Ready" or w.name in self.stopping:
+                continue
+            busy = any(self.outstanding[url] for url in w.replicas) or any(
+                self.queued[m] for m in w.models
+            )
+            last = self.last_used.setdefault(w.name, now)
+            if busy:
+                self.last_used[w.name] = now
+            elif now - last >= w.idle_timeout:
+                self.stopping.add(w.name)
+                for url in w.replicas:  # new requests wait for it to start again
+                    self.table.remove(url)
+                    self.owner.pop(url, None)
+                task = asyncio.create_task(self._stop(w))
+                self._tasks.add(task)  # held until done: the loop keeps only weak references
+                task.add_done_callback(self._tasks.discard)
+
+    async def _stop(self, workload: Workload) -> None:
+        try:
+            log.info("%s idle for %.0f s: scaling it to zero", workload.name, workload.idle_timeout)
+            if await self.source.sleep(workload.name):
+                for model in workload.models:
+                    if workload.models[model] is None:
+                        self.metrics.scale_downs.labels(model).inc()
+        except Exception:  # logged; the next idle check tries again
+            log.exception("scaling %s to zero failed", workload.name)
+        finally:
+            self.stopping.discard(workload.name)
+            self.last_used.pop(workload.name, None)
+            self.hurry.set()  # requests that came meanwhile wake it again
 
     async def _refresh(self, url: str) -> None:
         try:
@@ -123,19 +236,17 @@ class Gateway:
         if not isinstance(model, str) or not model:
             message = "model: a model name is required"
             return NO_MODEL, _error(400, message, kind="invalid_request_error", param="model")
-        try:
-            target = self.table.target(model)
-        except UnknownModelError as exc:
-            return UNKNOWN_MODEL, _error(
-                404, str(exc), kind="invalid_request_error", param="model", code="model_not_found"
-            )
         key = prefix_key(request_text(payload))
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
         # The answer's bytes are passed on as they come: uncompressed, since the client
         # gets no Content-Encoding from the gateway.
         headers["accept-encoding"] = "identity"
         tried: set[str] = set()
-        for _ in range(2):  # the first replica, then once more elsewhere if it was unreachable
+        for _ in range(MAX_SENDS):
+            target = await self._target(model, tried)
+            if isinstance(target, Response):
+                known = tried or target.status_code != 404
+                return (model if known else UNKNOWN_MODEL), target
             replicas = [self._replica(url) for url in target.replicas]
             try:
                 choice = choose(replicas, prefix=key, adapter=target.adapter, exclude=tried)
@@ -153,23 +264,135 @@ class Gateway:
             try:
                 response = await self.client.send(upstream, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Not started, so safe to send again: elsewhere, or to this Workspace once
+                # it is back. It leaves the table until a refresh finds it answering.
                 self._track(url, -1)
+                self.table.remove(url)
+                self.hurry.set()
                 log.warning("replica %s unreachable (%s): trying another", url, exc)
                 continue
             except BaseException:
                 self._track(url, -1)
                 raise
             return model, self._relay(model, url, response)
-        return model, _error(
-            503,
-            f"no replica of {model!r} is reachable; retry shortly",
-            kind="service_unavailable",
-            headers={"Retry-After": str(self.settings.retry_after_seconds)},
-        )
+        return model, self._unavailable(f"no replica of {model!r} is reachable; retry shortly")
+
+    def _unavailable(self, message: str) -> JSONResponse:
+        """503 with Retry-After."""
+        retry = {"Retry-After": str(self.settings.retry_after_seconds)}
+        return _error(503, message, kind="service_unavailable", headers=retry)
+
+    async def _target(self, model: str, tried: set[str]) -> Target | Response:
+        """Where a request for ``model`` may go, once a replica serves it: a Workspace
+        starting (or scaled to zero, or restarting after a crash) is waited for. An error
+        response when none will: 404 for a model nobody serves (after one more look at
+        the source: it may have been started a moment ago), 503 when the replicas
+        ``tried`` were its last."""
+        try:
+            return self.table.target(model)
+        except UnknownModelError:
+            if not tried and not self._declaring(model):
+                await self.fresh()
+                with contextlib.suppress(UnknownModelError):
+                    return self.table.target(model)
+            if self._declaring(model):
+                waited = await self._wait_for(model)
+                if isinstance(waited, Target):
+                    tried.clear()  # what came back since answers again
+                return waited
+            if tried:
+                return self._unavailable(f"no replica of {model!r} is reachable; retry shortly")
+            # Named with the closest of every model behind the gateway, running or not.
+            known = UnknownModelError(model, [m["id"] for m in self.listing()])
+            return _error(
+                404, str(known), kind="invalid_request_error", param="model", code="model_not_found"
+            )
 
     def _track(self, url: str, change: int) -> None:
         self.outstanding[url] += change
         self.metrics.in_flight.labels(url).set(self.outstanding[url])
+        if url in self.owner:
+            self.last_used[self.owner[url]] = time.monotonic()
+
+    def _listed(self, workload: Workload) -> bool:
+        """Every replica of ``workload`` is in the table (its models were read)."""
+        return all(url in self.table.replicas for url in workload.replicas)
+
+    def _declaring(self, model: str) -> list[Workload]:
+        """Workloads that serve ``model`` once up (none when their source cannot say)."""
+        return [w for w in self.workloads.values() if model in w.models]
+
+    async def _wait_for(self, model: str) -> Target | Response:
+        """Hold a request until a replica of ``model`` serves, starting a Workload scaled
+        to zero; an error response when the queue is full, the model fails to start, or
+        it does not come up within the time-out."""
+        settings = self.settings
+        if self.queued[model] >= settings.max_queue:
+            return _error(
+                429,
+                f"{settings.max_queue} requests already wait for {model!r} to start; retry shortly",
+                kind="rate_limit_error",
+                headers={"Retry-After": str(settings.retry_after_seconds)},
+            )
+        began = time.monotonic()
+        deadline = began + settings.cold_start_timeout
+        self.queued[model] += 1
+        self.metrics.queue_depth.labels(model).set(self.queued[model])
+        try:
+            while True:
+                with contextlib.suppress(UnknownModelError):
+                    return self.table.target(model)
+                declaring = self._declaring(model)
+                for w in declaring:
+                    if w.state == "Idle" and w.name not in self.stopping:
+                        await self._wake(w, model)
+                up = [w for w in declaring if w.replicas and self._listed(w)]
+                if up and len(up) == len(declaring):  # up, but not serving it after all
+                    names = ", ".join(w.name for w in up)
+                    return _error(
+                        404,
+                        f"model {model!r} is not served by {names}, though its Workspace "
+                        f"names it (served: {', '.join(self.table.models())})",
+                        kind="invalid_request_error",
+                        param="model",
+                        code="model_not_found",
+                    )
+                failed = [w for w in declaring if w.state == "Failed"]
+                if not declaring or len(failed) == len(declaring):
+                    why = "; ".join(f"{w.name}: {w.message}" for w in failed) or "it is gone"
+                    return _error(
+                        503, f"{model!r} failed to start ({why})", kind="service_unavailable"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    names = ", ".join(w.name for w in declaring)
+                    return self._unavailable(
+                        f"{model!r} did not start within {settings.cold_start_timeout:g} s "
+                        f"(workspace {names}: its log says why)"
+                    )
+                self.hurry.set()
+                async with self.refreshed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.refreshed.wait(), remaining)
+        finally:
+            self.queued[model] -= 1
+            self.metrics.queue_depth.labels(model).set(self.queued[model])
+            self.metrics.queue_seconds.labels(model).observe(time.monotonic() - began)
+
+    async def _wake(self, workload: Workload, model: str) -> None:
+        if await self.source.wake(workload.name):
+            log.info("%s scaled to zero: starting it for a request for %s", workload.name, model)
+            self.woken[workload.name] = (time.monotonic(), model)
+            self.metrics.cold_starts.labels(model).inc()
+            # Seen as Starting until the next read of the source: not woken twice.
+            self.workloads[workload.name] = Workload(
+                workload.name,
+                (),
+                "Starting",
+                workload.models,
+                workload.scale_to_zero,
+                workload.idle_timeout,
+            )
 
     async def _body(self, request: Request) -> bytes | None:
         """The request's body, or None past max_body_bytes (read no further than that)."""
@@ -187,6 +410,31 @@ class Gateway:
     def _replica(self, url: str) -> Replica:
         load = self.loads.get(url, ReportedLoad())
         return Replica(url, self.outstanding[url], load.running, load.waiting, load.kv_usage)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every model behind the gateway, served or not: OpenAI's model objects with
+        ``parent`` (adapters), ``replicas`` serving it and its ``state`` (ready, or the
+        state of the Workspaces that serve it once up: idle, starting, failed)."""
+        served = self.table.models()
+        declared: dict[str, tuple[str | None, str]] = {}
+        for w in self.workloads.values():
+            for name, parent in w.models.items():
+                if name not in served:
+                    state = "stopping" if w.name in self.stopping else w.state.lower()
+                    declared.setdefault(name, (parent, state))
+        rows = {name: (parent, "ready") for name, parent in served.items()} | declared
+        return [
+            {
+                "id": name,
+                "object": "model",
+                "owned_by": "bosun",
+                "root": parent or name,
+                "parent": parent,
+                "replicas": len(self.table.target(name).replicas) if name in served else 0,
+                "state": state,
+            }
+            for name, (parent, state) in sorted(rows.items())
+        ]
 
     def _relay(self, model: str, url: str, response: httpx.Response) -> Response:
         """The replica's answer, passed on as it arrives; the outstanding count drops once
@@ -216,24 +464,19 @@ class Gateway:
         return StreamingResponse(chunks(), status_code=response.status_code, media_type=media)
 
 
-def build_gateway(settings: GatewaySettings) -> FastAPI:
-    """The gateway's app: its replicas read at start and every ``refresh_seconds``."""
+def build_gateway(settings: GatewaySettings, source: Source | None = None) -> FastAPI:
+    """The gateway's app: its replicas (``source``, by default ``settings.replicas``)
+    read at start and every ``refresh_seconds``."""
     state: dict[str, Gateway] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(None, connect=settings.connect_timeout)
         async with httpx.AsyncClient(timeout=timeout) as client:
-            gateway = Gateway(settings, client)
+            gateway = Gateway(settings, client, source or StaticSource(settings.replicas))
             state["gateway"] = gateway
             await gateway.refresh()
-
-            async def refresher() -> None:
-                while True:
-                    await asyncio.sleep(settings.refresh_seconds)
-                    await gateway.refresh()
-
-            task = asyncio.create_task(refresher())
+            task = asyncio.create_task(gateway.refresher())
             try:
                 yield
             finally:
@@ -254,19 +497,7 @@ def build_gateway(settings: GatewaySettings) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        table = state["gateway"].table
-        data = [
-            {
-                "id": name,
-                "object": "model",
-                "owned_by": "bosun",
-                "root": parent or name,
-                "parent": parent,
-                "replicas": len(table.target(name).replicas),
-            }
-            for name, parent in table.models().items()
-        ]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": state["gateway"].listing()}
 
     def forwarding(path: str) -> Any:
         async def route(request: Request) -> Response:

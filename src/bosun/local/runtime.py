@@ -19,7 +19,9 @@ from bosun.api.conditions import Condition, ConditionType, set_condition
 from bosun.catalog import Plan
 from bosun.local.devices import Machine, allocate
 from bosun.local.process import (
+    HOME_ENV,
     SUPERVISOR_MODULE,
+    WORKSPACE_ENV,
     Found,
     Proc,
     alive,
@@ -31,19 +33,29 @@ from bosun.local.state import DamagedRecordError, Record, Store, boot_id
 from bosun.local.supervisor import tail
 
 __all__ = [
+    "GATEWAY",
+    "IDLE_NOTE",
     "LocalError",
     "Shown",
     "adopt",
     "down",
     "free_port",
+    "launch",
     "logs",
+    "port_free",
     "reserve",
     "serve_command",
     "serve_model",
     "show",
+    "sleep",
     "status",
     "up",
+    "wake",
 ]
+
+# The local gateway's row in the state store (bosun.local.gateway): no workspace takes it.
+GATEWAY = "gateway"
+IDLE_NOTE = "scaled to zero: its next request through the gateway starts it"
 
 
 class LocalError(BosunError):
@@ -62,8 +74,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Nothing listens on ``port`` on loopback. Connections of a server that stopped a
+    moment ago (TIME_WAIT) do not count: servers bind with SO_REUSEADDR too."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -99,6 +114,7 @@ class Shown:
             "restarts": r.restarts,
             "devices": r.devices,
             "uptime_s": self.uptime_s,
+            "kind": r.kind,
             "file": r.file,
             "note": self.note,
             "message": r.message,
@@ -125,6 +141,8 @@ def show(record: Record) -> Shown:
     state, note = record.state, ""
     if record.state in ("Failed", "Stopped", "Succeeded"):
         return Shown(record, state, _supervised(record), note)
+    if record.state == "Idle":
+        return Shown(record, state, False, IDLE_NOTE)
     if record.boot and record.boot != boot_id():
         return Shown(record, "Stopped", False, "the machine restarted since (stale entry)")
     supervised = _supervised(record)
@@ -237,7 +255,9 @@ def up(
     ``here`` is the machine the plan was made for (default: a CPU); its GPUs are handed
     out with the DRA allocator, never one another live workspace holds."""
     record = reserve(store, ws, plan, file, name, port, here)
-    return _launch(store, record.name, wait, on_wait)
+    if record.state == "Idle":
+        return show(record)
+    return launch(store, record.name, wait, on_wait)
 
 
 def reserve(
@@ -252,6 +272,10 @@ def reserve(
     """Check that ``ws`` can run here, choose its port and devices, and store it as
     Starting; nothing is started yet."""
     name = name or ws.metadata.name
+    if name == GATEWAY:
+        raise LocalError(
+            f"{GATEWAY!r} is the local gateway's name (bosun ps): --name another for this one"
+        )
     job = plan.workload == "tuning"
     if job:
         _check_local_tuning(ws, file)
@@ -270,7 +294,7 @@ def reserve(
             )
     if job and port is not None:
         raise LocalError("--port: a fine-tuning Workspace serves nothing; leave it out")
-    if port is not None and not _port_free(port):
+    if port is not None and not port_free(port):
         raise LocalError(f"--port {port} is taken on 127.0.0.1: choose another, or leave it out")
     here = here or Machine(None, plan.accelerator)
     chosen = 0 if job else port or free_port()
@@ -312,6 +336,8 @@ def reserve(
             env=env,
             workspace=ws.model_dump(mode="json", by_alias=True, exclude_none=True),
             shared=shared,
+            # Scaled to zero until its first request: the gateway starts it (wake).
+            state="Idle" if ws.spec.resource.scales_to_zero and not job else "Starting",
         )
 
     # Devices are chosen and the row stored in one transaction: two `bosun up` at the
@@ -322,20 +348,32 @@ def reserve(
     return record
 
 
-def _launch(store: Store, name: str, wait: float, on_wait: Callable[[str], None] | None) -> Shown:
-    """Start the supervisor of a reserved workspace and wait for Ready or Failed."""
+def _start_supervisor(store: Store, name: str, fresh: bool) -> subprocess.Popen[bytes]:
+    """Start the supervisor of a stored workspace, its output appended to the workspace's
+    log (emptied first when ``fresh``)."""
     log = store.log_path(name)
-    log.write_bytes(b"")
+    if fresh:
+        log.write_bytes(b"")
+    env = {**os.environ, HOME_ENV: str(store.root)}
+    env.pop(WORKSPACE_ENV, None)  # the gateway's own, when the gateway wakes a workspace
     with log.open("ab") as out:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "bosun.local.supervisor", name],
+            [sys.executable, "-m", SUPERVISOR_MODULE, name],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # survives this terminal
-            env={**os.environ, "BOSUN_HOME": str(store.root)},
+            env=env,
         )
     store.update(name, supervisor_pid=supervisor.pid, supervisor_start=start_time(supervisor.pid))
+    return supervisor
+
+
+def launch(
+    store: Store, name: str, wait: float, on_wait: Callable[[str], None] | None = None
+) -> Shown:
+    """Start the supervisor of a reserved workspace and wait for Ready or Failed."""
+    supervisor = _start_supervisor(store, name, fresh=True)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         current = store.get(name)
@@ -344,7 +382,7 @@ def _launch(store: Store, name: str, wait: float, on_wait: Callable[[str], None]
         if current.state in ("Ready", "Failed", "Running", "Succeeded"):
             return show(current)  # a job is up once it runs: bosun ps follows it
         if supervisor.poll() is not None and current.state != "Ready":
-            lines = "\n".join(tail(log, 20))
+            lines = "\n".join(tail(store.log_path(name), 20))
             store.update(name, state="Failed", message=f"the supervisor exited:\n{lines}")
             break
         if on_wait is not None:
@@ -355,19 +393,34 @@ def _launch(store: Store, name: str, wait: float, on_wait: Callable[[str], None]
     return show(current)
 
 
-def down(store: Store, name: str, grace: float = 40.0) -> Record:
-    """Stop a workspace (its supervisor stops the server) and forget it. A workspace whose
-    stored row is damaged, or that runs without a row (the store was replaced), is found
-    by its processes in the process table and stopped all the same."""
-    try:
-        record = store.get(name)
-    except DamagedRecordError:
-        record = None
-    found = running(store.root).get(name)
-    if record is None:
-        if found is None and name not in store.scan()[1]:
-            raise LocalError(f"no local workspace named {name!r} (bosun ps lists them)")
-        record = _from_processes(name, found or Found())
+def wake(store: Store, name: str) -> bool:
+    """Start a workspace scaled to zero (Idle): its supervisor starts the server, and the
+    row goes Starting, then Ready. False if it is not Idle (another request woke it
+    first, or it is gone); the check and the change are one transaction."""
+    woken = store.update(
+        name, when=lambda r: r.state == "Idle", state="Starting", started=time.time(), message=""
+    )
+    if woken is None:
+        return False
+    _start_supervisor(store, name, fresh=False)
+    return True
+
+
+def sleep(store: Store, name: str, grace: float = 40.0) -> bool:
+    """Scale a workspace to zero: stop its supervisor and server (requests in flight get
+    ``grace`` seconds to finish) and keep its row, Idle. False if it is not served."""
+    record = store.get(name)
+    if record is None or record.kind != "server" or record.state in ("Idle", "Failed"):
+        return False
+    _stop_processes(store, record, grace)
+    store.update(name, state="Idle", pid=None, pid_start=None, message="")
+    return True
+
+
+def _stop_processes(store: Store, record: Record, grace: float) -> Record:
+    """Stop a workspace's supervisor (which stops its server), then the server itself if
+    it still runs; the row as it stands after."""
+    name = record.name
     if signal_if_ours(
         record.supervisor_pid, record.supervisor_start, signal.SIGTERM, _supervisor_argv(record)
     ):
@@ -384,6 +437,23 @@ def down(store: Store, name: str, grace: float = 40.0) -> Record:
         while _serving(current) and time.monotonic() < deadline:
             time.sleep(0.1)
         signal_if_ours(current.pid, current.pid_start, signal.SIGKILL, current.command)
+    return current
+
+
+def down(store: Store, name: str, grace: float = 40.0) -> Record:
+    """Stop a workspace (its supervisor stops the server) and forget it. A workspace whose
+    stored row is damaged, or that runs without a row (the store was replaced), is found
+    by its processes in the process table and stopped all the same."""
+    try:
+        record = store.get(name)
+    except DamagedRecordError:
+        record = None
+    found = running(store.root).get(name)
+    if record is None:
+        if found is None and name not in store.scan()[1]:
+            raise LocalError(f"no local workspace named {name!r} (bosun ps lists them)")
+        record = _from_processes(name, found or Found())
+    current = _stop_processes(store, record, grace)
     store.delete(name)
     return replace(current, state="Stopped", pid=None)
 
@@ -404,7 +474,7 @@ def _from_processes(name: str, found: Found) -> Record:
         file="",
         port=int(port) if port and port.isdigit() else 0,
         command=argv,
-        kind="server" if "serve" in argv else "job",
+        kind="server" if "serve" in argv else "gateway" if "gateway" in argv else "job",
         state="Ready" if port and port.isdigit() and _port_open(int(port)) else "Starting",
         message="re-adopted from the process table: the state store had lost it",
     )
@@ -456,6 +526,7 @@ _REASONS: dict[str, tuple[Literal["True", "False"], str, str]] = {
     "Restarting": ("False", "Restarting", "the server exited; its supervisor restarts it"),
     "Failed": ("False", "Failed", "{message}"),
     "Stopped": ("False", "Stopped", "{note}"),
+    "Idle": ("False", "ScaledToZero", "{note}"),
 }
 
 

@@ -19,8 +19,11 @@ from bosun.api.errors import BosunError
 
 __all__ = ["DamagedRecordError", "Record", "State", "Store", "boot_id", "home"]
 
-# Servers: Starting, Ready, Restarting. Jobs (fine-tuning): Starting, Running, Succeeded.
-State = Literal["Starting", "Ready", "Restarting", "Running", "Succeeded", "Failed", "Stopped"]
+# Servers: Starting, Ready, Restarting, and Idle (scaled to zero: the gateway starts it on
+# its next request). Jobs (fine-tuning): Starting, Running, Succeeded.
+State = Literal[
+    "Starting", "Ready", "Restarting", "Idle", "Running", "Succeeded", "Failed", "Stopped"
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
@@ -77,11 +80,13 @@ class Record:
     env: dict[str, str] = field(default_factory=dict)  # for the server (CUDA_VISIBLE_DEVICES)
     shared: bool = False  # its GPUs may be shared with other sharing workspaces
     boot: str = field(default_factory=boot_id)  # the machine's boot it started in
-    kind: str = "server"  # server (restarted when it exits) or job (runs to completion)
+    # server (restarted when it exits), job (runs to completion), or the gateway (a
+    # server in front of the others, restarted like one)
+    kind: str = "server"
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1" if self.kind == "server" else ""
+        return f"http://127.0.0.1:{self.port}/v1" if self.kind != "job" else ""
 
     @classmethod
     def from_json(cls, text: str) -> Record:
@@ -202,8 +207,11 @@ class Store:
             db.execute("COMMIT")
             return record
 
-    def update(self, name: str, **changes: Any) -> Record | None:
-        """Change some fields of a stored workspace, in one transaction."""
+    def update(
+        self, name: str, when: Callable[[Record], bool] | None = None, **changes: Any
+    ) -> Record | None:
+        """Change some fields of a stored workspace, in one transaction; with ``when``,
+        only if ``when(the stored record)`` holds (None otherwise)."""
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT data FROM workspaces WHERE name = ?", (name,)).fetchone()
@@ -211,7 +219,7 @@ class Store:
                 record = Record.from_json(row[0]) if row is not None else None
             except DamagedRecordError:
                 record = None  # left for `bosun down` to remove; never overwritten blindly
-            if record is None:
+            if record is None or (when is not None and not when(record)):
                 db.execute("ROLLBACK")
                 return None
             for key, value in changes.items():
