@@ -67,6 +67,9 @@ class ScalingSource:
         self.url, self.state = "", "Idle"
         return True
 
+    async def close(self) -> None:
+        return None
+
 
 @pytest.fixture
 def scaled() -> Iterator[Callable[..., tuple[str, ScalingSource]]]:

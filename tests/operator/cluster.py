@@ -38,6 +38,7 @@ from kmock._internal import enums
 from bosun.api.crd import workspace_crd
 
 TOKEN = "operator-token"  # the operator's credentials: its requests are the recorded ones
+GATEWAY_TOKEN = "gateway-token"  # the gateway's, recorded apart (Emulator.gateway_calls)
 # Every (group, resource, verb) any operator process sent in this test session.
 RECORDED: set[tuple[str, str, str]] = set()
 
@@ -48,6 +49,7 @@ RESOURCES = [
     ("bosun.dev/v1alpha1/workspaces", "Workspace", True, {"status", "scale"}),
     ("apps/v1/deployments", "Deployment", True, {"status", "scale"}),
     ("v1/services", "Service", True, set()),
+    ("discovery.k8s.io/v1/endpointslices", "EndpointSlice", True, set()),
     ("v1/configmaps", "ConfigMap", True, set()),
     ("v1/pods", "Pod", True, {"status"}),
     ("v1/nodes", "Node", False, {"status"}),
@@ -86,6 +88,7 @@ class Emulator(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         self._versions = itertools.count(1000)
         self.calls: set[tuple[str, str, str]] = set()
+        self.gateway_calls: set[tuple[str, str, str]] = set()
         # (plural, name) -> message: writes an admission webhook denies (HTTP 403).
         self.deny: dict[tuple[str, str], str] = {}
 
@@ -103,12 +106,15 @@ class Emulator(kmock.KubernetesEmulator):
         # hundreds of Workspaces. Routing needs only the current one; calls are kept above.
         del self._requests[:-1]
         resource = request.resource
-        operator = request.headers.get("Authorization") == f"Bearer {TOKEN}"
-        if resource is not None and resource.plural and operator:
+        caller = request.headers.get("Authorization")
+        if resource is not None and resource.plural and caller:
             plural = resource.plural + (f"/{request.subresource}" if request.subresource else "")
             call = (resource.group or "", plural, _verb(request))
-            self.calls.add(call)
-            RECORDED.add(call)
+            if caller == f"Bearer {TOKEN}":
+                self.calls.add(call)
+                RECORDED.add(call)
+            elif caller == f"Bearer {GATEWAY_TOKEN}":
+                self.gateway_calls.add(call)
         if resource is not None and request.subresource == "scale":
             return await self._scale(request)
         writes = (enums.action.CREATE, enums.action.UPDATE)
@@ -324,13 +330,14 @@ class EmulatedCluster:
         assert self.http is not None
         return self._check(self.http.delete(path))
 
-    def kubeconfig(self, directory: Path) -> Path:
-        path = directory / "kubeconfig"
+    def kubeconfig(self, directory: Path, token: str = TOKEN) -> Path:
+        """A kubeconfig for the emulator, with the operator's credentials by default."""
+        path = directory / ("kubeconfig" if token == TOKEN else f"kubeconfig-{token}")
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "operator", "user": {"token": TOKEN}}],
+            "users": [{"name": "operator", "user": {"token": token}}],
             "contexts": [
                 {"name": "emulator", "context": {"cluster": "emulator", "user": "operator"}}
             ],

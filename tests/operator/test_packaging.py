@@ -17,20 +17,29 @@ ROOT = Path(__file__).parents[2]
 HEAVY = ("torch", "transformers", "fastapi", "uvicorn", "accelerate", "gguf")
 
 
-def test_the_operator_runs_without_the_serve_extra() -> None:
-    """As in the operator image: importing everything `bosun operator` runs must not
-    need torch, transformers or the HTTP server stack (they are blocked here)."""
-    blocked = "; ".join(f"sys.modules[{name!r}] = None" for name in HEAVY)
+def runs_without(blocked: tuple[str, ...], modules: str, *commands: list[str]) -> None:
+    """In a fresh interpreter where ``blocked`` cannot be imported: import ``modules``
+    and run each `bosun` command line, which must succeed."""
+    block = "; ".join(f"sys.modules[{name!r}] = None" for name in blocked)
+    runs = "".join(
+        f"r = CliRunner().invoke(app, {command!r}); assert r.exit_code == 0, r.output; "
+        for command in commands
+    )
     code = (
-        f"import sys; {blocked}; "
-        "import bosun.operator.main, bosun.operator.handlers; "
-        "from bosun.cli.main import app; from typer.testing import CliRunner; "
-        "r = CliRunner().invoke(app, ['operator', '--help']); assert r.exit_code == 0, r.output; "
-        "r = CliRunner().invoke(app, ['install']); assert r.exit_code == 0, r.output; print('ok')"
+        f"import sys; {block}; import {modules}; "
+        f"from bosun.cli.main import app; from typer.testing import CliRunner; {runs}print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_the_operator_runs_without_the_serve_extra() -> None:
+    """As in the operator image: importing everything `bosun operator` runs must not
+    need torch, transformers or the HTTP server stack (they are blocked here)."""
+    runs_without(
+        HEAVY, "bosun.operator.main, bosun.operator.handlers", ["operator", "--help"], ["install"]
+    )
 
 
 def test_autoscalers_target_the_workspace_scale_subresource() -> None:
@@ -45,7 +54,22 @@ def test_autoscalers_target_the_workspace_scale_subresource() -> None:
         target = scaler["spec"]["scaleTargetRef"]
         assert (target["apiVersion"], target["kind"]) == ("bosun.dev/v1alpha1", "Workspace")
         assert target["name"] == workspace["metadata"]["name"]
-    assert "vllm:num_requests_waiting" in keda["spec"]["triggers"][0]["metadata"]["query"]
+    # Both scale on the requests waiting for the model: at the gateway, and at its servers.
+    query = keda["spec"]["triggers"][0]["metadata"]["query"]
+    model = workspace["spec"]["inference"]["preset"]["name"]
+    assert f'bosun_gateway_queue_depth{{model="{model}"}}' in query
+    assert "vllm:num_requests_waiting" in query and keda["spec"]["minReplicaCount"] == 0
+    assert "minReplicas" not in workspace["spec"]["resource"]  # KEDA, not the gateway, scales it
+    external = hpa["spec"]["metrics"][0]["external"]["metric"]
+    assert external["name"] == "bosun_gateway_queue_depth"
+    assert external["selector"]["matchLabels"] == {"model": model}
+
+
+def test_the_gateway_runs_without_torch_or_kopf() -> None:
+    """As in the gateway image: `bosun gateway --kubernetes` imports neither the model
+    stack nor the operator's framework (both are blocked here)."""
+    modules = "bosun.gateway.proxy, bosun.gateway.cluster, bosun.operator.connection"
+    runs_without(("torch", "transformers", "kopf", "gguf"), modules, ["gateway", "--help"])
 
 
 def test_the_images_install_the_right_extra_as_a_non_root_user() -> None:
@@ -57,7 +81,10 @@ def test_the_images_install_the_right_extra_as_a_non_root_user() -> None:
     ]
     assert not any(dep.split(">")[0] in HEAVY for dep in extras["operator"])
     # The runtime image also runs tuning Jobs (`bosun tune`): the tune extra too.
-    for image, extra in (("operator", "operator"), ("runtime", "serve,tune")):
+    gateway_deps = {dep.split(">")[0] for dep in extras["gateway"]}
+    assert not gateway_deps & {"torch", "transformers", "kopf", "accelerate", "gguf"}
+    images = (("operator", "operator"), ("runtime", "serve,tune"), ("gateway", "gateway"))
+    for image, extra in images:
         text = (ROOT / "docker" / f"{image}.Dockerfile").read_text(encoding="utf-8")
         assert f"'bosun[{extra}]'" in text and all(e in extras for e in extra.split(","))
         users = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)

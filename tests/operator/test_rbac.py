@@ -26,7 +26,11 @@ SCENARIOS = sorted(Path(__file__).parent.glob("test_operator*.py"))
 
 
 def _allowed() -> set[tuple[str, str, str]]:
-    (role,) = [o for o in install_manifests() if o["kind"] == "ClusterRole"]
+    (role,) = [
+        o
+        for o in install_manifests()
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "bosun-operator"
+    ]
     return {
         (group, resource, verb)
         for rule in role["rules"]

@@ -42,8 +42,19 @@ def test_every_object_passes_the_official_schemas_strictly() -> None:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
-def test_the_operator_pod_is_restricted_and_probed() -> None:
-    (deployment,) = [o for o in install_manifests() if o["kind"] == "Deployment"]
+@pytest.mark.parametrize(
+    ("name", "health", "args"),
+    [
+        ("bosun-operator", "/healthz", ["operator", "--all-namespaces"]),
+        ("bosun-gateway", "/health", ["gateway", "--kubernetes", "--host", "0.0.0.0"]),
+    ],
+)
+def test_the_pods_are_restricted_and_probed(name: str, health: str, args: list[str]) -> None:
+    (deployment,) = [
+        o
+        for o in install_manifests()
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == name
+    ]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -51,9 +62,23 @@ def test_the_operator_pod_is_restricted_and_probed() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert pod["serviceAccountName"] == "bosun-operator"
-    assert container["args"] == ["operator", "--all-namespaces"]
+    assert container["livenessProbe"]["httpGet"]["path"] == health
+    assert pod["serviceAccountName"] == name
+    assert container["args"][: len(args)] == args
+
+
+def test_the_gateway_service_selects_the_gateway_pods() -> None:
+    objects = install_manifests()
+    service = next(
+        o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "bosun-gateway"
+    )
+    deployment = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "bosun-gateway"
+    )
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"] == "http"
 
 
 def test_bosun_install_prints_them_in_the_namespace_asked_for() -> None:
@@ -63,8 +88,9 @@ def test_bosun_install_prints_them_in_the_namespace_asked_for() -> None:
     assert [_key(o) for o in objects] == [_key(o) for o in install_manifests("ml-ops")]
     namespaced = [o for o in objects if "namespace" in o["metadata"]]
     assert {o["metadata"]["namespace"] for o in namespaced} == {"ml-ops"}
-    (binding,) = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
-    assert binding["subjects"][0]["namespace"] == "ml-ops"
+    bindings = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+    assert {b["metadata"]["name"] for b in bindings} == {"bosun-operator", "bosun-gateway"}
+    assert all(b["subjects"][0]["namespace"] == "ml-ops" for b in bindings)
 
 
 def test_bosun_install_refuses_a_bad_namespace() -> None:

@@ -22,6 +22,7 @@ K8S_VERSION = "1.34.0"
 CRD_SCHEMAS = {
     ("karpenter.sh/v1", "NodeClaim"): DATA / "nodeclaim-karpenter.sh-v1.yaml",
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): DATA / "leaderworkerset-v1.yaml",
+    ("inference.networking.k8s.io/v1", "InferencePool"): DATA / "inferencepool-v1.yaml",
 }
 # Label keys Karpenter allows in requirements (its CEL rules on requirements[].key).
 KARPENTER_KEYS = {
@@ -46,7 +47,7 @@ def validate(doc: dict[str, Any]) -> None:
     if doc["kind"] == "NodeClaim":
         keys = {r["key"] for r in doc["spec"]["requirements"]}
         assert keys <= KARPENTER_KEYS
-    else:
+    elif doc["kind"] == "LeaderWorkerSet":
         template = doc["spec"]["leaderWorkerTemplate"]
         for part in ("leaderTemplate", "workerTemplate"):
             pod_template = {
@@ -88,9 +89,8 @@ def test_every_rendered_document_is_valid(
     except PlanError as exc:  # as 40Gi minMemory on an L4: the refusal is tested in test_sizing
         assert str(exc).startswith("spec.")
         return
-    docs = render_workspace(
-        ws, plan, RenderOptions(extended_resources=extended, namespace="models")
-    )
+    options = RenderOptions(extended_resources=extended, namespace="models", inference_pool=True)
+    docs = render_workspace(ws, plan, options)
     assert docs
     for doc in docs:
         validate(doc)
@@ -106,7 +106,9 @@ def test_the_matrix_covers_every_kind() -> None:
             seen.update(
                 kinds(
                     render_workspace(
-                        ws, plan_workspace(ws), RenderOptions(extended_resources=extended)
+                        ws,
+                        plan_workspace(ws),
+                        RenderOptions(extended_resources=extended, inference_pool=True),
                     )
                 )
             )
@@ -121,6 +123,7 @@ def test_the_matrix_covers_every_kind() -> None:
         "NodeClaim",
         "ConfigMap",
         "Job",
+        "InferencePool",
     }
 
 
@@ -466,3 +469,32 @@ def test_long_or_numeric_names_become_valid_service_names() -> None:
     assert len(name) <= 63 and name[0].isalpha() and "." not in name
     for doc in docs:
         validate(doc)
+
+
+@pytest.mark.parametrize("example", ["01-", "05-"])  # one pod per replica; a leader and workers
+def test_an_inference_pool_selects_the_pods_the_service_does(example: str) -> None:
+    _, docs = render(example_data(example), inference_pool=True, endpoint_picker="team-epp")
+    pool, service = find(docs, "InferencePool"), find(docs, "Service")
+    assert pool["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    workload = find(docs, "LeaderWorkerSet" if example == "05-" else "Deployment")
+    if workload["kind"] == "Deployment":
+        pod = workload["spec"]["template"]
+    else:
+        pod = workload["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
+    assert pool["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (port,) = [p for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "http"]
+    assert pool["spec"]["targetPorts"] == [{"number": port["containerPort"]}]
+    picker = pool["spec"]["endpointPickerRef"]
+    assert (picker["name"], picker["port"]["number"]) == ("team-epp", 9002)
+    assert pool["metadata"]["name"] == service["metadata"]["name"]
+    # The published schema holds: it refuses what the API server would.
+    schema = yaml.safe_load(CRD_SCHEMAS[(pool["apiVersion"], "InferencePool")].read_text())
+    assert schema_errors(schema, {**pool, "spec": {**pool["spec"], "targetPorts": []}})
+    no_port = {**pool["spec"], "endpointPickerRef": {"name": "x", "kind": "Service"}}
+    assert cel_errors(schema, {**pool, "spec": no_port})
+
+
+def test_no_inference_pool_unless_asked_or_for_a_tuning_job() -> None:
+    assert "InferencePool" not in kinds(render(example_data("01-"))[1])
+    _, tuning = render(example_data("06-"), inference_pool=True)
+    assert "InferencePool" not in kinds(tuning)

@@ -10,14 +10,14 @@ import typer
 
 from bosun.cli.output import Format, dump, fail
 
-__all__ = ["install", "operator", "register"]
+__all__ = ["check_namespace", "install", "operator", "register"]
 
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="Watch Workspaces in this namespace only.")
 ]
 
 
-def _check_namespace(namespace: str, option: str = "--namespace") -> None:
+def check_namespace(namespace: str, option: str = "--namespace") -> None:
     from bosun.api.validators import check_dns1123_label
 
     try:
@@ -31,12 +31,15 @@ def install(
         str, typer.Option("--namespace", "-n", help="Namespace the operator runs in.")
     ] = "bosun-system",
     image: Annotated[str | None, typer.Option(help="The operator image.")] = None,
+    gateway_image: Annotated[str | None, typer.Option(help="The gateway image.")] = None,
 ) -> None:
-    """Print the CRDs, RBAC and operator Deployment (kubectl apply --server-side -f -)."""
-    from bosun.render.install import OPERATOR_IMAGE, install_manifests
+    """Print the CRDs, RBAC, the operator's and the gateway's Deployments (kubectl apply
+    --server-side -f -)."""
+    from bosun.render.install import GATEWAY_IMAGE, OPERATOR_IMAGE, install_manifests
 
-    _check_namespace(namespace)
-    dump(install_manifests(namespace, image or OPERATOR_IMAGE), Format.YAML)
+    check_namespace(namespace)
+    objects = install_manifests(namespace, image or OPERATOR_IMAGE, gateway_image or GATEWAY_IMAGE)
+    dump(objects, Format.YAML)
 
 
 def operator(
@@ -74,7 +77,7 @@ def operator(
     if not all_namespaces and not namespaces:
         fail("say which Workspaces to watch: --namespace NS (repeatable) or --all-namespaces")
     for ns in namespaces:
-        _check_namespace(ns)
+        check_namespace(ns)
     if kubeconfig is not None and not kubeconfig.is_file():
         fail(f"--kubeconfig: {kubeconfig} is not a file")
     from bosun.cli.environment import allowed_hosts

@@ -3,11 +3,13 @@ vLLM), requests routed by model and balanced across replicas (docs/gateway.md)."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
 
+from bosun.cli.cluster import check_namespace
 from bosun.cli.output import fail, log_to_stderr
 from bosun.local.gateway import DEFAULT_PORT
 
@@ -40,6 +42,23 @@ def gateway(
             help="In front of the workspaces bosun up serves here (what bosun up starts).",
         ),
     ] = False,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes",
+            help="In front of the Workspaces of a cluster (their Services' EndpointSlices).",
+        ),
+    ] = False,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace", "-n", help="With --kubernetes: only this namespace (repeatable)."
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="With --kubernetes: a kubeconfig (default: in-cluster, $KUBECONFIG)."),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = DEFAULT_PORT,
     refresh: Annotated[
@@ -60,16 +79,33 @@ def gateway(
 ) -> None:
     """Serve one OpenAI endpoint in front of running servers: each request goes to a
     replica of its model, prompts that begin alike to the same one."""
-    if bool(replica) == local:
-        fail("give the servers with --replica URL (repeatable), or --local for bosun up's")
+    if [bool(replica), local, kubernetes].count(True) != 1:
+        fail(
+            "give the servers with --replica URL (repeatable), or --local for bosun up's, "
+            "or --kubernetes for a cluster's"
+        )
+    if namespace and not kubernetes:
+        fail("--namespace goes with --kubernetes")
+    if kubeconfig is not None and not kubernetes:
+        fail("--kubeconfig goes with --kubernetes")
+    for each in namespace or ():
+        check_namespace(each)
     replicas = tuple(dict.fromkeys(replica_url(r) for r in replica or ()))
     import uvicorn
 
     from bosun.gateway.proxy import GatewaySettings, build_gateway
     from bosun.gateway.sources import LocalSource, Source, StaticSource
 
-    source: Source = LocalSource() if local else StaticSource(replicas)
-    behind = "the workspaces bosun up serves" if local else ", ".join(replicas)
+    source: Source
+    if kubernetes:
+        from bosun.gateway.cluster import KubernetesSource
+
+        source = KubernetesSource(tuple(namespace or ()), kubeconfig)
+        behind = f"the Workspaces in {', '.join(namespace) if namespace else 'every namespace'}"
+    elif local:
+        source, behind = LocalSource(), "the workspaces bosun up serves"
+    else:
+        source, behind = StaticSource(replicas), ", ".join(replicas)
     log_to_stderr("bosun.gateway", log_level)
     typer.echo(f"bosun gateway: http://{host}:{port}/v1 in front of {behind}")
     settings = GatewaySettings(

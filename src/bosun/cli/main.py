@@ -438,6 +438,17 @@ def render(
     namespace: Annotated[
         str | None, typer.Option("--namespace", "-n", help="Namespace of the objects.")
     ] = None,
+    inference_pool: Annotated[
+        bool,
+        typer.Option(
+            "--inference-pool",
+            help="Also an InferencePool (Gateway API Inference Extension) for your own gateway.",
+        ),
+    ] = False,
+    endpoint_picker: Annotated[
+        str | None,
+        typer.Option(help="With --inference-pool: the endpoint picker's Service (NAME-epp)."),
+    ] = None,
 ) -> None:
     """Print the Kubernetes manifests of a Workspace (kubectl apply -f -)."""
     from bosun.api.validators import check_dns1123_label
@@ -448,6 +459,13 @@ def render(
             check_dns1123_label(namespace)
         except ValueError as exc:
             fail(f"--namespace: {exc}")
+    if endpoint_picker is not None:
+        if not inference_pool:
+            fail("--endpoint-picker goes with --inference-pool")
+        try:
+            check_dns1123_label(endpoint_picker)  # a Service's name
+        except ValueError as exc:
+            fail(f"--endpoint-picker: {exc}")
     ws = _load(file)
     result = _plan(ws, accelerator, instance_type)
     acc = ws.spec.resource.accelerator
@@ -456,7 +474,11 @@ def render(
     from bosun.cli.environment import allowed_hosts
 
     options = RenderOptions(
-        namespace=namespace, extended_resources=extended_resources, allowed_hosts=allowed_hosts()
+        namespace=namespace,
+        extended_resources=extended_resources,
+        allowed_hosts=allowed_hosts(),
+        inference_pool=inference_pool,
+        endpoint_picker=endpoint_picker,
     )
     dump(render_workspace(ws, result, options), Format.YAML)
 

@@ -343,8 +343,9 @@ class Gateway:
                 with contextlib.suppress(UnknownModelError):
                     return self.table.target(model)
                 declaring = self._declaring(model)
-                for w in declaring:
-                    if w.state == "Idle" and w.name not in self.stopping:
+                for w in declaring:  # (a Workspace at zero without minReplicas: 0 is left
+                    # to whoever scales it, as KEDA on the queue depth)
+                    if w.state == "Idle" and w.scale_to_zero and w.name not in self.stopping:
                         await self._wake(w, model)
                 up = [w for w in declaring if w.replicas and self._listed(w)]
                 if up and len(up) == len(declaring):  # up, but not serving it after all
@@ -366,9 +367,15 @@ class Gateway:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     names = ", ".join(w.name for w in declaring)
+                    stuck = [w.name for w in declaring if w.state == "Idle" and not w.scale_to_zero]
+                    why = (
+                        f"{', '.join(stuck)} has no replica and does not start on demand "
+                        "(spec.resource.minReplicas: 0 lets the gateway start it)"
+                        if stuck
+                        else f"workspace {names}: its log says why"
+                    )
                     return self._unavailable(
-                        f"{model!r} did not start within {settings.cold_start_timeout:g} s "
-                        f"(workspace {names}: its log says why)"
+                        f"{model!r} did not start within {settings.cold_start_timeout:g} s ({why})"
                     )
                 self.hurry.set()
                 async with self.refreshed:
@@ -473,7 +480,8 @@ def build_gateway(settings: GatewaySettings, source: Source | None = None) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(None, connect=settings.connect_timeout)
         async with httpx.AsyncClient(timeout=timeout) as client:
-            gateway = Gateway(settings, client, source or StaticSource(settings.replicas))
+            origin = source or StaticSource(settings.replicas)
+            gateway = Gateway(settings, client, origin)
             state["gateway"] = gateway
             await gateway.refresh()
             task = asyncio.create_task(gateway.refresher())
@@ -483,6 +491,7 @@ def build_gateway(settings: GatewaySettings, source: Source | None = None) -> Fa
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                await origin.close()
 
     app = FastAPI(title="Bosun gateway", lifespan=lifespan)
 

@@ -9,6 +9,8 @@ a source only says where replicas are and starts or stops them.
   to scale.
 - :class:`LocalSource`: the workspaces `bosun up` runs on this machine (the state
   store); scale from zero starts and stops their supervisors.
+- ``cluster.KubernetesSource``: Workspaces and their EndpointSlices in a cluster; scale
+  from zero patches the Workspace's scale subresource.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class Source(Protocol):
         """Scale a Workload to zero; False if it does not serve."""
         ...
 
+    async def close(self) -> None:
+        """Release what the source holds (a client's connections)."""
+        ...
+
 
 @dataclass(frozen=True)
 class StaticSource:
@@ -66,6 +72,9 @@ class StaticSource:
 
     async def sleep(self, name: str) -> bool:
         return False
+
+    async def close(self) -> None:
+        return None
 
 
 def _declared(workspace: Mapping[str, Any], model: str) -> dict[str, str | None]:
@@ -122,3 +131,6 @@ class LocalSource:
         from bosun.local.runtime import sleep
 
         return await asyncio.to_thread(sleep, self.store, name)
+
+    async def close(self) -> None:
+        return None

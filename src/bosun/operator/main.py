@@ -9,18 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import kopf
-from kubernetes.aio import config as kube_config
-from kubernetes.aio.client import Configuration
 from prometheus_client import REGISTRY, start_http_server
 
-from bosun.api.errors import BosunError
+from bosun.operator.connection import load_configuration
 from bosun.operator.handlers import OperatorConfig, build_registry
 from bosun.render import RenderOptions
 from bosun.render.install import PEERING_NAME
 
 __all__ = ["OperatorOptions", "load_configuration", "run"]
-
-SERVICE_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 @dataclass(frozen=True)
@@ -32,25 +28,6 @@ class OperatorOptions:
     priority: int | None = None  # peering priority; default: random, so replicas differ
     peering: bool = True
     images: RenderOptions = field(default_factory=RenderOptions)
-
-
-async def load_configuration(kubeconfig: Path | None) -> Configuration:
-    """The API server's address and credentials: ``kubeconfig`` when given, the pod's
-    service account inside a cluster, else ``$KUBECONFIG`` or ``~/.kube/config``."""
-    configuration = Configuration()
-    try:
-        if kubeconfig is None and SERVICE_TOKEN.exists():
-            kube_config.load_incluster_config(client_configuration=configuration)
-        else:
-            await kube_config.load_kube_config(
-                config_file=str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG"),
-                client_configuration=configuration,
-                persist_config=False,
-            )
-    except (OSError, kube_config.ConfigException) as exc:
-        where = f"--kubeconfig {kubeconfig}" if kubeconfig else "the kubeconfig"
-        raise BosunError(f"{where}: cannot load it: {exc}") from None
-    return configuration
 
 
 def run(options: OperatorOptions) -> None:

@@ -1,7 +1,8 @@
 """Rendering: a Plan becomes Kubernetes manifests, as plain dicts from pure functions.
 
 Deployment or LeaderWorkerSet, Service, ResourceClaimTemplate (or ``nvidia.com/gpu``
-limits), Karpenter NodeClaims, ConfigMap, and a Job for tuning. No I/O; must not import
+limits), Karpenter NodeClaims, ConfigMap, a Job for tuning, and on request an
+InferencePool (Gateway API Inference Extension). No I/O; must not import
 kopf, kubernetes, torch or fastapi.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 from bosun.api.workspace import Workspace
 from bosun.catalog.sizing import Plan
 from bosun.render.claims import bind_devices
+from bosun.render.inference_pool import inference_pool
 from bosun.render.nodes import node_claims
 from bosun.render.pods import RenderOptions, engine_option
 from bosun.render.tuning import tuning_config, tuning_job
@@ -46,4 +48,6 @@ def render_workspace(
     else:
         objects.append(deployment(ws, plan, devices, options))
     objects.append(service(ws, plan, options))
+    if options.inference_pool:
+        objects.append(inference_pool(ws, plan, options))
     return objects

@@ -1,9 +1,11 @@
 """What `bosun install` prints: the CRDs, a namespace, the operator's ServiceAccount and
-least-privilege RBAC, its Deployment and metrics Service. ``config/`` holds the same
-objects as a kustomize tree (a test keeps the two equal).
+least-privilege RBAC, its Deployment and metrics Service; and the gateway's (one OpenAI
+endpoint for every Workspace): its ServiceAccount and RBAC, Deployment and Service.
+``config/`` holds the same objects as a kustomize tree (a test keeps the two equal).
 
-The ClusterRole lists exactly the (verb, resource) pairs the operator sends; the operator
-tests record every request it makes and check both directions.
+Each ClusterRole lists exactly the (verb, resource) pairs its component sends; the
+operator's and the gateway's tests record every request each makes and check both
+directions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from bosun.api.crd import workspace_crd
 from bosun.render.pods import container_security, pod_security
 
 __all__ = [
+    "GATEWAY_IMAGE",
+    "GATEWAY_NAME",
+    "GATEWAY_RBAC_RULES",
     "OPERATOR_IMAGE",
     "OPERATOR_NAME",
     "PEERING_NAME",
@@ -28,6 +33,9 @@ OPERATOR_IMAGE = f"ghcr.io/bosun-dev/bosun-operator:{__version__}"
 PEERING_NAME = "bosun"
 HEALTH_PORT = 8080
 METRICS_PORT = 8081
+GATEWAY_NAME = "bosun-gateway"
+GATEWAY_IMAGE = f"ghcr.io/bosun-dev/bosun-gateway:{__version__}"
+GATEWAY_PORT = 8090
 
 _READ = ["get", "list", "watch"]
 # (apiGroup, resources, verbs): what the operator does, and nothing more.
@@ -52,6 +60,13 @@ RBAC_RULES: list[tuple[str, list[str], list[str]]] = [
     ("", ["events"], ["create"]),
     ("kopf.dev", ["clusterkopfpeerings"], ["list", "watch", "patch"]),
     ("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"]),
+]
+# The gateway: reads Workspaces and their Services' EndpointSlices, scales Workspaces
+# from and to zero through their scale subresource.
+GATEWAY_RBAC_RULES: list[tuple[str, list[str], list[str]]] = [
+    ("bosun.dev", ["workspaces"], ["list"]),
+    ("bosun.dev", ["workspaces/scale"], ["get", "patch"]),
+    ("discovery.k8s.io", ["endpointslices"], ["list"]),
 ]
 
 
@@ -94,19 +109,100 @@ def peering_crds() -> list[dict[str, Any]]:
     ]
 
 
-def _labels() -> dict[str, str]:
+def _labels(component: str = "operator") -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": OPERATOR_NAME,
+        "app.kubernetes.io/name": f"bosun-{component}",
         "app.kubernetes.io/part-of": "bosun",
-        "app.kubernetes.io/component": "operator",
+        "app.kubernetes.io/component": component,
     }
 
 
-def _meta(name: str, namespace: str | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": _labels()}
+def _meta(name: str, namespace: str | None = None, component: str = "operator") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": _labels(component)}
     if namespace:
         meta["namespace"] = namespace
     return meta
+
+
+def _rbac(
+    name: str, namespace: str, rules: list[tuple[str, list[str], list[str]]]
+) -> list[dict[str, Any]]:
+    """A ServiceAccount, its ClusterRole with exactly ``rules``, and their binding."""
+    component = name.removeprefix("bosun-")
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(name, namespace, component),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta(name, component=component),
+            "rules": [
+                {"apiGroups": [group], "resources": resources, "verbs": verbs}
+                for group, resources, verbs in rules
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": _meta(name, component=component),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
+
+
+def _gateway(namespace: str, image: str) -> list[dict[str, Any]]:
+    """The gateway's Deployment (two replicas: it holds no state) and its Service."""
+    selector = {"app.kubernetes.io/name": GATEWAY_NAME}
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
+    args = ["gateway", "--kubernetes", "--host", "0.0.0.0", "--port", str(GATEWAY_PORT)]
+    container = {
+        "name": "gateway",
+        "image": image,
+        "args": args,
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        "livenessProbe": {**probe, "initialDelaySeconds": 10},
+        "readinessProbe": probe,
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {**container_security(), "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(GATEWAY_NAME, namespace, "gateway"),
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": _labels("gateway")},
+                    "spec": {
+                        "serviceAccountName": GATEWAY_NAME,
+                        "securityContext": pod_security(),
+                        "containers": [container],
+                        "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(GATEWAY_NAME, namespace, "gateway"),
+            "spec": {
+                "selector": selector,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
+    ]
 
 
 def _deployment(namespace: str, image: str) -> dict[str, Any]:
@@ -154,37 +250,16 @@ def _deployment(namespace: str, image: str) -> dict[str, Any]:
 
 
 def install_manifests(
-    namespace: str = "bosun-system", image: str = OPERATOR_IMAGE
+    namespace: str = "bosun-system",
+    image: str = OPERATOR_IMAGE,
+    gateway_image: str = GATEWAY_IMAGE,
 ) -> list[dict[str, Any]]:
-    """Everything to run the operator, in the order to apply it."""
-    rules = [
-        {"apiGroups": [group], "resources": resources, "verbs": verbs}
-        for group, resources, verbs in RBAC_RULES
-    ]
-    subject = {"kind": "ServiceAccount", "name": OPERATOR_NAME, "namespace": namespace}
-    role_ref = {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": OPERATOR_NAME,
-    }
+    """Everything to run the operator and the gateway, in the order to apply it."""
     return [
         workspace_crd(),
         *peering_crds(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(namespace)},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(OPERATOR_NAME, namespace)},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": _meta(OPERATOR_NAME),
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": _meta(OPERATOR_NAME),
-            "roleRef": role_ref,
-            "subjects": [subject],
-        },
+        *_rbac(OPERATOR_NAME, namespace, RBAC_RULES),
         {
             "apiVersion": "kopf.dev/v1",
             "kind": "ClusterKopfPeering",
@@ -200,4 +275,6 @@ def install_manifests(
                 "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
             },
         },
+        *_rbac(GATEWAY_NAME, namespace, GATEWAY_RBAC_RULES),
+        *_gateway(namespace, gateway_image),
     ]

@@ -48,6 +48,10 @@ class RenderOptions:
     # Internal hosts the user opted in to as sources (BOSUN_ALLOW_HOSTS): a job that
     # fetches from one is told so, since it checks every URL again.
     allowed_hosts: frozenset[str] = frozenset()
+    # Also an InferencePool (Gateway API Inference Extension) for the Workspace, whose
+    # endpoint picker is this Service (default NAME-epp).
+    inference_pool: bool = False
+    endpoint_picker: str | None = None
 
 
 def served_model_name(ws: Workspace, plan: Plan) -> str:

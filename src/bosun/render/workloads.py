@@ -120,10 +120,17 @@ def leader_worker_set(
     }
 
 
-def service(ws: Workspace, plan: Plan, options: RenderOptions) -> dict[str, Any]:
+def serving_selector(ws: Workspace, plan: Plan) -> dict[str, str]:
+    """The labels of the pods that answer requests: every replica's, or with several
+    nodes per replica, each leader's."""
     selector = selector_labels(ws, COMPONENT)
     if plan.nodes_per_replica > 1:
         selector["bosun.dev/role"] = "leader"
+    return selector
+
+
+def service(ws: Workspace, plan: Plan, options: RenderOptions) -> dict[str, Any]:
+    selector = serving_selector(ws, plan)
     return {
         "apiVersion": "v1",
         "kind": "Service",
