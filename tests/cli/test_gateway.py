@@ -32,6 +32,23 @@ def test_a_replica_it_cannot_use_is_refused_by_name(replica: str, words: str) ->
     assert f"--replica {replica!r}" in result.stderr and words in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([], "give the servers with --replica URL"),
+        (["--local", "--kubernetes"], "give the servers with --replica URL"),
+        (["--local", "--namespace", "team"], "--namespace goes with --kubernetes"),
+        (["--kubernetes", "--namespace", "Bad_NS"], "--namespace: 'Bad_NS' is not"),
+        (["--local", "--kubeconfig", "/k"], "--kubeconfig goes with --kubernetes"),
+        (["--local", "--policy", "random"], "--policy 'random': cache-aware or round-robin"),
+    ],
+)
+def test_options_that_do_not_go_together_are_refused_by_name(args: list[str], words: str) -> None:
+    result = CliRunner().invoke(app, ["gateway", *args])
+    assert result.exit_code == 2 and words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_the_gateway_process_serves_the_models_behind_it() -> None:
     with running_server(FakeEngine(name="fake-model", answer="through the gateway")) as url:
         port = free_port()
@@ -50,11 +67,11 @@ def test_the_gateway_process_serves_the_models_behind_it() -> None:
                 assert process.poll() is None, process.stderr.read() if process.stderr else ""
                 assert time.monotonic() < deadline, "the gateway did not start"
                 time.sleep(0.1)
-            client = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0)
-            assert [m.id for m in client.models.list().data] == ["fake-model"]
-            answer = client.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "hi"}], max_tokens=3
-            )
+            with openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0) as client:
+                assert [m.id for m in client.models.list().data] == ["fake-model"]
+                answer = client.chat.completions.create(
+                    model="fake-model", messages=[{"role": "user", "content": "hi"}], max_tokens=3
+                )
             assert answer.choices[0].message.content == "through the gateway"
         finally:
             process.terminate()

@@ -130,3 +130,14 @@ def test_a_retry_goes_to_a_replica_not_yet_tried() -> None:
 def test_a_load_factor_below_one_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="load_factor: expected at least 1"):
         choose(THREE, prefix=key(0), load_factor=0.5)
+
+
+def test_round_robin_takes_each_replica_in_turn_and_skips_those_tried() -> None:
+    from bosun.gateway.policy import round_robin
+
+    replicas = [Replica("c"), Replica("a"), Replica("b")]
+    assert [round_robin(replicas, turn).replica.name for turn in range(4)] == ["a", "b", "c", "a"]
+    assert round_robin(replicas, 0, exclude={"a"}).replica.name == "b"
+    assert round_robin(replicas, 5).reason == "round-robin"
+    with pytest.raises(NoReplicaError):
+        round_robin(replicas, 0, exclude={"a", "b", "c"})

@@ -28,7 +28,8 @@ def gateway() -> Iterator[openai.OpenAI]:
         replicas = [stack.enter_context(running_server(engine)) for engine in engines]
         replicas.append(f"http://127.0.0.1:{free_port()}")  # nothing listens there
         url = stack.enter_context(running_gateway(replicas))
-        yield openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        with openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0) as client:
+            yield client
 
 
 def ask(client: openai.OpenAI, model: str, system: str, user: str) -> str:
@@ -97,7 +98,8 @@ def two_replicas() -> Iterator[tuple[str, ExitStack, str, openai.OpenAI]]:
         b_stack = stack.enter_context(ExitStack())
         b = b_stack.enter_context(running_server(FakeEngine(name="m", answer="from b")))
         url = stack.enter_context(running_gateway([a, b], refresh_seconds=3600))
-        yield a, b_stack, url, openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        with openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0) as client:
+            yield a, b_stack, url, client
 
 
 def a_prompt_answered(client: openai.OpenAI, answer: str) -> str:

@@ -73,6 +73,13 @@ def gateway(
         float,
         typer.Option(min=1, help="Seconds a request waits for its model to start."),
     ] = 600.0,
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="cache-aware (prefixes and adapters stay on their replica, bounded load) "
+            "or round-robin."
+        ),
+    ] = "cache-aware",
     log_level: Annotated[
         str, typer.Option(help="critical, error, warning, info or debug.")
     ] = "info",
@@ -84,6 +91,8 @@ def gateway(
             "give the servers with --replica URL (repeatable), or --local for bosun up's, "
             "or --kubernetes for a cluster's"
         )
+    if policy not in ("cache-aware", "round-robin"):
+        fail(f"--policy {policy!r}: cache-aware or round-robin")
     if namespace and not kubernetes:
         fail("--namespace goes with --kubernetes")
     if kubeconfig is not None and not kubernetes:
@@ -113,6 +122,7 @@ def gateway(
         refresh_seconds=refresh,
         max_queue=queue_size,
         cold_start_timeout=cold_start_timeout,
+        policy=policy,
     )
     app = build_gateway(settings, source)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

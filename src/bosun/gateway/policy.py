@@ -10,6 +10,9 @@ Three rules, in order:
   consistent hashing on a hash of the prompt's leading characters.
 - **Least outstanding requests** where a request has neither (no prompt text).
 
+``round_robin`` is the baseline the benchmark compares with (``bosun gateway --policy
+round-robin``): each request to the next replica in turn, whatever it holds.
+
 Hashing is bounded (Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded
 Loads", 2018): a key goes to the first replica after its point on the ring whose load is
 under ``load_factor`` times the mean, so a hot prefix spills to its next replicas instead
@@ -38,6 +41,7 @@ __all__ = [
     "choose",
     "prefix_key",
     "request_text",
+    "round_robin",
 ]
 
 # Characters of a prompt's beginning that make its routing key: long enough that a shared
@@ -49,7 +53,7 @@ LOAD_FACTOR = 1.25
 # Points per replica on the ring: enough that keys spread evenly over a few replicas.
 VIRTUAL_NODES = 160
 
-Reason = Literal["adapter", "prefix", "least-loaded"]
+Reason = Literal["adapter", "prefix", "least-loaded", "round-robin"]
 
 
 class NoReplicaError(Exception):
@@ -154,6 +158,15 @@ def choose(
     # Some replica is under the cap: len(candidates) * cap > total.
     taker = next(name for name in walk if by_name[name].load < cap)
     return Choice(by_name[taker], reason, taker == walk[0])
+
+
+def round_robin(replicas: Sequence[Replica], turn: int, exclude: Collection[str] = ()) -> Choice:
+    """Replica number ``turn`` (modulo their number) of those not excluded, in name
+    order. Raises :class:`NoReplicaError` when none is left."""
+    candidates = sorted((r for r in replicas if r.name not in exclude), key=lambda r: r.name)
+    if not candidates:
+        raise NoReplicaError("no replica left for this request")
+    return Choice(candidates[turn % len(candidates)], "round-robin", False)
 
 
 def _point(key: str) -> int:

@@ -31,15 +31,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+import httpx2 as httpx
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bosun.gateway.load import ReportedLoad, reported_load
 from bosun.gateway.metrics import GatewayMetrics
 from bosun.gateway.models import ModelTable, Target, UnknownModelError, served_models
-from bosun.gateway.policy import NoReplicaError, Replica, choose, prefix_key, request_text
+from bosun.gateway.policy import (
+    NoReplicaError,
+    Replica,
+    choose,
+    prefix_key,
+    request_text,
+    round_robin,
+)
 from bosun.gateway.sources import Source, StaticSource, Workload
 
 __all__ = ["GatewaySettings", "build_gateway"]
@@ -65,6 +73,8 @@ class GatewaySettings:
     max_queue: int = 256  # requests waiting per model for a replica to come up
     cold_start_timeout: float = 600.0  # how long they wait
     waiting_refresh_seconds: float = 0.25  # how often sources are read while requests wait
+    # "cache-aware" (policy.choose), or "round-robin" (the baseline benchmarks compare with)
+    policy: str = "cache-aware"
 
 
 def _error(
@@ -95,6 +105,7 @@ class Gateway:
         self.workloads: dict[str, Workload] = {}
         self.owner: dict[str, str] = {}  # replica URL -> its workload
         self.queued: Counter[str] = Counter()  # model -> requests waiting for a replica
+        self.turns: Counter[str] = Counter()  # model -> requests routed round-robin
         self.last_used: dict[str, float] = {}  # workload -> when a request last used it
         self.woken: dict[str, tuple[float, str]] = {}  # workload -> (when, by which model)
         self.stopping: set[str] = set()  # workloads being scaled to zero
@@ -212,16 +223,21 @@ class Gateway:
         except (httpx.HTTPError, ValueError):
             self.loads[url] = ReportedLoad()  # its load unknown: the gateway's own count decides
 
-    async def forward(self, request: Request, path: str) -> Response:
-        """Send the request on to a replica of its model; the answer, or the error."""
-        model, response = await self._route(request, path)
+    async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send a request on to a replica of its model, and its answer back (or the
+        error), as a plain ASGI app: the proxied routes skip FastAPI's routing and
+        middleware, which cost more than the proxying itself."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await self._body(receive, headers)
+        model, response = await self._route(body, headers, scope["path"])
         self.metrics.requests.labels(model, str(response.status_code)).inc()
-        return response
+        await response(scope, receive, send)
 
-    async def _route(self, request: Request, path: str) -> tuple[str, Response]:
+    async def _route(
+        self, body: bytes | None, request_headers: dict[str, str], path: str
+    ) -> tuple[str, Response | Relay]:
         """(the model's label for the metrics, the response). Labels are the models the
         table knows: a client naming others cannot grow the metrics without bound."""
-        body = await self._body(request)
         if body is None:
             limit = self.settings.max_body_bytes
             message = f"the request body exceeds {limit} bytes"
@@ -237,19 +253,23 @@ class Gateway:
             message = "model: a model name is required"
             return NO_MODEL, _error(400, message, kind="invalid_request_error", param="model")
         key = prefix_key(request_text(payload))
-        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
+        headers = {k: v for k, v in request_headers.items() if k in FORWARDED}
         # The answer's bytes are passed on as they come: uncompressed, since the client
         # gets no Content-Encoding from the gateway.
         headers["accept-encoding"] = "identity"
         tried: set[str] = set()
         for _ in range(MAX_SENDS):
             target = await self._target(model, tried)
-            if isinstance(target, Response):
+            if not isinstance(target, Target):
                 known = tried or target.status_code != 404
                 return (model if known else UNKNOWN_MODEL), target
             replicas = [self._replica(url) for url in target.replicas]
             try:
-                choice = choose(replicas, prefix=key, adapter=target.adapter, exclude=tried)
+                if self.settings.policy == "round-robin":
+                    self.turns[model] += 1
+                    choice = round_robin(replicas, self.turns[model], exclude=tried)
+                else:
+                    choice = choose(replicas, prefix=key, adapter=target.adapter, exclude=tried)
             except NoReplicaError:
                 break
             url = choice.replica.name
@@ -274,7 +294,7 @@ class Gateway:
             except BaseException:
                 self._track(url, -1)
                 raise
-            return model, self._relay(model, url, response)
+            return model, Relay(self, model, url, response)
         return model, self._unavailable(f"no replica of {model!r} is reachable; retry shortly")
 
     def _unavailable(self, message: str) -> JSONResponse:
@@ -401,18 +421,22 @@ class Gateway:
                 workload.idle_timeout,
             )
 
-    async def _body(self, request: Request) -> bytes | None:
+    async def _body(self, receive: Receive, headers: dict[str, str]) -> bytes | None:
         """The request's body, or None past max_body_bytes (read no further than that)."""
         limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length", "")
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return None
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return bytes(body)  # the client went away; what came is answered to no one
+            body += message.get("body", b"")
             if len(body) > limit:
                 return None
-        return bytes(body)
+            if not message.get("more_body", False):
+                return bytes(body)
 
     def _replica(self, url: str) -> Replica:
         load = self.loads.get(url, ReportedLoad())
@@ -443,18 +467,39 @@ class Gateway:
             for name, (parent, state) in sorted(rows.items())
         ]
 
-    def _relay(self, model: str, url: str, response: httpx.Response) -> Response:
-        """The replica's answer, passed on as it arrives; the outstanding count drops once
-        it has all been sent (or the client went away)."""
-        media = response.headers.get("content-type", "application/json")
 
-        async def chunks() -> AsyncIterator[bytes]:
+class Relay:
+    """A replica's answer passed on as it arrives, as an ASGI response: each chunk is
+    sent to the client as soon as it is read, unbuffered. A replica failing mid-answer
+    ends this stream with an error event; a client that goes away stops the relay and
+    closes the upstream answer (the replica stops generating for no one). The replica's
+    outstanding count drops when either ends."""
+
+    def __init__(self, gateway: Gateway, model: str, url: str, upstream: httpx.Response) -> None:
+        self.gateway, self.model, self.url, self.upstream = gateway, model, url, upstream
+        self.status_code = upstream.status_code
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upstream = self.upstream
+        media = upstream.headers.get("content-type", "application/json")
+        # One task waits for the client to go away (uvicorn says so only to receive).
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": upstream.status_code,
+                    "headers": [(b"content-type", media.encode("latin-1"))],
+                }
+            )
             try:
-                async for chunk in response.aiter_raw():
-                    yield chunk
+                async for chunk in upstream.aiter_raw():
+                    if gone.done():
+                        return
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except httpx.HTTPError as exc:  # the replica died mid-answer: this stream ends
-                log.warning("replica %s failed mid-stream: %s", url, exc)
-                self.metrics.broken.labels(model).inc()
+                log.warning("replica %s failed mid-stream: %s", self.url, exc)
+                self.gateway.metrics.broken.labels(self.model).inc()
                 error = {
                     "error": {
                         "message": f"the replica serving this request failed: {exc}",
@@ -463,23 +508,33 @@ class Gateway:
                         "code": None,
                     }
                 }
-                yield f"data: {json.dumps(error)}\n\n".encode()
-            finally:
-                self._track(url, -1)
-                await response.aclose()
+                chunk = f"data: {json.dumps(error)}\n\n".encode()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+            self.gateway._track(self.url, -1)
+            await upstream.aclose()
 
-        return StreamingResponse(chunks(), status_code=response.status_code, media_type=media)
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
-def build_gateway(settings: GatewaySettings, source: Source | None = None) -> FastAPI:
+def build_gateway(settings: GatewaySettings, source: Source | None = None) -> ASGIApp:
     """The gateway's app: its replicas (``source``, by default ``settings.replicas``)
-    read at start and every ``refresh_seconds``."""
+    read at start and every ``refresh_seconds``. The proxied routes are served by
+    :meth:`Gateway.forward`; the rest (health, metrics, the model list) by FastAPI."""
     state: dict[str, Gateway] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(None, connect=settings.connect_timeout)
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        # Connections to the replicas are kept for reuse, as many as run at once: a new
+        # TCP connection per request would cost more than the proxying itself.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=1024)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             origin = source or StaticSource(settings.replicas)
             gateway = Gateway(settings, client, origin)
             state["gateway"] = gateway
@@ -508,12 +563,15 @@ def build_gateway(settings: GatewaySettings, source: Source | None = None) -> Fa
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": state["gateway"].listing()}
 
-    def forwarding(path: str) -> Any:
-        async def route(request: Request) -> Response:
-            return await state["gateway"].forward(request, path)
+    async def gateway(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in ROUTES:
+            if scope["method"] == "POST":
+                await state["gateway"].forward(scope, receive, send)
+                return
+            allowed = _error(405, "use POST", kind="invalid_request_error")
+            allowed.headers["Allow"] = "POST"
+            await allowed(scope, receive, send)
+            return
+        await app(scope, receive, send)
 
-        return route
-
-    for path in ROUTES:
-        app.add_api_route(path, forwarding(path), methods=["POST"])
-    return app
+    return gateway
