@@ -146,3 +146,19 @@ def test_its_metrics_count_requests_routing_and_retries() -> None:
         b_stack.close()
         ask(client, "m", on_b, "q")
         assert metric(url, "bosun_gateway_retries_total", model="m") == 1
+
+
+def test_a_client_that_goes_away_frees_its_replica() -> None:
+    """The client closes a stream mid-answer: the gateway stops relaying and closes its
+    request to the replica at once, instead of reading the answer to its end."""
+    slow = FakeEngine(name="m", answer=" ".join(["word"] * 400), delay=0.05, max_model_len=1024)
+    with running_server(slow) as replica, running_gateway([replica]) as url:
+        body = {"model": "m", "prompt": "hi", "max_tokens": 400, "stream": True}
+        with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=30) as reply:
+            assert reply.status_code == 200  # 400 tokens, 50 ms each: 20 s in all
+            next(reply.iter_lines())
+            assert metric(url, "bosun_gateway_in_flight", replica=replica) == 1
+        began = time.monotonic()
+        while metric(url, "bosun_gateway_in_flight", replica=replica) != 0:
+            assert time.monotonic() - began < 5, "the replica's request was not closed"
+            time.sleep(0.05)
