@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from bosun.engine.client import EngineStats
@@ -40,7 +40,7 @@ class _EngineGauges(Collector):
     def __init__(self, model: str, stats: Callable[[], EngineStats]) -> None:
         self.model, self.stats = model, stats
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         s = self.stats()
         for name, doc, value in (
             ("vllm:num_requests_running", "Requests in model execution batches.", s.running),
@@ -50,6 +50,15 @@ class _EngineGauges(Collector):
             family = GaugeMetricFamily(name, doc, labels=["model_name"])
             family.add_metric([self.model], value)
             yield family
+        # The engine counts these since it started: exported as counters (_total).
+        for name, doc, count in (
+            ("vllm:prefix_cache_queries", "Prefix cache queries (tokens).", s.prefix_cache_queries),
+            ("vllm:prefix_cache_hits", "Prefix cache hits (tokens).", s.prefix_cache_hits),
+            ("vllm:num_preemptions", "Cumulative preemptions.", s.preemptions),
+        ):
+            counter = CounterMetricFamily(name, doc, labels=["model_name"])
+            counter.add_metric([self.model], count)
+            yield counter
 
 
 class Metrics:
@@ -71,15 +80,6 @@ class Metrics:
             "Successfully processed requests.",
             [*labels, "finished_reason"],
             registry=r,
-        )
-        self.preemptions = Counter(
-            "vllm:num_preemptions", "Cumulative preemptions.", labels, registry=r
-        )
-        self.prefix_queries = Counter(
-            "vllm:prefix_cache_queries", "Prefix cache queries (tokens).", labels, registry=r
-        )
-        self.prefix_hits = Counter(
-            "vllm:prefix_cache_hits", "Prefix cache hits (tokens).", labels, registry=r
         )
         self.ttft = Histogram(
             "vllm:time_to_first_token_seconds",
