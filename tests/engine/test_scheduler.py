@@ -160,3 +160,54 @@ def test_never_used_blocks_are_still_all_usable() -> None:
     blocks.free(first[0])
     again = blocks.allocate([9] * 8)  # two of the freed blocks (the tail's go first)
     assert again is not None and set(again[0]) <= {0, 1, 2} and blocks.touched_blocks == 8
+
+
+def _rotate_tenants(blocks: BlockManager, rounds: int) -> int:
+    """Requests of four tenants in turn, one at a time: each prompt is its tenant's
+    8-token prefix (two full blocks) and a question of its own. The tokens the prefix
+    cache supplied, over every round after the first."""
+    hits = 0
+    for r in range(rounds):
+        for tenant in range(4):
+            prompt = [tenant * 100 + i for i in range(8)] + [9000 + r * 10 + tenant, 1, 2]
+            allocated = blocks.allocate(prompt)
+            assert allocated is not None
+            table, hit = allocated
+            hits += hit if r else 0
+            blocks.commit(table, prompt)
+            blocks.free(table)
+    return hits
+
+
+def test_a_retention_budget_keeps_finished_prefixes_where_memory_is_touched_lazily() -> None:
+    """With nothing retained, each tenant's prefix is evicted before its turn comes back;
+    with room for them, every later request finds its tenant's prefix, and the memory
+    touched stays within the budget (and the working set)."""
+    lean = BlockManager(num_blocks=64, block_size=4, fresh_last=True)
+    assert _rotate_tenants(lean, rounds=5) == 0 and lean.touched_blocks <= 4
+    kept = BlockManager(num_blocks=64, block_size=4, fresh_last=True, retain_blocks=16)
+    assert _rotate_tenants(kept, rounds=5) == 4 * 4 * 8  # every prefix, from round two on
+    assert kept.touched_blocks <= 16 + 3
+
+
+def test_blocks_holding_nothing_cached_are_reused_before_cached_prefixes() -> None:
+    """A freed partial block (nothing cached) goes before a freed full one (a prefix)."""
+    blocks = BlockManager(num_blocks=8, block_size=4, fresh_last=True)
+    first = blocks.allocate(list(range(6)))  # one full block, one partial
+    assert first is not None
+    blocks.commit(first[0], list(range(6)))
+    full, partial = first[0]
+    blocks.free(first[0])
+    other = blocks.allocate([50, 51])  # one block: the partial one, not the cached prefix
+    assert other is not None and other[0] == [partial]
+    again = blocks.allocate(list(range(6)))
+    assert again is not None and again[1] == 4 and again[0][0] == full
+
+
+def test_the_engine_retains_its_default_or_the_tokens_asked_for_at_most_the_cache() -> None:
+    from bosun.engine.engine import PREFIX_CACHE_TOKENS, EngineOptions, retained_blocks
+
+    assert retained_blocks(EngineOptions("m"), 10_000, 16) == PREFIX_CACHE_TOKENS // 16
+    assert retained_blocks(EngineOptions("m", prefix_cache_tokens=0), 10_000, 16) == 0
+    assert retained_blocks(EngineOptions("m", prefix_cache_tokens=20), 10_000, 16) == 2
+    assert retained_blocks(EngineOptions("m", prefix_cache_tokens=10**9), 512, 16) == 512

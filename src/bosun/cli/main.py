@@ -636,7 +636,15 @@ def serve(
         typer.Option(
             min=1,
             help="Tokens one step computes at most; longer prompts are prefilled in chunks "
-            "[default: 512 on CPUs, 2048 on GPUs].",
+            "(default 512 on CPUs, 2048 on GPUs).",
+        ),
+    ] = None,
+    prefix_cache_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="On CPUs: tokens of finished requests' prompts kept for later requests that "
+            "begin alike (0: only what running requests hold; default 8192).",
         ),
     ] = None,
     adapter: Annotated[
@@ -710,6 +718,7 @@ def serve(
             max_num_seqs=max_concurrency,
             max_waiting=max_waiting,
             max_batched_tokens=max_batched_tokens,
+            prefix_cache_tokens=prefix_cache_tokens,
             cuda_graphs=not enforce_eager,
             adapters=adapters,
             dtype=dtype,

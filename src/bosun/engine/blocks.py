@@ -12,8 +12,13 @@ pages are mapped on first touch), ``fresh_last`` hands out blocks already used b
 blocks never used: the memory a server holds then follows its peak load, not the
 number of requests it served (cycling through every block would commit the whole cache
 over time, which looks like a leak). The prefix cache then keeps what fits in the blocks
-touched so far. Where the cache is allocated up front (a GPU), never-used blocks go
-first, so cached prefixes live as long as possible.
+touched so far, plus ``retain_blocks``: while fewer blocks than that have been touched, a
+never-used block is handed out rather than one holding a cached prefix, so prefixes of
+finished requests (a tenant's system prompt) survive. Where the cache is allocated up
+front (a GPU), never-used blocks go first, so cached prefixes live as long as possible.
+
+Either way, a freed block that holds no cached prefix (a sequence's partial last block) is
+reused before one that does.
 """
 
 from __future__ import annotations
@@ -54,10 +59,16 @@ class BlockManager:
     block_size: int
     prefix_caching: bool = True
     fresh_last: bool = False  # used blocks before never-used ones (memory touched lazily)
+    # With fresh_last: keep cached prefixes (touch never-used blocks instead of evicting
+    # them) while fewer blocks than this have been touched.
+    retain_blocks: int = 0
     blocks: list[Block] = field(init=False)
     stats: BlockStats = field(default_factory=BlockStats)
-    # Free blocks, least recently freed first; a freed block keeps its hash until reused.
+    # Free blocks holding a cached prefix, least recently freed first; a freed block keeps
+    # its hash until reused.
     _free: OrderedDict[int, None] = field(init=False)
+    # Free blocks holding nothing cached (freed with no hash), least recently freed first.
+    _spare: OrderedDict[int, None] = field(init=False)
     # With fresh_last: blocks never handed out yet, lowest first.
     _fresh: OrderedDict[int, None] = field(init=False)
     _by_hash: dict[int, int] = field(init=False)
@@ -72,6 +83,7 @@ class BlockManager:
         self._free, self._fresh = (
             (OrderedDict(), every) if self.fresh_last else (every, OrderedDict())
         )
+        self._spare = OrderedDict()
         self._by_hash = {}
         self._taken = bytearray(self.num_blocks)
 
@@ -79,7 +91,7 @@ class BlockManager:
 
     @property
     def free_blocks(self) -> int:
-        return len(self._free) + len(self._fresh)
+        return len(self._free) + len(self._spare) + len(self._fresh)
 
     @property
     def touched_blocks(self) -> int:
@@ -139,10 +151,17 @@ class BlockManager:
         return table, hit
 
     def _take(self, after: int | None = None) -> int:
-        """A free block: the one after ``after`` when it is free (a sequence whose blocks
-        lie in order is read without a gather), else the least recently freed; with
-        ``fresh_last``, a never-used block only when no used one is free."""
-        pool = self._free if self._free else self._fresh
+        """A free block: the one after ``after`` when it is free in the chosen pool (a
+        sequence whose blocks lie in order is read without a gather), else that pool's
+        least recently freed. Pools in order: freed blocks holding nothing cached; with
+        ``fresh_last``, never-used blocks while under ``retain_blocks`` touched; freed
+        blocks holding a cached prefix (evicting it); never-used blocks."""
+        if self._spare:
+            pool = self._spare
+        elif self.fresh_last and self._fresh and self._touched < self.retain_blocks:
+            pool = self._fresh
+        else:
+            pool = self._free if self._free else self._fresh
         if after is not None and after + 1 in pool:
             block_id = after + 1
             del pool[block_id]
@@ -193,5 +212,5 @@ class BlockManager:
             block = self.blocks[block_id]
             block.ref_count -= 1
             if block.ref_count == 0:
-                self._free[block_id] = None
+                (self._free if block.hash != NO_HASH else self._spare)[block_id] = None
         table.clear()

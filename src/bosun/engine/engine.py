@@ -50,7 +50,7 @@ from bosun.engine.scheduler import Sequence as CacheSequence
 from bosun.engine.stops import StopMatcher
 from bosun.engine.structured import TokenizerGrammar
 
-__all__ = ["BosunEngine", "EngineOptions"]
+__all__ = ["PREFIX_CACHE_TOKENS", "BosunEngine", "EngineOptions", "retained_blocks"]
 
 log = logging.getLogger("bosun.engine")
 
@@ -79,6 +79,11 @@ class EngineOptions:
     max_batched_tokens: int | None = None
     # On CUDA, decode steps replay CUDA graphs captured per batch size at load.
     cuda_graphs: bool = True
+    # Where the KV cache's memory is touched lazily (CPUs): tokens of finished requests'
+    # prompts the prefix cache keeps for later requests that begin alike (a tenant's
+    # system prompt), beyond what running requests hold. None: PREFIX_CACHE_TOKENS. The
+    # memory they take was sized into the plan with the whole cache.
+    prefix_cache_tokens: int | None = None
     # LoRA adapters served beside the base model: (name, PEFT directory, strength).
     adapters: tuple[tuple[str, str, float], ...] = ()
 
@@ -124,7 +129,18 @@ def _grammar_for(tokenizer: Any) -> TokenizerGrammar | None:
 # token sooner (TTFT p50 680-727 ms against 955) at the same throughput (298-311 against
 # 311 tok/s); at 256 throughput fell 5% and TTFT p99 rose to 2.3 s (serve_bench.py).
 CPU_STEP_BUDGET = 512
+# Tokens of finished requests' prompts a CPU server's prefix cache keeps by default: a few
+# dozen system prompts. SmolLM2's float32 cache holds 45 KB a token: 370 MB at most.
+PREFIX_CACHE_TOKENS = 8192
 STEP_BUDGET = 2048
+
+
+def retained_blocks(options: EngineOptions, num_blocks: int, block_size: int) -> int:
+    """KV blocks the prefix cache may keep for finished requests where memory is touched
+    lazily: ``prefix_cache_tokens`` (default PREFIX_CACHE_TOKENS), at most the cache."""
+    tokens = options.prefix_cache_tokens
+    tokens = PREFIX_CACHE_TOKENS if tokens is None else max(tokens, 0)
+    return min(num_blocks, -(-tokens // block_size))
 
 
 def step_budget(options: EngineOptions) -> int:
@@ -326,7 +342,11 @@ class BosunEngine:
         helper.shutdown(wait=False)
         self._scheduler = Scheduler(
             BlockManager(
-                runner.num_blocks, runner.block_size, runner.prefix_caching, runner.lazy_memory
+                runner.num_blocks,
+                runner.block_size,
+                runner.prefix_caching,
+                runner.lazy_memory,
+                retain_blocks=retained_blocks(options, runner.num_blocks, runner.block_size),
             ),
             max_num_seqs=options.max_num_seqs,
             max_batched_tokens=step_budget(options),
