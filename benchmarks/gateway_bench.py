@@ -2,10 +2,11 @@
 a workload of many tenants, and the proxy's own cost. Every process is real: `bosun
 serve` replicas, `bosun gateway` in front of them, and an asyncio client.
 
-**Routing.** Three `bosun serve` replicas of SmolLM2 (one CPU thread each). Each holds a
-KV cache of ``--kv-tokens`` tokens, smaller than all the tenants' prompts together. They
-run behind `bosun gateway --policy cache-aware`, then behind `--policy round-robin`; the
-replicas are restarted in between, so that each policy starts with empty caches.
+**Routing.** Three `bosun serve` replicas of SmolLM2 (one CPU thread each). Each keeps
+``--prefix-cache-tokens`` tokens of finished prompts: about 40% of all the tenants'
+prompts together (what one replica's memory holds of many tenants). They run behind
+`bosun gateway --policy cache-aware`, then behind `--policy round-robin`; the replicas
+are restarted in between, so that each policy starts with empty caches.
 
 - The workload: ``--tenants`` tenants, each with its own system prompt of about
   ``--prefix-tokens`` tokens. Each request picks a tenant at random (the same seeded
@@ -133,15 +134,17 @@ BOSUN = [sys.executable, "-m", "bosun.cli.main"]
 
 
 @contextmanager
-def replicas(count: int, kv_tokens: int, max_len: int) -> Iterator[list[str]]:
-    """``count`` `bosun serve` replicas of SmolLM2, each with room for ``kv_tokens``."""
+def replicas(count: int, retained: int, max_len: int) -> Iterator[list[str]]:
+    """``count`` `bosun serve` replicas of SmolLM2, each keeping ``retained`` tokens of
+    finished prompts in its prefix cache."""
     urls = []
     with ExitStack() as stack:
         for _ in range(count):
             port = free_port()
             command = [*BOSUN, "serve", "--model", MODEL, "--port", str(port)]
             command += ["--threads", "1", "--max-model-len", str(max_len)]
-            command += ["--max-concurrency", str(kv_tokens // max_len), "--log-level", "warning"]
+            command += ["--max-concurrency", "8", "--prefix-cache-tokens", str(retained)]
+            command += ["--log-level", "warning"]
             url = f"http://127.0.0.1:{port}"
             stack.enter_context(process(command, f"{url}/health"))
             urls.append(url)
@@ -179,6 +182,18 @@ def cache_counts(urls: list[str]) -> tuple[float, float]:
                 elif sample.name == "vllm:prefix_cache_hits_total":
                     hits += sample.value
     return queries, hits
+
+
+def routed_home(url: str) -> float:
+    """The share of the gateway's routing decisions that sent a request to its key's own
+    replica (the rest spilled under load, or had no key)."""
+    counts = {"true": 0.0, "false": 0.0}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "bosun_gateway_routing_decisions_total":
+                counts[sample.labels["home"]] += sample.value
+    total = counts["true"] + counts["false"]
+    return round(counts["true"] / total, 3) if total else 0.0
 
 
 def system_prompt(tenant: int, tokens: int) -> str:
@@ -275,12 +290,16 @@ def routing(args: argparse.Namespace) -> dict[str, Any]:
         )
     results: dict[str, Any] = {}
     for policy in ("cache-aware", "round-robin"):
-        with replicas(3, args.kv_tokens, args.max_len) as urls, gateway(urls, policy) as url:
+        with (
+            replicas(3, args.prefix_cache_tokens, args.max_len) as urls,
+            gateway(urls, policy) as url,
+        ):
             before = cache_counts(urls)
             out, seconds = asyncio.run(
                 run_requests(url, "/v1/chat/completions", bodies, args.concurrency)
             )
             after = cache_counts(urls)
+            home = routed_home(url)
         queries, hits = after[0] - before[0], after[1] - before[1]
         results[policy] = {
             "hit_rate": round(hits / queries, 4) if queries else 0.0,
@@ -291,6 +310,7 @@ def routing(args: argparse.Namespace) -> dict[str, Any]:
             "output_tokens_per_s": round(out.tokens / seconds, 1),
             "errors": out.errors,
             "seconds": round(seconds, 1),
+            "sent_to_home_replica": home,
         }
         print(policy, results[policy], flush=True)
     aware, rr = results["cache-aware"], results["round-robin"]
@@ -362,24 +382,28 @@ def proxy_cost(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tenants", type=int, default=36)
+    parser.add_argument("--tenants", type=int, default=24)
     parser.add_argument("--prefix-tokens", type=int, default=320)
     parser.add_argument("--requests", type=int, default=288)
     parser.add_argument("--output-tokens", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=6)
-    parser.add_argument("--kv-tokens", type=int, default=4096, help="Each replica's KV cache.")
+    parser.add_argument(
+        "--prefix-cache-tokens", type=int, default=4096, help="Each replica's finished prompts."
+    )
     parser.add_argument("--max-len", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--streams", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--token-delay", type=float, default=0.02)
     parser.add_argument("--skip-routing", action="store_true")
+    parser.add_argument("--skip-proxy", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    report: dict[str, Any] = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "args": vars(args)}
-    report["args"]["json"] = str(args.json) if args.json else None
-    report["proxy"] = proxy_cost(args)
-    print("proxy", report["proxy"], flush=True)
+    settings = {**vars(args), "json": str(args.json) if args.json else None}
+    report: dict[str, Any] = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "args": settings}
+    if not args.skip_proxy:
+        report["proxy"] = proxy_cost(args)
+        print("proxy", report["proxy"], flush=True)
     if not args.skip_routing:
         report["routing"] = routing(args)
     if args.json:

@@ -11,6 +11,7 @@ import pytest
 
 from bosun.gateway.policy import (
     LOAD_FACTOR,
+    SPILL_FLOOR,
     NoReplicaError,
     Replica,
     choose,
@@ -85,6 +86,18 @@ def test_a_hot_prefix_spills_over_instead_of_queueing_on_one_replica() -> None:
         spilled += not choice.home
     assert max(loads.values()) <= -(-LOAD_FACTOR * 90 // 3)  # ceil: 38
     assert min(loads.values()) > 0 and spilled > 0
+
+
+def test_a_replica_holding_few_requests_keeps_its_keys_above_the_mean() -> None:
+    """Under SPILL_FLOOR requests a replica takes its own keys, even at twice the others'
+    load: batching them costs less than another replica computing the prefix again."""
+    home = choose(THREE, prefix=key(5)).replica.name
+    loads = {r.name: (SPILL_FLOOR - 1 if r.name == home else 0) for r in THREE}
+    replicas = [Replica(name, outstanding=n) for name, n in loads.items()]
+    assert choose(replicas, prefix=key(5)).replica.name == home
+    full = [replace(r, outstanding=SPILL_FLOOR) if r.name == home else r for r in replicas]
+    assert choose(full, prefix=key(5)).replica.name != home  # at the floor, above the mean
+    assert choose(replicas, prefix=key(5), spill_floor=0).replica.name != home
 
 
 def test_replicas_busy_with_others_count_as_loaded() -> None:

@@ -100,6 +100,7 @@ class Gateway:
         self.settings, self.client, self.source = settings, client, source
         self.table = ModelTable()
         self.loads: dict[str, ReportedLoad] = {}
+        self.others: dict[str, int] = {}  # replica -> requests of other clients, last seen
         self.outstanding: Counter[str] = Counter()
         self.metrics = GatewayMetrics()
         self.workloads: dict[str, Workload] = {}
@@ -217,11 +218,19 @@ class Gateway:
                 log.warning("replica %s left the table: %s", url, exc)
             self.table.remove(url)
             return
+        before = self.outstanding[url]
         try:
             metrics = await self.client.get(f"{url}/metrics", timeout=self.settings.connect_timeout)
-            self.loads[url] = reported_load(metrics.text) if metrics.is_success else ReportedLoad()
+            reported = reported_load(metrics.text) if metrics.is_success else ReportedLoad()
         except (httpx.HTTPError, ValueError):
-            self.loads[url] = ReportedLoad()  # its load unknown: the gateway's own count decides
+            reported = ReportedLoad()  # its load unknown: the gateway's own count decides
+        self.loads[url] = reported
+        # What the replica holds beyond this gateway's own requests (other clients, other
+        # gateway replicas). Kept apart: the gateway's own count is exact at every
+        # request, the report up to a refresh old. Its own are taken as the most it had
+        # while the report was read, so requests ending meanwhile are not taken for others.
+        mine = max(before, self.outstanding[url])
+        self.others[url] = max(0, reported.running + reported.waiting - mine)
 
     async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send a request on to a replica of its model, and its answer back (or the
@@ -439,8 +448,11 @@ class Gateway:
                 return bytes(body)
 
     def _replica(self, url: str) -> Replica:
+        """The replica as the policy sees it: its load is this gateway's requests in
+        flight to it (exact) and what others had there at the last refresh."""
         load = self.loads.get(url, ReportedLoad())
-        return Replica(url, self.outstanding[url], load.running, load.waiting, load.kv_usage)
+        mine = self.outstanding[url]
+        return Replica(url, mine, mine + self.others.get(url, 0), 0, load.kv_usage)
 
     def listing(self) -> list[dict[str, Any]]:
         """Every model behind the gateway, served or not: OpenAI's model objects with
