@@ -9,7 +9,7 @@ their ``model`` field and balanced across its replicas.
   ``/v1/models``; an unknown name is refused with the closest ones.
 - ``metrics.py``: the gateway's own Prometheus metrics (requests, routing decisions,
   retries, broken streams, requests in flight).
-- ``proxy.py``: the HTTP side (FastAPI in, httpx out): forwards the OpenAI routes to
+- ``proxy.py``: the HTTP side (uvicorn in, aiohttp out): forwards the OpenAI routes to
   the chosen replica, streams passed through as they arrive, one retry elsewhere for a
   replica that cannot be reached, 503 with Retry-After when none can.
 
