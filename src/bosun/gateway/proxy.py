@@ -7,8 +7,9 @@ behind the gateway. The replicas' model lists and loads are read every few secon
 their ``/v1/models`` and ``/metrics``; a replica that does not answer leaves the table
 until it does again.
 
-Faults: a request that could not reach its replica (no connection) is sent once more to
-another; a replica that fails mid-stream ends that stream with an error event, and no
+Faults: a request that could not reach its replica (no connection, so never started) is
+sent again, to another replica or to its Workspace once it is back (at most MAX_SENDS
+sends); a replica that fails mid-stream ends that stream with an error event, and no
 other. No replica at all is a 503 with Retry-After.
 
 Where the replicas are comes from a source (sources.py). A request for a model whose
