@@ -36,10 +36,11 @@ class ScalingSource:
         self.idle_timeout, self.boot = idle_timeout, boot
         self.comes_up, self.failure = comes_up, failure
         self.state, self.url, self.message = "Idle", "", ""
-        self.wakes = self.sleeps = 0
+        self.wakes = self.sleeps = self.reads = 0
         self.servers = ExitStack()
 
     async def workloads(self) -> list[Workload]:
+        self.reads += 1
         models = {"m": None, "m-tuned": "m"}
         replicas = (self.url,) if self.url else ()
         return [Workload("w", replicas, self.state, models, True, self.idle_timeout, self.message)]
@@ -181,3 +182,23 @@ def test_a_model_that_fails_to_start_says_why(scaled: Callable) -> None:  # type
     unknown = httpx.post(f"{url}/v1/completions", json={"model": "m-tund", "prompt": "hi"})
     assert unknown.status_code == 404
     assert "did you mean 'm-tuned'" in unknown.json()["error"]["message"]
+
+
+def test_waiting_and_unknown_models_do_not_make_it_read_the_source_back_to_back(
+    scaled: Callable,  # type: ignore[type-arg]
+) -> None:
+    """A request waits 2 s for a model that never starts while others name unknown
+    models: the source is read every 0.25 s at most, not as fast as it answers."""
+    url, source = scaled(comes_up=False, cold_start_timeout=2)
+    waiting = threading.Thread(
+        target=lambda: httpx.post(
+            f"{url}/v1/completions", json={"model": "m", "prompt": "hi"}, timeout=30
+        )
+    )
+    before = source.reads
+    began = time.monotonic()
+    waiting.start()
+    while waiting.is_alive():
+        httpx.post(f"{url}/v1/completions", json={"model": "nobody", "prompt": "hi"})
+    seconds = time.monotonic() - began
+    assert source.reads - before <= seconds / 0.25 + 2

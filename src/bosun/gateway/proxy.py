@@ -29,7 +29,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -113,6 +113,7 @@ class Gateway:
         self.stopping: set[str] = set()  # workloads being scaled to zero
         self.refreshed = asyncio.Condition()  # notified after each refresh
         self.begun = self.done = 0  # refreshes begun, and the last one done
+        self.last_began = 0.0  # when the last refresh began (monotonic)
         self.hurry = asyncio.Event()  # set when requests wait: refresh now
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -121,6 +122,7 @@ class Gateway:
         the table); scale down what has been idle too long."""
         self.begun += 1
         number = self.begun
+        self.last_began = time.monotonic()
         try:
             workloads = await self.source.workloads()
         except Exception as exc:  # a source that fails keeps the last table
@@ -151,12 +153,17 @@ class Gateway:
                 )
 
     async def refresher(self) -> None:
-        """Refresh every ``refresh_seconds``; more often while requests wait."""
+        """Refresh every ``refresh_seconds``; more often while requests wait, or when one
+        hurries it, but never sooner than ``waiting_refresh_seconds`` after the last
+        began: waiting requests (each hurries it after every refresh) and requests naming
+        unknown models cannot make it read the replicas and the API server back to back."""
         settings = self.settings
         while True:
             pause = settings.waiting_refresh_seconds if self.queued.total() else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.hurry.wait(), pause or settings.refresh_seconds)
+            soonest = self.last_began + settings.waiting_refresh_seconds
+            await asyncio.sleep(max(0.0, soonest - time.monotonic()))
             self.hurry.clear()
             await self.refresh()
 
@@ -197,8 +204,8 @@ class Gateway:
         try:
             log.info("%s idle for %.0f s: scaling it to zero", workload.name, workload.idle_timeout)
             if await self.source.sleep(workload.name):
-                for model in workload.models:
-                    if workload.models[model] is None:
+                for model, parent in workload.models.items():
+                    if parent is None:  # counted once, by its base model
                         self.metrics.scale_downs.labels(model).inc()
         except Exception:  # logged; the next idle check tries again
             log.exception("scaling %s to zero failed", workload.name)
@@ -427,14 +434,7 @@ class Gateway:
             self.woken[workload.name] = (time.monotonic(), model)
             self.metrics.cold_starts.labels(model).inc()
             # Seen as Starting until the next read of the source: not woken twice.
-            self.workloads[workload.name] = Workload(
-                workload.name,
-                (),
-                "Starting",
-                workload.models,
-                workload.scale_to_zero,
-                workload.idle_timeout,
-            )
+            self.workloads[workload.name] = replace(workload, replicas=(), state="Starting")
 
     async def _body(self, receive: Receive, headers: dict[str, str]) -> bytes | None:
         """The request's body, or None past max_body_bytes (read no further than that)."""
