@@ -15,7 +15,7 @@ cluster with thousands would want watches instead (not built).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,18 @@ def workload_of(ws: Mapping[str, Any], slices: list[Mapping[str, Any]]) -> Workl
     )
 
 
+async def _items(call: Awaitable[Any]) -> list[dict[str, Any]]:
+    """The ``items`` of a list call made without preloading its answer."""
+    response = await call
+    try:
+        if response.status != 200:
+            raise RuntimeError(f"listing EndpointSlices: HTTP {response.status}")
+        listing = await response.json()
+    finally:
+        response.release()
+    return list(_dict(listing).get("items") or [])
+
+
 def _dict(value: object) -> dict[str, Any]:
     """A custom-object call's answer (the client types it ``object``)."""
     return value if isinstance(value, dict) else {}
@@ -134,23 +146,26 @@ class KubernetesSource:
         return items
 
     async def _slices(self) -> list[dict[str, Any]]:
+        """The EndpointSlices of Workspaces' Services, as the API server sends them (read
+        as JSON: the client's typed models would be built only to be turned back into
+        dicts)."""
         from kubernetes.aio.client import DiscoveryV1Api
 
-        client = await self._client()
-        api = DiscoveryV1Api(client)
+        api = DiscoveryV1Api(await self._client())
         if not self.namespaces:
-            listing = await api.list_endpoint_slice_for_all_namespaces(
-                label_selector=WORKSPACE_LABEL
+            return await _items(
+                api.list_endpoint_slice_for_all_namespaces_without_preload_content(
+                    label_selector=WORKSPACE_LABEL
+                )
             )
-            pieces = listing.items
-        else:
-            pieces = []
-            for namespace in self.namespaces:
-                listing = await api.list_namespaced_endpoint_slice(
+        pieces: list[dict[str, Any]] = []
+        for namespace in self.namespaces:
+            pieces += await _items(
+                api.list_namespaced_endpoint_slice_without_preload_content(
                     namespace, label_selector=WORKSPACE_LABEL
                 )
-                pieces += listing.items
-        return [client.sanitize_for_serialization(p) for p in pieces]
+            )
+        return pieces
 
     async def workloads(self) -> list[Workload]:
         workspaces, slices = await self._workspaces(), await self._slices()

@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bosun.api import DEFAULT_IDLE_TIMEOUT_S
+
+if TYPE_CHECKING:  # the state store is imported on use: only local mode needs it
+    from bosun.local.state import Store
 
 __all__ = ["LocalSource", "Source", "StaticSource", "Workload"]
 
@@ -89,10 +92,10 @@ def _declared(workspace: Mapping[str, Any], model: str) -> dict[str, str | None]
 class LocalSource:
     """The servers `bosun up` runs for one state directory, read from its store."""
 
-    def __init__(self, store: Any = None) -> None:
+    def __init__(self, store: Store | None = None) -> None:
         from bosun.local.state import Store
 
-        self.store: Store = store or Store()
+        self.store = store or Store()
 
     def _read(self) -> list[Workload]:
         from bosun.local.runtime import show
