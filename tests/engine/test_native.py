@@ -309,3 +309,57 @@ def test_a_failed_build_is_reported_not_raised(
         assert native.load(build=False) is None  # nothing cached under that name
     finally:
         native.module_name.cache_clear()
+
+
+def bosun_native(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run in a new Python process after ``from bosun.engine import native``; the
+    time-out is a guard against the hang these tests are about, not a measure."""
+    return subprocess.run(
+        [sys.executable, "-c", f"from bosun.engine import native\n{code}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_a_killed_build_does_not_hang_the_next_start(module: ModuleType) -> None:
+    """A build killed half-way leaves torch's lock file behind; torch alone would wait on
+    it for ever, at every start (CI once sat 90 minutes in ``make``). The next start
+    removes it and finds the build."""
+    stale = native.cache_dir() / native.module_name() / "lock"
+    stale.touch()
+    try:
+        done = bosun_native("raise SystemExit(native.main())")
+    finally:
+        left = stale.exists()
+        stale.unlink(missing_ok=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "the C++ decode step is built" in done.stdout
+    assert "left by a build that was killed" in done.stderr
+    assert not left
+
+
+def test_a_step_does_not_wait_for_another_process_building(module: ModuleType) -> None:
+    """While another process builds, an engine asking whether the build is ready decodes
+    through ATen instead of waiting; once that process is gone (even killed), the build
+    is found."""
+    lock = native.cache_dir() / native.module_name() / "bosun.lock"
+    script = (
+        "import fcntl, sys, time\n"
+        f"f = open({str(lock)!r}, 'a')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            busy = bosun_native("print(native.load(build=False))")
+        finally:
+            holder.kill()
+    assert busy.returncode == 0 and busy.stdout.strip() == "None", busy.stderr[-2000:]
+    free = bosun_native("print(native.load(build=False) is not None)")
+    assert free.stdout.strip() == "True", free.stderr[-2000:]

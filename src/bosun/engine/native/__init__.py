@@ -11,12 +11,15 @@ background, running its steps through ATen until it is ready. Where there is no 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -81,6 +84,34 @@ def last_error() -> str | None:
     return _error
 
 
+@contextlib.contextmanager
+def _builder(directory: Path, *, wait: bool) -> Iterator[bool]:
+    """Yield whether this process may build or load in ``directory``, across processes.
+
+    torch marks a build in progress with a ``lock`` file that it removes when done, and
+    waits for that file to go away before it even loads a finished build. A build that
+    was killed (Ctrl-C during ``make``, an OOM kill) leaves the file behind, and every
+    later start waits on it forever. So builders also take an ``flock``, which the
+    kernel releases when its holder dies. Whoever holds it knows that any ``lock`` file
+    left is a dead build's, and removes it. Without ``wait``, this yields False at once
+    while another process holds it.
+    """
+    with (directory / "bosun.lock").open("ab") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            stale = directory / "lock"
+            if stale.exists():
+                log.warning("removing %s, left by a build that was killed", stale)
+                stale.unlink(missing_ok=True)
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load(build: bool = True) -> ModuleType | None:
     """The compiled module; built first when ``build`` and no build is cached. None when it
     is switched off, not built (``build=False``), or cannot be built (see
@@ -105,14 +136,17 @@ def load(build: bool = True) -> ModuleType | None:
             from torch.utils.cpp_extension import load as build_and_load
 
             directory.mkdir(parents=True, exist_ok=True)
-            _module = build_and_load(
-                name=name,
-                sources=[str(SOURCE)],
-                extra_cflags=cflags(),
-                extra_ldflags=LDFLAGS,
-                build_directory=str(directory),
-                verbose=False,
-            )
+            with _builder(directory, wait=build) as mine:
+                if not mine:  # another process is building it: ATen until it is done
+                    return None
+                _module = build_and_load(
+                    name=name,
+                    sources=[str(SOURCE)],
+                    extra_cflags=cflags(),
+                    extra_ldflags=LDFLAGS,
+                    build_directory=str(directory),
+                    verbose=False,
+                )
         except Exception as exc:  # no compiler, no ninja, a read-only cache: ATen serves
             _error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
             log.warning("the C++ decode step is not available (%s); decoding through ATen", _error)
