@@ -3,6 +3,7 @@ the official openai client; replica URLs it cannot use refused by name."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -50,10 +51,12 @@ def test_options_that_do_not_go_together_are_refused_by_name(args: list[str], wo
 
 
 def test_the_gateway_process_serves_the_models_behind_it() -> None:
+    """...and closes a connection that sends no complete headers in time (here 0.5 s), as
+    bosun serve does: idle sockets cannot pile up on the one endpoint."""
     with running_server(FakeEngine(name="fake-model", answer="through the gateway")) as url:
         port = free_port()
         command = [sys.executable, "-m", "bosun.cli.main", "gateway", "--replica", f"{url}/v1"]
-        command += ["--port", str(port), "--log-level", "warning"]
+        command += ["--port", str(port), "--log-level", "warning", "--header-timeout", "0.5"]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -73,6 +76,10 @@ def test_the_gateway_process_serves_the_models_behind_it() -> None:
                     model="fake-model", messages=[{"role": "user", "content": "hi"}], max_tokens=3
                 )
             assert answer.choices[0].message.content == "through the gateway"
+            with socket.create_connection(("127.0.0.1", port)) as trickle:
+                trickle.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x")
+                trickle.settimeout(30)  # a regression fails here, not by hanging
+                assert trickle.recv(1) == b""  # the gateway closed it
         finally:
             process.terminate()
             process.wait(timeout=30)

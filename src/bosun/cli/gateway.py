@@ -80,6 +80,15 @@ def gateway(
             "or round-robin."
         ),
     ] = "cache-aware",
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            help="Seconds a connection has to send a request's headers before it is closed "
+            "(idle and trickling sockets)  [default: 10, as bosun serve]",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option(help="critical, error, warning, info or debug.")
     ] = "info",
@@ -104,6 +113,7 @@ def gateway(
 
     from bosun.gateway.proxy import GatewaySettings, build_gateway
     from bosun.gateway.sources import LocalSource, Source, StaticSource
+    from bosun.serving.connections import guarded_h11
 
     source: Source
     if kubernetes:
@@ -125,7 +135,14 @@ def gateway(
         policy=policy,
     )
     app = build_gateway(settings, source)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+        http=guarded_h11(header_timeout) if header_timeout else guarded_h11(),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -18,8 +18,9 @@ Loads", 2018): a key goes to the first replica after its point on the ring whose
 under ``load_factor`` times the mean, so a hot prefix spills to its next replicas instead
 of queueing on one, and adding or removing a replica moves only the keys next to it.
 
-A replica's load is the larger of the requests the gateway has in flight to it and what
-its own ``/metrics`` reports running and waiting (requests from elsewhere count too).
+A replica's load is the requests the gateway has in flight to it plus those of other
+clients: what its own ``/metrics`` last reported running and waiting, less the gateway's
+own at the time (the proxy works this out; see ``Replica.load``).
 """
 
 from __future__ import annotations
