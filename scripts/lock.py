@@ -215,14 +215,21 @@ def make(files: Files = Files()) -> None:
 
 
 def _compile(files: Files, uv: str, args: list[str], output: Path) -> None:
+    # uv reads the lock it writes as preferences: packages keep their pins unless the
+    # inputs need another version (a new dependency does not upgrade the rest).
     result = subprocess.run(
-        [uv, "pip", "compile", *args], cwd=files.root, capture_output=True, text=True, check=False
+        [uv, "pip", "compile", *args, "--output-file", files.rel(output)],
+        cwd=files.root,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         sys.exit(f"uv pip compile failed for {files.rel(output)}:\n{result.stderr}")
+    body = output.read_text(encoding="utf-8")
     header = f"# inputs: sha256={files.digest()} (scripts/lock.py --check compares it)\n"
-    output.write_text(header + result.stdout, encoding="utf-8")
-    count = sum(1 for line in result.stdout.splitlines() if PIN.match(line))
+    output.write_text(header + body, encoding="utf-8")
+    count = sum(1 for line in body.splitlines() if PIN.match(line))
     print(f"wrote {files.rel(output)}: {count} packages")
 
 
