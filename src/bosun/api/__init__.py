@@ -6,7 +6,7 @@ kopf, kubernetes, torch or fastapi.
 
 from bosun.api.conditions import Condition, ConditionType, set_condition
 from bosun.api.errors import BosunError, Problem, WorkspaceError
-from bosun.api.load import load_workspace, parse_workspace, preset_workspace
+from bosun.api.load import load_workspace, parse_workspace, preset_workspace, read_workspace
 from bosun.api.workspace import (
     API_VERSION,
     DEFAULT_IDLE_TIMEOUT_S,
@@ -49,5 +49,6 @@ __all__ = [
     "load_workspace",
     "parse_workspace",
     "preset_workspace",
+    "read_workspace",
     "set_condition",
 ]

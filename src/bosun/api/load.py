@@ -17,6 +17,7 @@ __all__ = [
     "parse_workspace",
     "preset_workspace",
     "problems_from",
+    "read_workspace",
 ]
 
 _MESSAGES = {
@@ -94,6 +95,13 @@ def load_workspace(path: str | Path, allowed_hosts: frozenset[str] = frozenset()
         raise WorkspaceError(
             source, [Problem("", f"cannot read the file: {exc.strerror}")]
         ) from None
+    return read_workspace(text, source, allowed_hosts)
+
+
+def read_workspace(
+    text: str, source: str = "<input>", allowed_hosts: frozenset[str] = frozenset()
+) -> Workspace:
+    """Read a Workspace from YAML or JSON text (one document); errors name ``source``."""
     try:
         documents = [d for d in load_yaml_documents(text) if d is not None]
     except yaml.YAMLError as exc:

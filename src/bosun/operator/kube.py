@@ -106,9 +106,12 @@ class Kube:
         query: dict[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        text: bool = False,
     ) -> Any:
-        """One API call; the decoded JSON answer, or :class:`KubeError`."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        """One API call; the decoded JSON answer (``text``: the answer as text, as a pod's
+        log), or :class:`KubeError`."""
+        accept = "*/*" if text else "application/json"
+        headers = {"Accept": accept, "Content-Type": content_type}
         method_, url, headers_, body_, _ = await self._api.param_serialize(
             method,
             path,
@@ -130,12 +133,17 @@ class Kube:
             raise _error(status, getattr(exc, "body", None), what) from None
         if response.status >= 400:
             raise _error(response.status, data, what)
+        if text:
+            return data.decode("utf-8", errors="replace")
         return json.loads(data) if data else None
 
     # --------------------------------------------------------------------- verbs
 
-    async def apply(self, obj: dict[str, Any], *, subresource: str = "") -> dict[str, Any]:
-        """Server-side apply as field manager ``bosun``, taking over conflicting fields."""
+    async def apply(
+        self, obj: dict[str, Any], *, subresource: str = "", manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
+        """Server-side apply as field manager ``manager`` (the operator's, ``bosun``, by
+        default), taking over conflicting fields."""
         meta = obj["metadata"]
         kind = kind_of(obj["apiVersion"], obj["kind"])
         path = kind.path(meta.get("namespace"), meta["name"])
@@ -144,7 +152,7 @@ class Kube:
         result: dict[str, Any] = await self.request(
             "PATCH",
             path,
-            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            query={"fieldManager": manager, "force": "true"},
             body=obj,
             content_type="application/apply-patch+yaml",
         )
