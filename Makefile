@@ -76,7 +76,19 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP) $(NATIVE) $(TEMPLATES)/.fetched
+# The console's page tests (tests/console/test_page.py) drive Debian's Chromium: apt
+# installs it where missing (Playwright's own browser download needs the open network).
+# Where it cannot be installed, those tests fail saying so; they are never skipped.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+$(CHROMIUM):
+	@command -v apt-get >/dev/null 2>&1 || { echo "no apt-get here: install Chromium" \
+	  "(the console's page tests fail without it; BOSUN_CHROMIUM names another path)" >&2; exit 0; }
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
+	  { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } || \
+	  echo "could not install chromium: the console's page tests will fail" >&2
+
+unit: $(STAMP) $(NATIVE) $(TEMPLATES)/.fetched $(CHROMIUM)
 	$(BIN)/pytest
 
 # Real models' chat templates (constraints/templates.lock), for the tests that render

@@ -42,10 +42,27 @@ def test_a_replica_it_cannot_use_is_refused_by_name(replica: str, words: str) ->
         (["--kubernetes", "--namespace", "Bad_NS"], "--namespace: 'Bad_NS' is not"),
         (["--local", "--kubeconfig", "/k"], "--kubeconfig goes with --kubernetes"),
         (["--local", "--policy", "random"], "--policy 'random': cache-aware or round-robin"),
+        (["--local", "--api-key", " "], "--api-key (or $BOSUN_API_KEY) is empty"),
     ],
 )
 def test_options_that_do_not_go_together_are_refused_by_name(args: list[str], words: str) -> None:
     result = CliRunner().invoke(app, ["gateway", *args])
+    assert result.exit_code == 2 and words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([], "give --local (bosun up's workspaces here) or --kubernetes"),
+        (["--local", "--kubernetes"], "give --local (bosun up's workspaces here) or --kubernetes"),
+        (["--local", "--namespace", "team"], "--namespace goes with --kubernetes"),
+    ],
+)
+def test_the_console_alone_is_refused_options_that_do_not_go_together(
+    args: list[str], words: str
+) -> None:
+    result = CliRunner().invoke(app, ["console", *args])
     assert result.exit_code == 2 and words in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -114,6 +114,8 @@ def up(
     if gateway is not None:
         headline += (
             f"\n  through the gateway, with every local model; the server alone: {record.endpoint}"
+            f"\n  the console (workspaces, playground, metrics): "
+            f"{gateway.endpoint.removesuffix('/v1')}/"
         )
     console.print(
         f"{headline}\n\n"

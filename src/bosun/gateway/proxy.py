@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import time
@@ -76,6 +77,9 @@ class GatewaySettings:
     waiting_refresh_seconds: float = 0.25  # how often sources are read while requests wait
     # "cache-aware" (policy.choose), or "round-robin" (the baseline benchmarks compare with)
     policy: str = "cache-aware"
+    # A bearer token every request must carry but /health and the console's page itself
+    # (its files hold no data; what it shows comes from /api, which needs the key).
+    api_key: str | None = None
 
 
 def _error(
@@ -549,11 +553,22 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-def build_gateway(settings: GatewaySettings, source: Source | None = None) -> ASGIApp:
+def _keyed(path: str) -> bool:
+    """Whether a path needs the API key (where one is set): everything that answers with
+    data. The console's page and its static files do not."""
+    return path.startswith(("/v1/", "/api/")) or path in ("/v1", "/api", "/metrics")
+
+
+def build_gateway(
+    settings: GatewaySettings, source: Source | None = None, console: FastAPI | None = None
+) -> ASGIApp:
     """The gateway's app: its replicas (``source``, by default ``settings.replicas``)
     read at start and every ``refresh_seconds``. The proxied routes are served by
-    :meth:`Gateway.forward`; the rest (health, metrics, the model list) by FastAPI."""
+    :meth:`Gateway.forward`; the rest (health, metrics, the model list) by FastAPI, and
+    what none of those serve by ``console`` (the web console, its lifespan run with the
+    gateway's)."""
     state: dict[str, Gateway] = {}
+    expected = f"Bearer {settings.api_key}".encode() if settings.api_key else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -573,7 +588,11 @@ def build_gateway(settings: GatewaySettings, source: Source | None = None) -> AS
             await gateway.refresh()
             task = asyncio.create_task(gateway.refresher())
             try:
-                yield
+                if console is None:
+                    yield
+                else:
+                    async with console.router.lifespan_context(console):
+                        yield
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -595,7 +614,21 @@ def build_gateway(settings: GatewaySettings, source: Source | None = None) -> AS
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": state["gateway"].listing()}
 
+    if console is not None:
+        app.mount("/", console)
+
     async def gateway(scope: Scope, receive: Receive, send: Send) -> None:
+        if expected is not None and scope["type"] == "http" and _keyed(scope["path"]):
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, expected):
+                refused = _error(
+                    401,
+                    "Incorrect API key provided.",
+                    kind="invalid_request_error",
+                    code="invalid_api_key",
+                )
+                await refused(scope, receive, send)
+                return
         if scope["type"] == "http" and scope["path"] in ROUTES:
             if scope["method"] == "POST":
                 await state["gateway"].forward(scope, receive, send)

@@ -17,6 +17,7 @@ from bosun.api.crd import workspace_crd
 from bosun.render.pods import container_security, pod_security
 
 __all__ = [
+    "CONSOLE_RBAC_RULES",
     "GATEWAY_IMAGE",
     "GATEWAY_NAME",
     "GATEWAY_RBAC_RULES",
@@ -36,6 +37,8 @@ METRICS_PORT = 8081
 GATEWAY_NAME = "bosun-gateway"
 GATEWAY_IMAGE = f"ghcr.io/bosun-dev/bosun-gateway:{__version__}"
 GATEWAY_PORT = 8090
+# kubectl create secret generic bosun-gateway-api-key -n bosun-system --from-literal=api-key=...
+GATEWAY_KEY_SECRET = "bosun-gateway-api-key"
 
 _READ = ["get", "list", "watch"]
 # (apiGroup, resources, verbs): what the operator does, and nothing more.
@@ -67,6 +70,14 @@ GATEWAY_RBAC_RULES: list[tuple[str, list[str], list[str]]] = [
     ("bosun.dev", ["workspaces"], ["list"]),
     ("bosun.dev", ["workspaces/scale"], ["get", "patch"]),
     ("discovery.k8s.io", ["endpointslices"], ["list"]),
+]
+# The console the gateway serves: reads Workspaces and a tuning job's log; never Secrets
+# (the gateway's API key comes to its own pod from its Secret, through the kubelet). It
+# cannot write Workspaces: grant patch on workspaces to apply from the page.
+CONSOLE_RBAC_RULES: list[tuple[str, list[str], list[str]]] = [
+    ("bosun.dev", ["workspaces"], ["get", "list"]),
+    ("", ["pods"], ["list"]),
+    ("", ["pods/log"], ["get"]),
 ]
 
 
@@ -168,6 +179,16 @@ def _gateway(namespace: str, image: str) -> list[dict[str, Any]]:
         "image": image,
         "args": args,
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        # The API key from the Secret GATEWAY_KEY_SECRET, where one is made: with it the
+        # OpenAI routes and the console need the key; without, the console stays locked.
+        "env": [
+            {
+                "name": "BOSUN_API_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {"name": GATEWAY_KEY_SECRET, "key": "api-key", "optional": True}
+                },
+            }
+        ],
         "livenessProbe": {**probe, "initialDelaySeconds": 10},
         "readinessProbe": probe,
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
@@ -275,6 +296,6 @@ def install_manifests(
                 "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
             },
         },
-        *_rbac(GATEWAY_NAME, namespace, GATEWAY_RBAC_RULES),
+        *_rbac(GATEWAY_NAME, namespace, GATEWAY_RBAC_RULES + CONSOLE_RBAC_RULES),
         *_gateway(namespace, gateway_image),
     ]
