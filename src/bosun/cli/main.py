@@ -702,6 +702,7 @@ def serve(
     try:
         import uvicorn
 
+        from bosun.engine.client import EngineClient
         from bosun.engine.engine import BosunEngine, EngineOptions
         from bosun.serving.app import ServeSettings, build_app
         from bosun.serving.connections import guarded_h11
@@ -710,24 +711,41 @@ def serve(
             f"bosun serve needs the serve extra: pip install 'bosun[serve]' ({exc.name} is missing)"
         )
     prepare_model(model)
-    engine = BosunEngine(
-        EngineOptions(
-            model=model,
-            served_name=served_model_name,
-            max_model_len=max_model_len,
-            max_num_seqs=max_concurrency,
-            max_waiting=max_waiting,
-            max_batched_tokens=max_batched_tokens,
-            prefix_cache_tokens=prefix_cache_tokens,
-            cuda_graphs=not enforce_eager,
-            adapters=adapters,
-            dtype=dtype,
-            device=device,
-            threads=threads,
-            quantization=quantization,
-            backend=backend,
+    engine: EngineClient
+    if _embedding_model(model):
+        from bosun.engine.embedder import EmbeddingEngine, EmbeddingOptions
+
+        if adapters:
+            fail(f"--adapter: {model} is an embedding model, which takes no LoRA adapters")
+        engine = EmbeddingEngine(
+            EmbeddingOptions(
+                model=model,
+                served_name=served_model_name,
+                device=device,
+                threads=threads,
+                max_waiting=max_waiting,
+            )
         )
-    )
+        backend = "embedding"
+    else:
+        engine = BosunEngine(
+            EngineOptions(
+                model=model,
+                served_name=served_model_name,
+                max_model_len=max_model_len,
+                max_num_seqs=max_concurrency,
+                max_waiting=max_waiting,
+                max_batched_tokens=max_batched_tokens,
+                prefix_cache_tokens=prefix_cache_tokens,
+                cuda_graphs=not enforce_eager,
+                adapters=adapters,
+                dtype=dtype,
+                device=device,
+                threads=threads,
+                quantization=quantization,
+                backend=backend,
+            )
+        )
     console.print(
         f"bosun serve: loading {model} (engine: {backend}) on {device}; "
         f"http://{host}:{port}/v1 answers once /health is ready"
@@ -751,6 +769,14 @@ def serve(
         timeout_graceful_shutdown=30,
         http=guarded_h11(),  # a connection's headers must arrive within 10 s
     )
+
+
+def _embedding_model(model: str) -> bool:
+    """Whether ``--model`` (found already) is an encoder served for embeddings."""
+    from bosun.engine.embedder import is_embedding_model
+    from bosun.engine.loader import resolve_model
+
+    return is_embedding_model(resolve_model(model))
 
 
 def _parse_adapter(value: str) -> tuple[str, str, float]:

