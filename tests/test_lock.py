@@ -61,9 +61,7 @@ def test_a_dependency_changed_without_make_lock_is_named(copy: Path) -> None:
 
 def test_a_new_dependency_missing_from_the_lock_is_named(copy: Path) -> None:
     models = copy / "constraints" / "models.in"
-    models.write_text(
-        models.read_text(encoding="utf-8") + "llm-tinyllama\n", encoding="utf-8"
-    )
+    models.write_text(models.read_text(encoding="utf-8") + "llm-tinyllama\n", encoding="utf-8")
     found = lock.problems(lock.Files(copy))
     assert (
         "llm-tinyllama (constraints/models.in) is not in constraints/models.lock: run `make lock`"

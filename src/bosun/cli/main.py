@@ -14,6 +14,7 @@ from bosun.cli.gateway import register as _register_gateway
 from bosun.cli.local import register as _register_local
 from bosun.cli.output import Format, console, dump, error, fail, log_to_stderr, warn
 from bosun.cli.prepare import prepare_model
+from bosun.cli.rag import register as _register_rag
 from bosun.cli.tune import register as _register_tune
 
 if TYPE_CHECKING:
@@ -821,6 +822,7 @@ _register_local(app)
 _register_cluster(app)
 _register_tune(app)
 _register_gateway(app)
+_register_rag(app)
 
 if __name__ == "__main__":
     main()

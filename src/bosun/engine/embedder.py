@@ -121,6 +121,11 @@ class EmbeddingEngine:
     def models(self) -> Sequence[ModelInfo]:
         return [self._info]
 
+    @property
+    def dimensions(self) -> int:
+        """The length of its vectors (the encoder's hidden size)."""
+        return int(self._local.config["hidden_size"])
+
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
 
