@@ -145,3 +145,21 @@ def test_types_and_content_hashes() -> None:
     assert content_hash("Hello  world\n") == content_hash("Hello world")
     assert content_hash("Hello world") != content_hash("Hello World")
     assert approximate_tokens("") == 1
+
+
+def test_a_line_without_sentence_ends_is_cut_to_fit_however_tokens_are_counted() -> None:
+    def dense(text: str) -> int:  # numbers cost more tokens than words do
+        return len(text) // 2 + 2
+
+    table = "| " + " | ".join(f"{i * 7919} ms" for i in range(400)) + " |"
+    chunks = chunk([Block(("Figures",), table)], dense, budget=50)
+    assert len(chunks) > 10 and all(dense(c.text) <= 50 for c in chunks)
+    assert " ".join(c.text for c in chunks).split() == table.split()
+
+
+def test_a_markdown_table_is_read_row_by_row_under_its_header() -> None:
+    text = b"# Limits\n\n| check | refuses |\n|---|:--|\n| body size | 413 |\n| no key | 401 |\n"
+    assert blocks_of(text, "limits.md", "markdown") == [
+        Block(("Limits",), "| check | refuses |\n| body size | 413 |"),
+        Block(("Limits",), "| check | refuses |\n| no key | 401 |"),
+    ]

@@ -146,3 +146,23 @@ def _vector_of(index: Index, document: str) -> np.ndarray:
         "SELECT vector FROM chunks WHERE document = ? ORDER BY position", (document,)
     ).fetchone()
     return np.frombuffer(row[0], dtype=np.float32)
+
+
+def test_a_rare_word_of_the_query_finds_its_chunk_beside_the_nearest_vectors(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(3)
+    index = Index(tmp_path / "docs", DIMENSIONS, MODEL)
+    entries = [entry(f"d{i}", unit(rng, 2)) for i in range(100)]
+    rare = StoredDocument("errors", "hash-errors", "errors.md", {}, 1)
+    entries.append((rare, [Chunk("Errors", "Error XQ-77 means the disk is full.")], unit(rng, 1)))
+    index.put(entries, added=1.0)
+    query = unit(rng, 1)[0]  # a vector near none in particular
+    assert "errors" not in {h.document for h in index.search(query, 5)}  # by vector alone
+    hits = index.search(query, 5, text="what does xq-77 mean?")
+    # Ranked first by its words as the nearest vector is by its own: the two lead.
+    assert "errors" in {h.document for h in hits[:2]}
+    assert all(-1 <= h.score <= 1 for h in hits)
+    index.delete("errors")
+    assert "errors" not in {h.document for h in index.search(query, 5, text="xq-77")}
+    index.close()

@@ -138,7 +138,7 @@ class EmbeddingEngine:
         self._model = model.to(self.options.device).eval()
 
     def tokenize(self, text: str) -> list[int]:
-        ids: list[int] = self._tokenizer(text, add_special_tokens=True)["input_ids"]
+        ids: list[int] = self._tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]
         return ids
 
     def apply_chat_template(
@@ -181,7 +181,9 @@ class EmbeddingEngine:
         if self._model is None:
             raise EngineError("the engine is not started")
         pooling = self._pooling
-        encoded = [self._tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
+        encoded = [
+            self._tokenizer(t, add_special_tokens=True, verbose=False)["input_ids"] for t in texts
+        ]
         for i, ids in enumerate(encoded):
             if len(ids) > pooling.max_tokens:
                 raise InvalidRequestError(

@@ -133,8 +133,15 @@ def _markdown(text: str) -> list[Block]:
         if token.level == 0 and token.map and token.nesting in (0, 1):
             start, end = token.map
             code = token.type in ("fence", "code_block")
-            source = "\n".join(lines[start:end]).strip()
-            blocks.append(Block(tuple(t for _, t in path), source, code))
+            here = tuple(t for _, t in path)
+            if token.type == "table_open":
+                # One block a row, under the header: a row is found by what it says,
+                # not lost in a table about everything.
+                header, *rows = [r for r in lines[start:end] if r.strip()]
+                body = [r for r in rows if not re.fullmatch(r"[\s|:-]+", r)]
+                blocks += [Block(here, f"{header}\n{row}") for row in body]
+            else:
+                blocks.append(Block(here, "\n".join(lines[start:end]).strip(), code))
             if token.nesting == 1:  # skip to this block's close: the next one at level 0
                 i += 1
                 while i < len(tokens) and not (tokens[i].level == 0 and tokens[i].nesting == -1):
@@ -233,12 +240,7 @@ def _pieces(block: Block, count: TokenCount, budget: int) -> list[str]:
     pieces: list[str] = []
     current: list[str] = []
     for unit in units:
-        if count(unit) > budget:  # one sentence or line over the budget: by words
-            words = unit.split(" ")
-            step = max(1, len(words) * budget // max(count(unit), 1))
-            units_of_words = [" ".join(words[i : i + step]) for i in range(0, len(words), step)]
-        else:
-            units_of_words = [unit]
+        units_of_words = _by_words(unit, count, budget) if count(unit) > budget else [unit]
         for part in units_of_words:
             if current and count(joiner.join([*current, part])) > budget:
                 pieces.append(joiner.join(current))
@@ -246,4 +248,23 @@ def _pieces(block: Block, count: TokenCount, budget: int) -> list[str]:
             current.append(part)
     if current:
         pieces.append(joiner.join(current))
+    return pieces
+
+
+def _by_words(text: str, count: TokenCount, budget: int) -> list[str]:
+    """One sentence or line over the budget, cut between words: each piece the most
+    words that fit (found by bisection; a single word over the budget stands alone)."""
+    words = text.split()
+    pieces: list[str] = []
+    start = 0
+    while start < len(words):
+        low, high = start + 1, len(words)
+        while low < high:  # the largest end whose words fit
+            middle = (low + high + 1) // 2
+            if count(" ".join(words[start:middle])) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        pieces.append(" ".join(words[start:low]))
+        start = low
     return pieces

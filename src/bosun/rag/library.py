@@ -227,7 +227,9 @@ class Library:
         if index.count()[1] == 0:
             raise LibraryError(409, f"index {name!r} holds no documents yet: add some first")
         vector = (await self.embedder.embed([text]))[0]
-        return await asyncio.to_thread(index.search, np.asarray(vector, np.float32), top_k, where)
+        return await asyncio.to_thread(
+            index.search, np.asarray(vector, np.float32), top_k, where, text
+        )
 
     def close(self) -> None:
         for index in self._open.values():

@@ -17,6 +17,7 @@ matching chunks when a narrow filter leaves too few.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -31,7 +32,8 @@ __all__ = ["Chunk", "Hit", "Index", "StoreError", "StoredDocument"]
 GRAPH = "graph.usearch"
 GRAPH_META = "graph.json"
 DATABASE = "index.db"
-OVERSAMPLE = 4  # candidates searched per result wanted, before filtering
+OVERSAMPLE = 4  # candidates searched per result wanted, before filtering (and growth)
+MAX_POOL = 4096  # past this many candidates, a filter's chunks are scored exactly
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -52,7 +54,23 @@ CREATE TABLE IF NOT EXISTS chunks (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document);
+CREATE VIRTUAL TABLE IF NOT EXISTS words USING fts5(heading, text, tokenize='porter unicode61');
 """
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack, Clarke and Buettcher, 2009)
+COMMON_SHARE = 0.01  # a word in more of the chunks than this does not rank them ...
+COMMON_FLOOR = 2000  # ... unless it is in fewer than this many (a small index)
+MAX_TERMS = 8  # the rarest words of a query searched for
+# Words a question is made of that say nothing of its subject (Lucene's English stop
+# words, and the words questions are asked with): left out of the word search, where they
+# would match most chunks and cost the most.
+STOP_WORDS = frozenset(
+    (  # noqa: SIM905 - a sentence of words reads better than one word a line
+        "a an and are as at be but by for if in into is it no not of on or such that the "
+        "their then there these they this to was will with how what which when where who "
+        "whom why do does did can could should would me my we our you your am been has have "
+        "had about from"
+    ).split()
+)
 
 
 class StoreError(Exception):
@@ -121,8 +139,60 @@ class Index:
             for key, value in (("dimensions", str(dimensions)), ("model", model)):
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        self._check_words()
         self._graph = Graph(ndim=dimensions, metric="cos", dtype="f32")
         self._load_graph(Graph)
+
+    # ------------------------------------------------------------------ the words
+
+    def _check_words(self) -> None:
+        """The full-text index holds every chunk (an index made before it had one gets it)."""
+        (words,) = self._db.execute("SELECT COUNT(*) FROM words").fetchone()
+        (chunks,) = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()
+        if words == chunks:
+            return
+        with self._db:
+            self._db.execute("DELETE FROM words")
+            self._db.execute(
+                "INSERT INTO words (rowid, heading, text) SELECT key, heading, text FROM chunks"
+            )
+
+    def _lexical(self, text: str, limit: int, where: Mapping[str, Any] | None) -> list[int]:
+        """Chunk keys by BM25 over the query's words (any of them), best first, of the
+        documents ``where`` chooses."""
+        words = {t for t in re.findall(r"\w+", text.lower()) if len(t) > 1}
+        terms = self._telling(sorted(words - STOP_WORDS))
+        if not terms:
+            return []
+        query = " OR ".join(f'"{t}"' for t in terms)
+        if not where:  # FTS5 alone: its ORDER BY rank stops at the limit
+            rows = self._db.execute(
+                "SELECT rowid FROM words WHERE words MATCH ? ORDER BY rank LIMIT ?",
+                (query, limit),
+            )
+            return [int(r[0]) for r in rows]
+        chosen, values = _where_sql(where)
+        rows = self._db.execute(
+            "SELECT w.rowid FROM words w JOIN chunks c ON c.key = w.rowid "
+            f"JOIN documents d ON d.id = c.document WHERE words MATCH ? {chosen} "
+            "ORDER BY w.rank LIMIT ?",
+            (query, *values, limit),
+        )
+        return [int(r[0]) for r in rows]
+
+    def _telling(self, terms: list[str]) -> list[str]:
+        """The query's words that tell chunks apart: those in at most COMMON_SHARE of the
+        chunks, or COMMON_FLOOR of them in a small index (the rest match too many to rank
+        by, and cost the most to rank), at most MAX_TERMS of them, the rarest first."""
+        common = max(COMMON_FLOOR, COMMON_SHARE * len(self._graph))
+        counted = []
+        for term in terms:
+            (found,) = self._db.execute(
+                "SELECT COUNT(*) FROM words WHERE words MATCH ?", (f'"{term}"',)
+            ).fetchone()
+            if 0 < found <= common:
+                counted.append((found, term))
+        return [term for _, term in sorted(counted)[:MAX_TERMS]]
 
     # ------------------------------------------------------------------ the graph
 
@@ -230,6 +300,10 @@ class Index:
                         )
                         for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
                     ]
+                    db.executemany(
+                        "INSERT INTO words (rowid, heading, text) VALUES (?, ?, ?)",
+                        [(k, c.heading, c.text) for k, c in zip(keys, chunks, strict=True)],
+                    )
                     new.append((keys, vectors))
                 self._bump(db)
             for key in old:
@@ -240,8 +314,12 @@ class Index:
 
     @staticmethod
     def _keys(db: sqlite3.Connection, document_id: str) -> list[int]:
+        """A document's chunk keys, its chunks' words removed (the caller's transaction
+        removes the chunks)."""
         rows = db.execute("SELECT key FROM chunks WHERE document = ?", (document_id,))
-        return [int(k) for (k,) in rows]
+        keys = [int(k) for (k,) in rows]
+        db.executemany("DELETE FROM words WHERE rowid = ?", [(k,) for k in keys])
+        return keys
 
     def delete(self, document_id: str) -> bool:
         """Remove a document and its chunks; False if it was not stored."""
@@ -258,73 +336,109 @@ class Index:
     # ------------------------------------------------------------------ search
 
     def search(
-        self, vector: np.ndarray, top_k: int, where: Mapping[str, Any] | None = None
+        self,
+        vector: np.ndarray,
+        top_k: int,
+        where: Mapping[str, Any] | None = None,
+        text: str | None = None,
     ) -> list[Hit]:
-        """The ``top_k`` chunks closest to ``vector`` whose document matches ``where``."""
+        """The ``top_k`` chunks most relevant to the query whose document matches
+        ``where``: the graph's nearest to ``vector``, fused by reciprocal rank with the
+        best BM25 matches of ``text``'s words when it is given. Each hit's score is its
+        cosine similarity; the order is the fused one."""
+        vector = np.asarray(vector, dtype=np.float32)
         with self._lock:
             size = len(self._graph)
             if size == 0:
                 return []
-            wanted = min(size, top_k * (OVERSAMPLE if where else 1) + (top_k if where else 0))
-            found = self._graph.search(np.asarray(vector, dtype=np.float32), wanted)
-            keys = [int(k) for k in found.keys]
-            distances = [float(d) for d in found.distances]
-            hits = self._hits(keys, distances, where)
-            if where and len(hits) < top_k and wanted < size:
-                hits = self._exact(np.asarray(vector, dtype=np.float32), where)
-            return hits[:top_k]
+            pool = min(size, max(top_k * OVERSAMPLE, 20) if (where or text) else top_k)
+            while True:
+                dense = [int(k) for k in self._graph.search(vector, pool).keys]
+                lexical = self._lexical(text, pool, where) if text else []
+                fused: dict[int, float] = {}
+                for ranking in (dense, lexical):
+                    for rank, key in enumerate(ranking, start=1):
+                        fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank)
+                hits = self._hits(sorted(fused, key=lambda k: -fused[k]), vector, where)
+                if not where or len(hits) >= top_k or pool >= size:
+                    return hits[:top_k]
+                if pool >= MAX_POOL:  # a narrow filter: its chunks, scored exactly
+                    return self._exact(vector, where)[:top_k]
+                pool = min(size, pool * OVERSAMPLE)
 
     def _rows(self, keys: Iterable[int]) -> dict[int, tuple[Any, ...]]:
         keys = list(keys)
         marks = ",".join("?" * len(keys))
         rows = self._db.execute(
-            "SELECT c.key, c.document, c.position, c.heading, c.text, d.source, d.metadata "
-            f"FROM chunks c JOIN documents d ON d.id = c.document WHERE c.key IN ({marks})",
+            "SELECT c.key, c.document, c.position, c.heading, c.text, d.source, d.metadata, "
+            "c.vector FROM chunks c JOIN documents d ON d.id = c.document "
+            f"WHERE c.key IN ({marks})",
             keys,
         )
         return {row[0]: row for row in rows}
 
     def _hits(
-        self, keys: list[int], distances: list[float], where: Mapping[str, Any] | None
+        self, keys: list[int], vector: np.ndarray, where: Mapping[str, Any] | None
     ) -> list[Hit]:
+        """Hits for ``keys`` in their order, scored by cosine similarity to ``vector``."""
         rows = self._rows(keys)
+        norm = max(float(np.linalg.norm(vector)), 1e-12)
         hits = []
-        for key, distance in zip(keys, distances, strict=True):
+        for key in keys:
             row = rows.get(key)
             if row is None:
                 continue
             metadata = json.loads(row[6])
             if where and not _matches(metadata, where):
                 continue
-            hits.append(Hit(1.0 - distance, row[1], row[2], row[3], row[4], row[5], metadata))
+            stored = np.frombuffer(row[7], dtype=np.float32)
+            score = float(stored @ vector) / max(float(np.linalg.norm(stored)) * norm, 1e-12)
+            hits.append(Hit(score, row[1], row[2], row[3], row[4], row[5], metadata))
         return hits
 
     def _exact(self, vector: np.ndarray, where: Mapping[str, Any]) -> list[Hit]:
         """Every chunk of the matching documents, scored exactly (a narrow filter)."""
-        chosen = [
-            doc
-            for doc, metadata in self._db.execute("SELECT id, metadata FROM documents")
-            if _matches(json.loads(metadata), where)
-        ]
-        if not chosen:
-            return []
-        marks = ",".join("?" * len(chosen))
+        chosen, values = _where_sql(where)
         keys, vectors = [], []
         for key, blob in self._db.execute(
-            f"SELECT key, vector FROM chunks WHERE document IN ({marks})", chosen
+            "SELECT c.key, c.vector FROM chunks c JOIN documents d ON d.id = c.document "
+            f"WHERE 1 {chosen}",
+            values,
         ):
             keys.append(key)
             vectors.append(np.frombuffer(blob, dtype=np.float32))
+        if not keys:
+            return []
         matrix = np.stack(vectors)
         norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
         scores = (matrix @ vector) / np.maximum(norms, 1e-12)
-        order = np.argsort(-scores)
-        ranked = [keys[i] for i in order]
-        return self._hits(ranked, [1.0 - float(scores[i]) for i in order], None)
+        return self._hits([keys[i] for i in np.argsort(-scores)], vector, None)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _where_sql(where: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+    """``AND ...`` conditions on ``d.metadata`` (SQLite's JSON functions) choosing the
+    documents ``where`` matches, and their values; :func:`_matches` has the last word
+    (JSON's true and 1 are alike to SQL)."""
+    if not where:
+        return "", []
+    parts, values = [], []
+    for key, wanted in where.items():
+        path = "$." + json.dumps(str(key))
+        options = wanted if isinstance(wanted, list) else [wanted]
+        tests = []
+        for option in options:
+            if option is None:
+                tests.append("json_extract(d.metadata, ?) IS NULL")
+                values.append(path)
+            else:
+                tests.append("json_extract(d.metadata, ?) = ?")
+                values += [path, option]
+        parts.append("(" + " OR ".join(tests or ["0"]) + ")")
+    return " AND " + " AND ".join(parts), values
 
 
 def _document(row: tuple[Any, ...]) -> StoredDocument:
