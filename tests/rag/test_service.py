@@ -210,3 +210,19 @@ def test_documents_are_replaced_deleted_and_the_index_outlives_the_process(
     assert httpx.delete(f"{url}/v1/indexes/notes/documents/pets").status_code == 404
     assert httpx.delete(f"{url}/v1/indexes/notes").status_code == 200
     assert httpx.get(f"{url}/v1/indexes/notes").status_code == 404
+
+
+def test_with_an_api_key_every_route_but_health_needs_it(
+    rag: dict[str, Any], tmp_path: Path
+) -> None:
+    args = ["rag", "serve", "--data", str(tmp_path / "keyed"), "--api-key", "rag-secret"]
+    with bosun_process([*args, "--generation-url", rag["generation"]]) as url:
+        assert httpx.get(f"{url}/health").status_code == 200
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "rag-secret"}):
+            refused = httpx.post(f"{url}/v1/indexes", json={"name": "x"}, headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.json()["error"]["message"] == "Incorrect API key provided."
+            assert httpx.get(f"{url}/v1/indexes", headers=headers).status_code == 401
+        keyed = {"Authorization": "Bearer rag-secret"}
+        assert httpx.post(f"{url}/v1/indexes", json={"name": "x"}, headers=keyed).status_code == 201
+        assert httpx.get(f"{url}/v1/indexes", headers=keyed).json()["data"][0]["name"] == "x"

@@ -64,6 +64,12 @@ def serve(
     generation_model: Annotated[
         str | None, typer.Option(help="The model it answers with (default: its first).")
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BOSUN_API_KEY", help="Require this bearer token on every route but /health."
+        ),
+    ] = None,
     max_document_bytes: Annotated[
         int, typer.Option(min=1, help="The largest document accepted (16 MiB).")
     ] = 16 * 2**20,
@@ -90,8 +96,14 @@ def serve(
 
     embedder = _embedder(embedding_model)
     root = _data(data)
+    if api_key is not None and not api_key.strip():
+        fail("--api-key (or $BOSUN_API_KEY) is empty: give a token, or leave it unset")
     settings = RagSettings(
-        root, generation_url, generation_model, max_document_bytes=max_document_bytes
+        root,
+        generation_url,
+        generation_model,
+        max_document_bytes=max_document_bytes,
+        api_key=api_key,
     )
     log_to_stderr("bosun.rag", log_level)
     typer.echo(f"bosun rag: http://{host}:{port}/v1, indexes in {root}")

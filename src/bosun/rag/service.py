@@ -1,5 +1,7 @@
 """`bosun rag`: the RAG engine's HTTP service.
 
+With ``--api-key``, every route but ``/health`` needs ``Authorization: Bearer KEY``.
+
 - ``POST /v1/indexes`` ``{"name"}``, ``GET /v1/indexes``, ``DELETE /v1/indexes/{name}``.
 - ``POST /v1/indexes/{name}/documents`` ``{"documents": [{"text" | "content_base64",
   "name", "id", "content_type", "metadata"}]}``; ``GET`` lists them (``offset``,
@@ -20,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hmac
 import json
 import re
 from collections.abc import AsyncIterator
@@ -53,6 +56,7 @@ class RagSettings:
     generation_model: str | None = None  # default: the first model that server lists
     generation_key: str | None = None
     timeout: float = 300.0
+    api_key: str | None = None  # required on every route but /health when set
     max_document_bytes: int = MAX_DOCUMENT_BYTES
 
 
@@ -142,6 +146,17 @@ def build_rag(settings: RagSettings, embedder: Embedder, start: Any = None) -> F
                 library.close()
 
     app = FastAPI(title="Bosun RAG", lifespan=lifespan)
+    expected = f"Bearer {settings.api_key}".encode() if settings.api_key else None
+
+    @app.middleware("http")
+    async def key(request: Request, call_next: Any) -> Any:
+        if expected is not None and request.url.path != "/health":
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                refused = _error(401, "Incorrect API key provided.")
+                refused.headers["WWW-Authenticate"] = "Bearer"
+                return refused
+        return await call_next(request)
 
     @app.exception_handler(LibraryError)
     async def refused(request: Request, exc: LibraryError) -> JSONResponse:
