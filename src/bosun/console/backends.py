@@ -196,15 +196,14 @@ class LocalBackend:
         return await asyncio.to_thread(self._rows)
 
     def _stored_plan(self, name: str) -> dict[str, Any]:
-        from bosun.local.runtime import show, status
-
         record = self.store.get(name)
         if record is None or record.kind not in ("server", "job"):
             raise ConsoleError(404, f"no local workspace named {name!r}")
-        document = status(show(record))
         try:
+            # No status: this machine's devices are allocated at `bosun up`, so nothing
+            # local waits for devices the way a pending cluster claim does.
             ws = parse_workspace(record.workspace, name)
-            return plan_json(self._plan(ws), document)
+            return plan_json(self._plan(ws))
         except BosunError as exc:
             raise invalid(exc) from None
 
