@@ -4,15 +4,18 @@ beginning meeting on one replica, unknown models, and a replica that cannot be r
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 
 import httpx
 import openai
 import pytest
 
+from bosun.engine.client import GenerationRequest, TokenEvent
 from bosun.engine.fake import FakeEngine
+from bosun.serving.state import ServeSettings
 from tests.gateway.helpers import metric, running_gateway
 from tests.serving.server import free_port, running_server
 
@@ -156,9 +159,40 @@ def test_a_client_that_goes_away_frees_its_replica() -> None:
         body = {"model": "m", "prompt": "hi", "max_tokens": 400, "stream": True}
         with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=30) as reply:
             assert reply.status_code == 200  # 400 tokens, 50 ms each: 20 s in all
-            next(reply.iter_lines())
+            lines = reply.iter_lines()  # kept: a dropped iterator closes the connection
+            next(lines)
             assert metric(url, "bosun_gateway_in_flight", replica=replica) == 1
         began = time.monotonic()
         while metric(url, "bosun_gateway_in_flight", replica=replica) != 0:
             assert time.monotonic() - began < 5, "the replica's request was not closed"
             time.sleep(0.05)
+
+
+class StallingEngine(FakeEngine):
+    """Its first token comes at once, the next a minute later."""
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        async for event in super().generate(request):
+            yield event
+            if event.finish_reason is None:
+                await asyncio.sleep(60)
+
+
+def test_a_client_that_goes_away_between_tokens_frees_its_replica_at_once() -> None:
+    """The replica is slow to its next token (a long prefill, a busy batch): a client that
+    goes away is noticed then, not when that token comes a minute later."""
+    no_warmup = ServeSettings(warmup=False)  # its warm-up would stall too
+    with (
+        running_server(StallingEngine(name="m"), no_warmup) as replica,
+        running_gateway([replica]) as url,
+    ):
+        body = {"model": "m", "prompt": "hi", "max_tokens": 10, "stream": True}
+        with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=30) as reply:
+            lines = reply.iter_lines()
+            next(lines)  # the first token
+            assert metric(url, "bosun_gateway_in_flight", replica=replica) == 1
+        began = time.monotonic()
+        while metric(url, "bosun_gateway_in_flight", replica=replica) != 0:
+            assert time.monotonic() - began < 30, "the relay waited for the next token"
+            time.sleep(0.05)
+        assert metric(url, "bosun_gateway_broken_streams_total", model="m") == 0

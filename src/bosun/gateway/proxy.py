@@ -507,8 +507,16 @@ class Relay:
         upstream = self.upstream
         finished = False
         media = upstream.headers.get("content-type", "application/json")
-        # One task waits for the client to go away (uvicorn says so only to receive).
+        # One task waits for the client to go away (uvicorn says so only to receive), and
+        # then closes the replica's answer at once: a relay waiting on a slow token (or a
+        # long prefill) is not left waiting for it.
         gone = asyncio.ensure_future(_disconnected(receive))
+
+        def hang_up(task: asyncio.Future[None]) -> None:
+            if not task.cancelled():  # cancelled: the relay ended first
+                upstream.close()
+
+        gone.add_done_callback(hang_up)
         try:
             await send(
                 {
@@ -522,7 +530,12 @@ class Relay:
                     if gone.done():
                         return
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except (TimeoutError, aiohttp.ClientError) as exc:  # the replica died
+                if gone.done():
+                    return
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if gone.done():
+                    return  # closed above: the client went away, not the replica
+                # The replica died.
                 log.warning("replica %s failed mid-stream: %s", self.url, exc)
                 self.gateway.metrics.broken.labels(self.model).inc()
                 error = {
