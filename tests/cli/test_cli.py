@@ -267,3 +267,31 @@ def test_the_tool_call_parsers_the_cli_offers_are_the_servers() -> None:
     from bosun.serving.tools import PARSERS
 
     assert set(TOOL_CALL_PARSERS) == set(PARSERS)
+
+
+RAG_EXAMPLE = EXAMPLES / "10-rag-engine" / "ragengine.yaml"
+
+
+def test_plan_and_render_take_a_rag_engine() -> None:
+    code, out, err = run("plan", str(RAG_EXAMPLE), "-o", "json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["embeddingModel"] == "all-minilm-l6-v2" and plan["dimensions"] == 384
+    assert plan["warnings"] == []
+    code, out, err = run("plan", str(RAG_EXAMPLE))
+    assert code == 0 and "about 466,033 chunks" in out
+    code, out, err = run("render", str(RAG_EXAMPLE), "-n", "team")
+    assert code == 0, err
+    kinds = [o["kind"] for o in yaml.safe_load_all(out)]
+    assert kinds == ["PersistentVolumeClaim", "Deployment", "Service"]
+
+
+def test_a_rag_engine_with_chunks_over_the_models_limit_fails_by_field(tmp_path: Path) -> None:
+    document = yaml.safe_load(RAG_EXAMPLE.read_text(encoding="utf-8"))
+    document["spec"]["chunking"] = {"maxTokens": 1000}
+    path = tmp_path / "rag.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    code, _, err = run("render", str(path))
+    assert code == 2
+    assert "spec.chunking.maxTokens: 1000 is more than all-minilm-l6-v2 reads" in err
+    assert "Traceback" not in err

@@ -1,4 +1,5 @@
-"""The Workspace CustomResourceDefinition, generated from the pydantic models.
+"""The Workspace and RAGEngine CustomResourceDefinitions, generated from the pydantic
+models.
 
 Pydantic's JSON schema is turned into a Kubernetes *structural* schema: references are
 inlined, ``Optional`` unions dropped (absent means unset), free-form maps marked
@@ -11,9 +12,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from bosun.api.rag import RAG_KIND, RAGEngine
 from bosun.api.workspace import GROUP, KIND, VERSION, Workspace
 
-__all__ = ["PRINTER_COLUMNS", "workspace_crd", "workspace_openapi_schema"]
+__all__ = [
+    "PRINTER_COLUMNS",
+    "RAG_PRINTER_COLUMNS",
+    "crds",
+    "rag_engine_crd",
+    "rag_engine_openapi_schema",
+    "workspace_crd",
+    "workspace_openapi_schema",
+]
 
 _DROP = {"title", "$defs"}
 
@@ -33,6 +45,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     _condition_column("ResourceReady", "ResourceReady"),
     _condition_column("InferenceReady", "InferenceReady"),
     _condition_column("Ready", "WorkspaceSucceeded"),
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+RAG_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Embedding", "type": "string", "jsonPath": ".spec.embedding.preset.name"},
+    {"name": "Workspace", "type": "string", "jsonPath": ".spec.inference.workspace"},
+    {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
+    _condition_column("Ready", "Ready"),
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -86,9 +105,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def workspace_openapi_schema() -> dict[str, Any]:
-    """The structural openAPIV3Schema of a Workspace."""
-    raw = Workspace.model_json_schema(by_alias=True, mode="validation")
+def _openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
     schema = _structural(raw, raw.get("$defs", {}))
     props = schema["properties"]
     # Kubernetes owns metadata's schema; a CRD may only say it is an object.
@@ -101,24 +119,40 @@ def workspace_openapi_schema() -> dict[str, Any]:
     return schema
 
 
-def workspace_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition for ``workspaces.bosun.dev``."""
+def workspace_openapi_schema() -> dict[str, Any]:
+    """The structural openAPIV3Schema of a Workspace."""
+    return _openapi_schema(Workspace)
+
+
+def rag_engine_openapi_schema() -> dict[str, Any]:
+    """The structural openAPIV3Schema of a RAGEngine."""
+    return _openapi_schema(RAGEngine)
+
+
+def _crd(
+    kind: str,
+    plural: str,
+    short: str,
+    schema: dict[str, Any],
+    subresources: dict[str, Any],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"workspaces.{GROUP}",
+            "name": f"{plural}.{GROUP}",
             "labels": {"app.kubernetes.io/part-of": "bosun"},
         },
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": "workspaces",
-                "singular": "workspace",
-                "shortNames": ["ws"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
                 "categories": ["bosun", "ai"],
             },
             "versions": [
@@ -126,17 +160,45 @@ def workspace_crd() -> dict[str, Any]:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "schema": {"openAPIV3Schema": workspace_openapi_schema()},
-                    "subresources": {
-                        "status": {},
-                        "scale": {
-                            "specReplicasPath": ".spec.resource.count",
-                            "statusReplicasPath": ".status.replicas",
-                            "labelSelectorPath": ".status.selector",
-                        },
-                    },
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": subresources,
+                    "additionalPrinterColumns": columns,
                 }
             ],
         },
     }
+
+
+def workspace_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition for ``workspaces.bosun.dev``."""
+    scale = {
+        "specReplicasPath": ".spec.resource.count",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    return _crd(
+        KIND,
+        "workspaces",
+        "ws",
+        workspace_openapi_schema(),
+        {"status": {}, "scale": scale},
+        PRINTER_COLUMNS,
+    )
+
+
+def rag_engine_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition for ``ragengines.bosun.dev`` (one writer per index:
+    no scale subresource)."""
+    return _crd(
+        RAG_KIND,
+        "ragengines",
+        "rag",
+        rag_engine_openapi_schema(),
+        {"status": {}},
+        RAG_PRINTER_COLUMNS,
+    )
+
+
+def crds() -> list[dict[str, Any]]:
+    """Every Bosun CustomResourceDefinition."""
+    return [workspace_crd(), rag_engine_crd()]

@@ -22,10 +22,11 @@ class Problem:
 
 
 class WorkspaceError(BosunError):
-    """A Workspace that does not parse or validate; each problem names its field path."""
+    """A Workspace (or another Bosun resource: ``kind``) that does not parse or validate;
+    each problem names its field path."""
 
-    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+    def __init__(self, source: str, problems: Sequence[Problem], kind: str = "Workspace") -> None:
         self.source = source
         self.problems = list(problems)
         lines = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"{source}: invalid Workspace\n{lines}")
+        super().__init__(f"{source}: invalid {kind}\n{lines}")

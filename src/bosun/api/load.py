@@ -1,4 +1,5 @@
-"""Reading Workspaces from YAML or dicts, with errors that name the field path."""
+"""Reading Workspaces and RAGEngines from YAML or dicts, with errors that name the field
+path."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import yaml
 from pydantic import ValidationError
 
 from bosun.api.errors import Problem, WorkspaceError
+from bosun.api.rag import RAG_KIND, RAGEngine
 from bosun.api.workspace import API_VERSION, KIND, Workspace
 
 __all__ = [
+    "load_resource",
     "load_workspace",
     "load_yaml_documents",
+    "parse_resource",
     "parse_workspace",
     "preset_workspace",
     "problems_from",
@@ -52,24 +56,46 @@ def parse_workspace(
 ) -> Workspace:
     """Validate one decoded document as a Workspace. ``allowed_hosts``: internal hosts the
     user opted in to as sources (``BOSUN_ALLOW_HOSTS``, read by the caller)."""
+    parsed = _parse(data, source, allowed_hosts, (KIND,))
+    assert isinstance(parsed, Workspace)
+    return parsed
+
+
+def parse_resource(
+    data: Any, source: str = "<input>", allowed_hosts: frozenset[str] = frozenset()
+) -> Workspace | RAGEngine:
+    """Validate one decoded document as whichever Bosun kind it names."""
+    return _parse(data, source, allowed_hosts, (KIND, RAG_KIND))
+
+
+_MODELS: dict[str, type[Workspace] | type[RAGEngine]] = {KIND: Workspace, RAG_KIND: RAGEngine}
+
+
+def _parse(
+    data: Any, source: str, allowed_hosts: frozenset[str], kinds: tuple[str, ...]
+) -> Workspace | RAGEngine:
+    wanted = " or ".join(kinds)
     if not isinstance(data, dict):
-        raise WorkspaceError(source, [Problem("", "expected a YAML mapping (a Workspace)")])
+        raise WorkspaceError(
+            source, [Problem("", f"expected a YAML mapping (a {wanted})")], kinds[0]
+        )
     api_version, kind = data.get("apiVersion"), data.get("kind")
-    if kind != KIND or api_version != API_VERSION:
+    if kind not in kinds or api_version != API_VERSION:
         raise WorkspaceError(
             source,
             [
                 Problem(
-                    "apiVersion" if kind == KIND else "kind",
-                    f"expected apiVersion: {API_VERSION} and kind: {KIND}, "
+                    "apiVersion" if kind in kinds else "kind",
+                    f"expected apiVersion: {API_VERSION} and kind: {wanted}, "
                     f"got {api_version!r} and {kind!r}",
                 )
             ],
+            kind if kind in kinds else kinds[0],
         )
     try:
-        return Workspace.model_validate(data, context={"allowed_hosts": allowed_hosts})
+        return _MODELS[kind].model_validate(data, context={"allowed_hosts": allowed_hosts})
     except ValidationError as exc:
-        raise WorkspaceError(source, problems_from(exc)) from None
+        raise WorkspaceError(source, problems_from(exc), kind) from None
 
 
 def preset_workspace(preset: str, name: str = "preset") -> Workspace:
@@ -88,20 +114,37 @@ def preset_workspace(preset: str, name: str = "preset") -> Workspace:
 def load_workspace(path: str | Path, allowed_hosts: frozenset[str] = frozenset()) -> Workspace:
     """Read a Workspace from a YAML or JSON file (one document); ``allowed_hosts`` as in
     :func:`parse_workspace`."""
-    source = str(path)
+    return read_workspace(_read(path), str(path), allowed_hosts)
+
+
+def load_resource(
+    path: str | Path, allowed_hosts: frozenset[str] = frozenset()
+) -> Workspace | RAGEngine:
+    """Read a Workspace or a RAGEngine from a YAML or JSON file (one document)."""
+    kinds = (KIND, RAG_KIND)
+    document = _document(_read(path), str(path), " or ".join(kinds))
+    return _parse(document, str(path), allowed_hosts, kinds)
+
+
+def _read(path: str | Path) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise WorkspaceError(
-            source, [Problem("", f"cannot read the file: {exc.strerror}")]
+            str(path), [Problem("", f"cannot read the file: {exc.strerror}")]
         ) from None
-    return read_workspace(text, source, allowed_hosts)
+    except UnicodeDecodeError:
+        raise WorkspaceError(str(path), [Problem("", "the file is not UTF-8 text")]) from None
 
 
 def read_workspace(
     text: str, source: str = "<input>", allowed_hosts: frozenset[str] = frozenset()
 ) -> Workspace:
     """Read a Workspace from YAML or JSON text (one document); errors name ``source``."""
+    return parse_workspace(_document(text, source), source, allowed_hosts)
+
+
+def _document(text: str, source: str, what: str = "Workspace") -> Any:
     try:
         documents = [d for d in load_yaml_documents(text) if d is not None]
     except yaml.YAMLError as exc:
@@ -111,9 +154,9 @@ def read_workspace(
         raise WorkspaceError(source, [Problem("", f"malformed YAML at {where}{problem}")]) from None
     if len(documents) != 1:
         raise WorkspaceError(
-            source, [Problem("", f"expected one Workspace document, found {len(documents)}")]
+            source, [Problem("", f"expected one {what} document, found {len(documents)}")]
         )
-    return parse_workspace(documents[0], source, allowed_hosts)
+    return documents[0]
 
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -15,7 +15,12 @@ from bosun.api.validators import (
     check_dns1123_subdomain,
 )
 
-__all__ = ["DnsLabel", "DnsSubdomain", "KubeModel", "ObjectMeta", "Quantity"]
+__all__ = ["DnsLabel", "DnsSubdomain", "KubeModel", "ObjectMeta", "Quantity", "cel_rules"]
+
+
+def cel_rules(*rules: tuple[str, str]) -> dict[str, Any]:
+    """``json_schema_extra`` carrying CEL rules (rule, message) into the CRD."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 
 
 class KubeModel(BaseModel):

@@ -5,8 +5,8 @@ Kubernetes convention asks. Every model forbids unknown fields, so a typo is an 
 that names the field path rather than a silently ignored setting.
 
 Rules that Kubernetes can check on its own are also declared as CEL
-(``x-kubernetes-validations``) through :func:`_cel`; :mod:`bosun.api.crd` copies them
-into the CustomResourceDefinition.
+(``x-kubernetes-validations``) through :func:`bosun.api.meta.cel_rules`;
+:mod:`bosun.api.crd` copies them into the CustomResourceDefinition.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from bosun.api.conditions import Condition
-from bosun.api.meta import DnsSubdomain, KubeModel, ObjectMeta, Quantity
+from bosun.api.meta import DnsSubdomain, KubeModel, ObjectMeta, Quantity, cel_rules
 from bosun.api.quantity import parse_quantity
 from bosun.api.validators import (
     ParsedUri,
@@ -73,11 +73,6 @@ DEFAULT_IDLE_TIMEOUT_S = 300  # a Workspace that scales to zero, idle this long
 _TUNING_NOT_SCALED = (
     "resource.minReplicas: a fine-tuning job runs once and is never scaled; leave it out"
 )
-
-
-def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
-    """``json_schema_extra`` carrying CEL rules (rule, message) into the CRD."""
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 
 
 class _Model(KubeModel):
@@ -146,7 +141,7 @@ class Resource(_Model):
     """Where and on what the Workspace runs."""
 
     model_config = ConfigDict(
-        json_schema_extra=_cel(
+        json_schema_extra=cel_rules(
             (
                 "!has(self.minReplicas) || !has(self.count) || self.count == 0 "
                 "|| self.minReplicas <= self.count",
@@ -316,7 +311,7 @@ SourceUri = Annotated[
         {
             "type": "string",
             "pattern": r"^(hf|file|pvc|http|https|oci)://",
-            **_cel(_PUBLIC_URL),
+            **cel_rules(_PUBLIC_URL),
         }
     ),
 ]
@@ -345,7 +340,7 @@ _EXACTLY_ONE_MODEL = (
 class Inference(_ModelChoice):
     """Serve the model behind an OpenAI-compatible API."""
 
-    model_config = ConfigDict(json_schema_extra=_cel(_EXACTLY_ONE_MODEL))
+    model_config = ConfigDict(json_schema_extra=cel_rules(_EXACTLY_ONE_MODEL))
 
     runtime: Runtime = Field(
         default=Runtime.AUTO,
@@ -366,7 +361,7 @@ class Inference(_ModelChoice):
     adapters: list[Adapter] = Field(
         default_factory=list,
         max_length=MAX_ADAPTERS,
-        json_schema_extra=_cel(
+        json_schema_extra=cel_rules(
             (
                 "self.all(a, self.exists_one(b, b.name == a.name))",
                 "adapter names must be unique",
@@ -420,7 +415,7 @@ VolumeSource = Annotated[
         {
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": True,
-            **_cel(_ONE_VOLUME_SOURCE),
+            **cel_rules(_ONE_VOLUME_SOURCE),
         }
     ),
 ]
@@ -428,7 +423,7 @@ VolumeSource = Annotated[
 
 class TuningInput(_Model):
     model_config = ConfigDict(
-        json_schema_extra=_cel(
+        json_schema_extra=cel_rules(
             (
                 "(has(self.uris) && self.uris.size() > 0) != has(self.volume)",
                 "set exactly one of 'uris' and 'volume'",
@@ -444,7 +439,7 @@ class TuningInput(_Model):
                 {
                     "type": "string",
                     "pattern": r"^(hf|file|pvc|http|https)://",
-                    **_cel(_PUBLIC_URL),
+                    **cel_rules(_PUBLIC_URL),
                 }
             ),
         ]
@@ -460,7 +455,7 @@ class TuningInput(_Model):
 
 class TuningOutput(_Model):
     model_config = ConfigDict(
-        json_schema_extra=_cel(
+        json_schema_extra=cel_rules(
             ("has(self.volume) != has(self.uri)", "set exactly one of 'volume' and 'uri'")
         )
     )
@@ -478,7 +473,7 @@ class TuningOutput(_Model):
 class Tuning(_ModelChoice):
     """Fine-tune the model on your data; the result is a LoRA adapter."""
 
-    model_config = ConfigDict(json_schema_extra=_cel(_EXACTLY_ONE_MODEL))
+    model_config = ConfigDict(json_schema_extra=cel_rules(_EXACTLY_ONE_MODEL))
 
     method: TuningMethod = TuningMethod.LORA
     config: dict[str, Any] = Field(default_factory=dict, description="Trainer hyperparameters.")
@@ -488,7 +483,7 @@ class Tuning(_ModelChoice):
 
 class WorkspaceSpec(_Model):
     model_config = ConfigDict(
-        json_schema_extra=_cel(
+        json_schema_extra=cel_rules(
             (
                 "has(self.inference) != has(self.tuning)",
                 "set exactly one of 'inference' and 'tuning'",

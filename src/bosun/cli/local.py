@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -61,12 +61,15 @@ def up(
         bool, typer.Option("--foreground", help="Stay attached, print the log; Ctrl-C stops it.")
     ] = False,
 ) -> None:
-    """Serve a Workspace on this machine: plan it, start a supervised server, wait until
-    it answers, and print how to use it."""
+    """Serve a Workspace (or a RAGEngine) on this machine: plan it, start a supervised
+    server, wait until it answers, and print how to use it."""
     from bosun.cli.prepare import prepare_model
-    from bosun.local.runtime import LocalError, serve_model
+    from bosun.local.runtime import serve_model
     from bosun.local.runtime import up as start
 
+    if _kind_of(file) == "RAGEngine":
+        _up_rag(file, name, port, foreground)
+        return
     ws, plan, here = _local_plan(file)
     if plan.workload == "inference" and not plan.fits:
         fail(f"{ws.metadata.name} does not fit this machine: {plan.reason}")
@@ -76,20 +79,11 @@ def up(
     else:  # bad data or settings fail here, not minutes later in the job's log
         _check_tuning(ws, file)
     began = time.monotonic()
-    try:
-        with console.status("starting") as status:
-            shown = start(
-                store,
-                ws,
-                plan,
-                str(file),
-                name=name,
-                port=port,
-                on_wait=lambda state: status.update(f"{state.lower()}..."),
-                here=here,
-            )
-    except LocalError as exc:
-        fail(str(exc))
+    shown = _started(
+        lambda on_wait: start(
+            store, ws, plan, str(file), name=name, port=port, on_wait=on_wait, here=here
+        )
+    )
     record = shown.record
     if record.kind == "job":
         _job_started(store, shown, foreground)
@@ -130,10 +124,87 @@ def up(
         soft_wrap=True,
     )
     if foreground:
-        try:
-            _attach(store, record.name)
-        except KeyboardInterrupt:  # Ctrl-C before the log was being followed
-            _detach(store, record.name)
+        _stay_attached(store, record.name)
+
+
+def _stay_attached(store: Store, name: str) -> None:
+    """`--foreground`: follow the log until Ctrl-C, which stops it."""
+    try:
+        _attach(store, name)
+    except KeyboardInterrupt:  # Ctrl-C before the log was being followed
+        _detach(store, name)
+
+
+def _started(start: Callable[[Callable[[str], None]], Shown]) -> Shown:
+    """``start(on_wait)`` under a spinner that says each state it passes; a refusal is
+    said, not raised."""
+    from bosun.local.runtime import LocalError
+
+    try:
+        with console.status("starting") as status:
+            return start(lambda state: status.update(f"{state.lower()}..."))
+    except LocalError as exc:
+        fail(str(exc))
+
+
+def _kind_of(file: Path) -> str | None:
+    """The ``kind`` a file declares (None: unreadable; loading it says why)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return data.get("kind") if isinstance(data, dict) else None
+
+
+def _up_rag(file: Path, name: str | None, port: int | None, foreground: bool) -> None:
+    """`bosun up` of a RAGEngine: its embedding model prepared here first, then `bosun
+    rag serve` supervised like a server."""
+    from bosun.api import BosunError
+    from bosun.api.load import load_resource
+    from bosun.api.rag import RAGEngine
+    from bosun.cli.prepare import prepare_model
+    from bosun.cli.rag import sized
+    from bosun.local.rag import up_rag
+
+    try:
+        rag = load_resource(file)
+    except BosunError as exc:
+        fail(str(exc))
+    assert isinstance(rag, RAGEngine)
+    plan = sized(rag)
+    prepare_model(plan.embedding_model)  # a model that cannot load fails here, not in a loop
+    store = _store()
+    began = time.monotonic()
+    shown = _started(
+        lambda on_wait: up_rag(store, rag, plan, str(file), name, port, on_wait=on_wait)
+    )
+    record = shown.record
+    if shown.state != "Ready":
+        fail(f"{record.name} did not start: {record.message or shown.note}", code=1)
+    endpoint = record.endpoint
+    gateway = _gateway(store)
+    data = record.command[record.command.index("--data") + 1]
+    route = (
+        f"\n  through the gateway: {gateway.endpoint} (model {record.model})"
+        if gateway is not None
+        else ""
+    )
+    console.print(
+        f"[green]{record.name} is Ready[/green] in {time.monotonic() - began:.1f} s: "
+        f"{endpoint} (RAG engine; indexes in {data}){route}"
+        f"\n\n  bosun rag add --url {endpoint.removesuffix('/v1')} INDEX ./docs\n"
+        f"  curl {endpoint}/indexes/INDEX/query -H 'Content-Type: application/json' "
+        f'-d \'{{"query": "..."}}\'\n'
+        f'  client.chat.completions.create(model="{record.name}", messages=[...], '
+        f'extra_body={{"index": "INDEX"}})\n\n'
+        f"Stop it with: bosun down {record.name} (the indexes are kept)"
+        + (" (or Ctrl-C here)" if foreground else ""),
+        soft_wrap=True,
+    )
+    if foreground:
+        _stay_attached(store, record.name)
 
 
 def _gateway(store: Store) -> Record | None:
@@ -184,10 +255,7 @@ def _job_started(store: Store, shown: Shown, foreground: bool) -> None:
         soft_wrap=True,
     )
     if foreground:
-        try:
-            _attach(store, record.name)
-        except KeyboardInterrupt:
-            _detach(store, record.name)
+        _stay_attached(store, record.name)
 
 
 def _attach(store: Store, name: str) -> None:

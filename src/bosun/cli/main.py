@@ -19,6 +19,7 @@ from bosun.cli.tune import register as _register_tune
 
 if TYPE_CHECKING:
     from bosun.api import Workspace
+    from bosun.api.rag import RAGEngine
     from bosun.catalog import ModelSpec, Plan
     from bosun.render.placement import Placement
 
@@ -61,6 +62,18 @@ def _load(file: Path) -> Workspace:
 
     try:
         return load_workspace(file, allowed_hosts())
+    except BosunError as exc:
+        fail(str(exc))
+
+
+def _load_any(file: Path) -> Workspace | RAGEngine:
+    """A Workspace or a RAGEngine, whichever the file holds."""
+    from bosun.api import BosunError
+    from bosun.api.load import load_resource
+    from bosun.cli.environment import allowed_hosts
+
+    try:
+        return load_resource(file, allowed_hosts())
     except BosunError as exc:
         fail(str(exc))
 
@@ -361,11 +374,19 @@ def plan(
         ),
     ] = None,
 ) -> None:
-    """Size a Workspace: devices, parallelism, runtime and the memory breakdown.
+    """Size a Workspace (devices, parallelism, runtime and the memory breakdown) or a
+    RAGEngine (its memory, CPU and how many chunks its storage holds).
 
     Exits 2 when the model does not fit (the reason says by how much and what would).
     """
-    ws = _load(file)
+    from bosun.api.rag import RAGEngine
+
+    ws = _load_any(file)
+    if isinstance(ws, RAGEngine):
+        from bosun.cli.rag import plan_rag_engine
+
+        plan_rag_engine(ws, output, gpu_options=bool(accelerator or instance_type or cluster))
+        return
     result = _plan(ws, accelerator, instance_type)
     placement = _placement(ws, result, cluster) if cluster is not None else None
     if output is Format.TABLE:
@@ -451,7 +472,7 @@ def render(
         typer.Option(help="With --inference-pool: the endpoint picker's Service (NAME-epp)."),
     ] = None,
 ) -> None:
-    """Print the Kubernetes manifests of a Workspace (kubectl apply -f -)."""
+    """Print the Kubernetes manifests of a Workspace or a RAGEngine (kubectl apply -f -)."""
     from bosun.api.validators import check_dns1123_label
     from bosun.render import RenderOptions, render_workspace
 
@@ -467,7 +488,14 @@ def render(
             check_dns1123_label(endpoint_picker)  # a Service's name
         except ValueError as exc:
             fail(f"--endpoint-picker: {exc}")
-    ws = _load(file)
+    from bosun.api.rag import RAGEngine
+
+    ws = _load_any(file)
+    if isinstance(ws, RAGEngine):
+        from bosun.cli.rag import render_rag
+
+        render_rag(ws, namespace)
+        return
     result = _plan(ws, accelerator, instance_type)
     acc = ws.spec.resource.accelerator
     if not result.fits and (acc is None or acc.count is None):

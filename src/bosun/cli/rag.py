@@ -10,9 +10,11 @@ from urllib.parse import urlsplit
 
 import typer
 
-from bosun.cli.output import fail, log_to_stderr, progress_bar
+from bosun.cli.output import Format, console, dump, fail, log_to_stderr, progress_bar, warn
 
 if TYPE_CHECKING:  # the engine is imported on use: `bosun --help` stays fast
+    from bosun.api.rag import RAGEngine
+    from bosun.catalog.embeddings import RagPlan
     from bosun.rag.embedding import EngineEmbedder
 
 __all__ = ["register"]
@@ -28,6 +30,12 @@ Data = Annotated[
 Model = Annotated[
     str, typer.Option("--embedding-model", help="The embedding model (a preset or a directory).")
 ]
+ChunkTokens = Annotated[
+    int | None,
+    typer.Option(
+        min=16, help="Tokens per chunk at most (default: the model's limit, less the heading's)."
+    ),
+]
 
 
 def _data(data: Path | None) -> Path:
@@ -38,22 +46,31 @@ def _data(data: Path | None) -> Path:
     return home() / "rag"
 
 
-def _embedder(model: str) -> EngineEmbedder:
+def _embedder(model: str, chunk_tokens: int | None = None) -> EngineEmbedder:
+    from bosun.catalog.embeddings import HEADING_TOKENS
     from bosun.cli.prepare import prepare_model
     from bosun.engine.client import EngineError
     from bosun.rag.embedding import EngineEmbedder
 
     prepare_model(model)
     try:
-        return EngineEmbedder(model)
+        embedder = EngineEmbedder(model)
     except EngineError as exc:
         fail(f"--embedding-model: {exc}")
+    most = embedder.max_tokens - HEADING_TOKENS
+    if chunk_tokens is not None and chunk_tokens > most:
+        fail(
+            f"--chunk-tokens {chunk_tokens}: {model} reads {embedder.max_tokens} tokens, "
+            f"{HEADING_TOKENS} of them kept for the heading path: at most {most}"
+        )
+    return embedder
 
 
 @rag_app.command()
 def serve(
     data: Data = None,
     embedding_model: Model = EMBEDDING_MODEL,
+    chunk_tokens: ChunkTokens = None,
     generation_url: Annotated[
         str | None,
         typer.Option(
@@ -64,6 +81,12 @@ def serve(
     generation_model: Annotated[
         str | None, typer.Option(help="The model it answers with (default: its first).")
     ] = None,
+    served_name: Annotated[
+        str,
+        typer.Option(
+            help="The model name clients and the gateway use for answers from the indexes."
+        ),
+    ] = "rag",
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -94,7 +117,7 @@ def serve(
     from bosun.rag.service import RagSettings, build_rag
     from bosun.serving.connections import guarded_h11
 
-    embedder = _embedder(embedding_model)
+    embedder = _embedder(embedding_model, chunk_tokens)
     root = _data(data)
     if api_key is not None and not api_key.strip():
         fail("--api-key (or $BOSUN_API_KEY) is empty: give a token, or leave it unset")
@@ -104,6 +127,8 @@ def serve(
         generation_model,
         max_document_bytes=max_document_bytes,
         api_key=api_key,
+        chunk_tokens=chunk_tokens,
+        served_name=served_name,
     )
     log_to_stderr("bosun.rag", log_level)
     typer.echo(f"bosun rag: http://{host}:{port}/v1, indexes in {root}")
@@ -117,6 +142,17 @@ def add(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories to index.")],
     data: Data = None,
     embedding_model: Model = EMBEDDING_MODEL,
+    chunk_tokens: ChunkTokens = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Send them to a running engine (`bosun up` of a RAGEngine, or `bosun rag "
+            "serve`) instead of indexing here, as http://127.0.0.1:8095."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="BOSUN_API_KEY", help="With --url: the engine's key.")
+    ] = None,
 ) -> None:
     """Index files and directories here (Markdown, HTML, PDF, text), with a progress bar:
     what a large set of documents wants before `bosun rag serve` answers from it."""
@@ -134,11 +170,14 @@ def add(
             files.append(path)
         else:
             fail(f"{path}: no such file or directory")
-    embedder = _embedder(embedding_model)
+    if url is not None:
+        _send(url, api_key, index, files)
+        return
+    embedder = _embedder(embedding_model, chunk_tokens)
 
     async def run() -> None:
         await embedder.start()
-        library = Library(_data(data), embedder)
+        library = Library(_data(data), embedder, chunk_tokens)
         try:
             if index not in library.names():
                 library.create(index)
@@ -160,6 +199,152 @@ def add(
         asyncio.run(run())
     except LibraryError as exc:
         fail(exc.message)
+
+
+SEND_BYTES = 4 * 2**20  # documents per request to a running engine: up to this much
+
+
+def _send(url: str, api_key: str | None, index: str, files: list[Path]) -> None:
+    """`bosun rag add --url`: the files to a running engine, a few per request (each
+    request is one transaction there: a refused one stores nothing of itself, and what
+    earlier requests stored stays)."""
+    import base64
+
+    import httpx
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        fail(f"--url {url!r}: write the engine's URL, as http://127.0.0.1:8095")
+    base = url.rstrip("/").removesuffix("/v1") + "/v1"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    batches: list[list[Path]] = [[]]
+    size = 0
+    for f in files:
+        if batches[-1] and size + f.stat().st_size > SEND_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(f)
+        size += f.stat().st_size
+    added = chunks = same = 0
+    with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
+
+        def call(method: str, path: str, body: dict[str, object]) -> httpx.Response:
+            try:
+                return client.request(method, path, json=body)
+            except httpx.HTTPError as exc:
+                fail(f"--url {url}: {exc}")
+
+        made = call("POST", "/indexes", {"name": index})
+        if made.status_code not in (201, 409):
+            fail(f"{index}: {_said(made)}")
+        with progress_bar("embedding") as update:
+            done = 0
+            for batch in batches:
+                documents = [
+                    {
+                        "content_base64": base64.b64encode(f.read_bytes()).decode(),
+                        "name": f.name,
+                        "id": str(f),
+                    }
+                    for f in batch
+                ]
+                reply = call("POST", f"/indexes/{index}/documents", {"documents": documents})
+                if reply.status_code != 200:
+                    stored = f" ({added} document(s) stored before it)" if added else ""
+                    fail(f"{index}: {_said(reply)}{stored}")
+                for row in reply.json()["data"]:
+                    if row["duplicate_of"]:
+                        same += 1
+                    elif not row["unchanged"]:
+                        added, chunks = added + 1, chunks + row["chunks"]
+                done += len(batch)
+                update("documents", done / len(files))
+    typer.echo(
+        f"{index}: {added} document(s) added, {chunks} chunks"
+        + (f"; {same} duplicate(s) of stored ones skipped" if same else "")
+    )
+
+
+def _said(reply: object) -> str:
+    """What an engine's error reply says (OpenAI's shape), else its status."""
+    import httpx
+
+    assert isinstance(reply, httpx.Response)
+    try:
+        return str(reply.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {reply.status_code}"
+
+
+def sized(rag: RAGEngine) -> RagPlan:
+    """The RAGEngine's plan, its warnings said; a bad preset or chunk size fails here."""
+    from bosun.api import BosunError
+    from bosun.catalog.embeddings import UnknownEmbeddingError, plan_rag
+
+    try:
+        plan = plan_rag(rag)
+    except UnknownEmbeddingError as exc:
+        fail(f"spec.embedding.preset.name: {exc}")
+    except BosunError as exc:
+        fail(str(exc))
+    for message in plan.warnings:
+        warn(message)
+    return plan
+
+
+def plan_rag_engine(rag: RAGEngine, output: Format, gpu_options: bool = False) -> None:
+    """`bosun plan` of a RAGEngine: what it needs and why."""
+    if gpu_options:
+        warn(
+            "a RAGEngine embeds on CPUs: --accelerator, --instance-type and --cluster do not apply"
+        )
+    plan = sized(rag)
+    if output is not Format.TABLE:
+        dump(plan.summary(), output)
+        return
+    from rich.table import Table
+
+    mib = 2**20
+    table = Table(title=f"RAGEngine {rag.name}", title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    spec = plan.embedding
+    model = plan.embedding_model
+    if spec is not None:
+        model += f" ({spec.parameters / 1e6:.1f}M parameters, {spec.dimensions} dimensions, "
+        model += f"{spec.max_tokens} tokens)"
+    table.add_row("embedding", model)
+    table.add_row("chunks", f"at most {plan.chunk_tokens or 'the model limit, less 40'} tokens")
+    inference = rag.spec.inference
+    table.add_row("answers with", inference.workspace or inference.url or "")
+    table.add_row(
+        "storage",
+        f"{rag.spec.storage.size}: about {plan.chunks_on_disk:,} chunks",
+    )
+    table.add_row(
+        "memory",
+        f"{plan.memory_bytes / mib:,.0f} MiB"
+        + (" (spec.memory)" if plan.memory_from_spec else "")
+        + f" = runtime + weights {plan.weight_bytes / mib:,.0f} MiB + one batch "
+        f"{plan.activation_bytes / mib:,.0f} MiB + the graph of {plan.chunks_in_memory:,} chunks "
+        f"({plan.graph_bytes_per_chunk} bytes each)",
+    )
+    table.add_row("cpu", plan.cpu)
+    console.print(table)
+
+
+def render_rag(rag: RAGEngine, namespace: str | None) -> None:
+    """`bosun render` of a RAGEngine: its claim, Deployment and Service."""
+    from bosun.api.validators import check_dns1123_label
+    from bosun.render.pods import RenderOptions
+    from bosun.render.rag import render_rag_engine
+
+    if namespace is not None:
+        try:
+            check_dns1123_label(namespace)
+        except ValueError as exc:
+            fail(f"--namespace: {exc}")
+    dump(render_rag_engine(rag, sized(rag), RenderOptions(namespace=namespace)), Format.YAML)
 
 
 def register(app: typer.Typer) -> None:

@@ -102,7 +102,7 @@ class LocalSource:
 
         out = []
         for record in self.store.all():
-            if record.kind != "server":
+            if record.kind not in ("server", "rag"):
                 continue  # jobs serve nothing; the gateway is not its own replica
             shown = show(record)
             resource = (record.workspace.get("spec") or {}).get("resource") or {}

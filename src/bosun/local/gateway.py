@@ -92,10 +92,10 @@ def ensure_gateway(store: Store, wait: float = 60.0) -> Shown | str:
 
 
 def stop_if_unused(store: Store) -> Record | None:
-    """Stop the local gateway when no server is left behind it (the last one went down);
+    """Stop the local gateway when no server (nor RAG engine) is left behind it;
     the gateway's row as it was, or None if it stays (or was not there)."""
     from bosun.local.runtime import GATEWAY, down
 
-    if store.get(GATEWAY) is None or any(r.kind == "server" for r in store.all()):
+    if store.get(GATEWAY) is None or any(r.kind in ("server", "rag") for r in store.all()):
         return None
     return down(store, GATEWAY)

@@ -42,6 +42,7 @@ __all__ = [
     "free_port",
     "launch",
     "logs",
+    "make_room",
     "port_free",
     "reserve",
     "serve_command",
@@ -282,16 +283,7 @@ def reserve(
     _check_local_adapters(ws, file)
     if not plan.fits:
         raise LocalError(f"{name}: the model does not fit this machine: {plan.reason}")
-    existing = store.get(name)
-    if existing is not None:
-        shown = show(existing)
-        if shown.state in ("Stopped", "Failed", "Succeeded"):
-            store.delete(name)  # a finished or stale entry: replace it
-        else:
-            raise LocalError(
-                f"{name} is already {shown.state.lower()} at {existing.endpoint} "
-                f"(bosun down {name} first, or --name for a second one)"
-            )
+    make_room(store, name)
     if job and port is not None:
         raise LocalError("--port: a fine-tuning Workspace serves nothing; leave it out")
     if port is not None and not port_free(port):
@@ -346,6 +338,21 @@ def reserve(
     if record is None:
         raise LocalError(f"{name} was just started from another terminal")
     return record
+
+
+def make_room(store: Store, name: str) -> None:
+    """Drop a finished or stale entry named ``name``; a live one is refused, naming it."""
+    existing = store.get(name)
+    if existing is None:
+        return
+    shown = show(existing)
+    if shown.state in ("Stopped", "Failed", "Succeeded"):
+        store.delete(name)  # a finished or stale entry: replace it
+    else:
+        raise LocalError(
+            f"{name} is already {shown.state.lower()} at {existing.endpoint} "
+            f"(bosun down {name} first, or --name for a second one)"
+        )
 
 
 def _start_supervisor(store: Store, name: str, fresh: bool) -> subprocess.Popen[bytes]:
@@ -462,6 +469,14 @@ def _option(argv: list[str], flag: str) -> str | None:
     return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
 
 
+def _kind(argv: list[str]) -> str:
+    """A record's kind from its process's command line (``... bosun.cli.main rag serve``)."""
+    words = argv[argv.index("bosun.cli.main") + 1 :] if "bosun.cli.main" in argv else argv
+    if words[:2] == ["rag", "serve"]:
+        return "rag"
+    return "server" if "serve" in words else "gateway" if "gateway" in words else "job"
+
+
 def _from_processes(name: str, found: Found) -> Record:
     """A row rebuilt from what runs: the server's own command line says its model and
     port; pids, start times and command lines are the ones checked before any signal."""
@@ -474,7 +489,7 @@ def _from_processes(name: str, found: Found) -> Record:
         file="",
         port=int(port) if port and port.isdigit() else 0,
         command=argv,
-        kind="server" if "serve" in argv else "gateway" if "gateway" in argv else "job",
+        kind=_kind(argv),
         state="Ready" if port and port.isdigit() and _port_open(int(port)) else "Starting",
         message="re-adopted from the process table: the state store had lost it",
     )

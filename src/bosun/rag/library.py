@@ -21,13 +21,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from bosun.api.validators import check_dns1123_label
+from bosun.catalog.embeddings import HEADING_TOKENS
 from bosun.rag.ingest import Block, DocumentError, blocks_of, chunk, content_hash, kind_of
 from bosun.rag.store import Chunk, Hit, Index, StoredDocument, StoreError
 
 __all__ = ["Added", "Embedder", "Library", "LibraryError", "NewDocument"]
 
 EMBED_BATCH = 64  # chunks embedded per call (a progress step)
-HEADING_TOKENS = 40  # the part of a chunk's tokens its heading path may take
 MAX_ID = 512
 
 

@@ -58,6 +58,10 @@ class RagSettings:
     timeout: float = 300.0
     api_key: str | None = None  # required on every route but /health when set
     max_document_bytes: int = MAX_DOCUMENT_BYTES
+    chunk_tokens: int | None = None  # tokens per chunk at most (default: the model's limit)
+    # The name clients (and the gateway) pass as ``model`` for answers from the indexes;
+    # /v1/models lists it. A request naming it is answered by generation_model.
+    served_name: str = "rag"
 
 
 class _Body(BaseModel):
@@ -132,7 +136,7 @@ def _hit(hit: Hit, number: int | None = None) -> dict[str, Any]:
 def build_rag(settings: RagSettings, embedder: Embedder, start: Any = None) -> FastAPI:
     """The service over the indexes under ``settings.root``; ``start`` (an awaitable
     factory) runs at startup, before requests are answered (loading the embedder)."""
-    library = Library(settings.root, embedder)
+    library = Library(settings.root, embedder, settings.chunk_tokens)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -172,6 +176,19 @@ def build_rag(settings: RagSettings, embedder: Embedder, start: Any = None) -> F
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        """The engine as one model (what the gateway routes by): answers from the indexes."""
+        model = {
+            "id": settings.served_name,
+            "object": "model",
+            "owned_by": "bosun",
+            "root": settings.generation_model or settings.served_name,
+            "parent": None,
+            "kind": "rag",
+        }
+        return {"object": "list", "data": [model]}
 
     @app.post("/v1/indexes", status_code=201)
     async def create(body: IndexBody) -> dict[str, Any]:
@@ -312,7 +329,7 @@ async def _answer(
     )
     client: httpx.AsyncClient = app.state.client
     headers = {"Authorization": f"Bearer {settings.generation_key or 'none'}"}
-    if not body.get("model"):
+    if not body.get("model") or body["model"] == settings.served_name:
         body["model"] = settings.generation_model or await _first_model(client, settings, headers)
     sources = [_hit(h, n) for n, h in enumerate(hits, start=1)]
     url = f"{settings.generation_url}/chat/completions"

@@ -1,16 +1,21 @@
-"""Object names, labels and owner references for everything a Workspace renders."""
+"""Object names, labels and owner references for everything a Workspace or a RAGEngine
+renders."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Any, Protocol
 
-from bosun.api.workspace import API_VERSION, KIND, Workspace
+from bosun.api.meta import ObjectMeta
+from bosun.api.rag import RAG_KIND
+from bosun.api.workspace import API_VERSION
 
 __all__ = [
     "MANAGED_BY",
+    "RAG_LABEL",
     "WORKSPACE_LABEL",
+    "Owner",
     "dns_label",
     "labels",
     "metadata",
@@ -20,6 +25,20 @@ __all__ = [
 
 MANAGED_BY = "bosun"
 WORKSPACE_LABEL = "bosun.dev/workspace"
+RAG_LABEL = "bosun.dev/rag-engine"
+
+
+class Owner(Protocol):
+    """A Bosun resource that owns what it renders: a Workspace or a RAGEngine."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def metadata(self) -> ObjectMeta: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 def dns_label(*parts: str, max_len: int = 63) -> str:
@@ -38,16 +57,16 @@ def dns_label(*parts: str, max_len: int = 63) -> str:
     return name
 
 
-def selector_labels(ws: Workspace, component: str) -> dict[str, str]:
-    """The labels that select a Workspace's pods (stable across updates)."""
+def selector_labels(ws: Owner, component: str) -> dict[str, str]:
+    """The labels that select a Workspace's (or a RAGEngine's) pods, stable across updates."""
     return {
         "app.kubernetes.io/name": dns_label(ws.name),
         "app.kubernetes.io/component": component,
-        WORKSPACE_LABEL: dns_label(ws.name),
+        (RAG_LABEL if ws.kind == RAG_KIND else WORKSPACE_LABEL): dns_label(ws.name),
     }
 
 
-def labels(ws: Workspace, component: str) -> dict[str, str]:
+def labels(ws: Owner, component: str) -> dict[str, str]:
     return {
         **selector_labels(ws, component),
         "app.kubernetes.io/instance": dns_label(ws.name),
@@ -56,14 +75,14 @@ def labels(ws: Workspace, component: str) -> dict[str, str]:
     }
 
 
-def owner_references(ws: Workspace) -> list[dict[str, Any]]:
-    """The Workspace as controller owner, when it has a uid (it came from a cluster)."""
+def owner_references(ws: Owner) -> list[dict[str, Any]]:
+    """The resource as controller owner, when it has a uid (it came from a cluster)."""
     if not ws.metadata.uid:
         return []
     return [
         {
             "apiVersion": API_VERSION,
-            "kind": KIND,
+            "kind": ws.kind,
             "name": ws.name,
             "uid": ws.metadata.uid,
             "controller": True,
@@ -73,7 +92,7 @@ def owner_references(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def metadata(
-    ws: Workspace, name: str, component: str, namespace: str | None, namespaced: bool = True
+    ws: Owner, name: str, component: str, namespace: str | None, namespaced: bool = True
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespaced and namespace:
