@@ -24,6 +24,7 @@ PLACES = {
     ("Deployment", "bosun-gateway"): ("gateway", "deployment.yaml"),
     ("Service", "bosun-gateway"): ("gateway", "service.yaml"),
     ("CustomResourceDefinition", "workspaces.bosun.dev"): ("crd", "workspaces.yaml"),
+    ("CustomResourceDefinition", "ragengines.bosun.dev"): ("crd", "ragengines.yaml"),
     ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"): ("crd", "peering.yaml"),
     ("CustomResourceDefinition", "kopfpeerings.kopf.dev"): ("crd", "peering.yaml"),
     ("ServiceAccount", None): ("rbac", "service_account.yaml"),

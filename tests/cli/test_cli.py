@@ -23,12 +23,15 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_crd_prints_one_custom_resource_definition() -> None:
+def test_crd_prints_the_custom_resource_definitions() -> None:
     code, out, _ = run("crd")
     assert code == 0
-    (crd,) = list(yaml.safe_load_all(out))
-    assert crd["kind"] == "CustomResourceDefinition"
-    assert crd["metadata"]["name"] == "workspaces.bosun.dev"
+    found = list(yaml.safe_load_all(out))
+    assert {c["kind"] for c in found} == {"CustomResourceDefinition"}
+    assert [c["metadata"]["name"] for c in found] == [
+        "workspaces.bosun.dev",
+        "ragengines.bosun.dev",
+    ]
 
 
 def test_models_lists_the_catalog() -> None:

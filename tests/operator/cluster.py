@@ -35,7 +35,7 @@ import kmock
 import yaml
 from kmock._internal import enums
 
-from bosun.api.crd import workspace_crd
+from bosun.api.crd import crds
 
 TOKEN = "operator-token"  # the operator's credentials: its requests are the recorded ones
 GATEWAY_TOKEN = "gateway-token"  # the gateway's, recorded apart (Emulator.gateway_calls)
@@ -47,6 +47,8 @@ WORKSPACES = "/apis/bosun.dev/v1alpha1"
 # (group/version/plural, kind, namespaced, subresources)
 RESOURCES = [
     ("bosun.dev/v1alpha1/workspaces", "Workspace", True, {"status", "scale"}),
+    ("bosun.dev/v1alpha1/ragengines", "RAGEngine", True, {"status"}),
+    ("v1/persistentvolumeclaims", "PersistentVolumeClaim", True, {"status"}),
     ("apps/v1/deployments", "Deployment", True, {"status", "scale"}),
     ("v1/services", "Service", True, set()),
     ("discovery.k8s.io/v1/endpointslices", "EndpointSlice", True, set()),
@@ -273,8 +275,9 @@ class EmulatedCluster:
         self._thread.start()
         self._run(self._start())
         self.http = httpx.Client(base_url=self.url, timeout=30)
-        # As `bosun install` does: the CRD and the operator's peering object.
-        self.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", workspace_crd())
+        # As `bosun install` does: the CRDs and the operator's peering object.
+        for crd in crds():
+            self.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
         self.create(
             "/apis/kopf.dev/v1/clusterkopfpeerings",
             {

@@ -128,10 +128,10 @@ def version() -> None:
 
 @app.command()
 def crd() -> None:
-    """Print the Workspace CustomResourceDefinition (kubectl apply -f -)."""
-    from bosun.api.crd import workspace_crd
+    """Print Bosun's CustomResourceDefinitions, Workspace and RAGEngine (kubectl apply -f -)."""
+    from bosun.api.crd import crds
 
-    dump([workspace_crd()], Format.YAML)
+    dump(crds(), Format.YAML)
 
 
 @app.command()

@@ -17,15 +17,17 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from bosun.api.workspace import GROUP, VERSION
 from bosun.operator.kube import Kube, KubeError
+from bosun.operator.rag import RagReconciler
 from bosun.operator.reconciler import Reconciler
 from bosun.render import RenderOptions
-from bosun.render.names import WORKSPACE_LABEL
+from bosun.render.names import RAG_LABEL, WORKSPACE_LABEL
 
 __all__ = ["OWNED_WATCHES", "OperatorConfig", "build_registry"]
 
 log = logging.getLogger("bosun.operator")
 
 WORKSPACES = (GROUP, VERSION, "workspaces")
+RAG_ENGINES = (GROUP, VERSION, "ragengines")
 # Every object a Workspace renders, and the pods of its workloads, carry this label.
 MANAGED = {WORKSPACE_LABEL: kopf.PRESENT}
 # Owned objects whose changes (or deletion) re-check their Workspace.
@@ -38,6 +40,13 @@ OWNED_WATCHES = (
     ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
     ("resource.k8s.io", "v1", "resourceclaimtemplates"),
     ("karpenter.sh", "v1", "nodeclaims"),
+)
+# A RAGEngine's objects (its claim included), and its pod.
+RAG_WATCHES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "persistentvolumeclaims"),
+    ("", "v1", "pods"),
 )
 STATUS_INTERVAL = 60.0  # seconds between status checks when nothing happens
 
@@ -98,7 +107,9 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         settings.peering.standalone = not config.peering
         settings.watching.server_timeout = 300
         settings.networking.error_backoffs = [1, 2, 5, 10]
-        memo.reconciler = Reconciler(Kube(config.configuration), config.images, _emit)
+        kube = Kube(config.configuration)
+        memo.reconciler = Reconciler(kube, config.images, _emit)
+        memo.rag = RagReconciler(kube, config.images, _emit)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -142,6 +153,41 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         meta = body["metadata"]
         memo.reconciler.discovery.invalidate()
         memo.reconciler.schedule_refresh((meta["namespace"], meta["name"]))
+
+    @kopf.on.resume(*RAG_ENGINES, registry=registry)
+    @kopf.on.create(*RAG_ENGINES, registry=registry)
+    @kopf.on.update(*RAG_ENGINES, registry=registry)
+    async def apply_rag(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        try:
+            await memo.rag.reconcile(dict(body))
+        except KubeError as exc:
+            raise _retry(exc) from None
+
+    @kopf.timer(*RAG_ENGINES, interval=STATUS_INTERVAL, idle=STATUS_INTERVAL, registry=registry)
+    async def check_rag(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        meta = body["metadata"]
+        memo.rag.schedule_refresh((meta["namespace"], meta["name"]))
+
+    @kopf.on.event(*WORKSPACES, id="rag-workspaces", registry=registry)
+    async def workspace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.rag.workspace_changed(dict(event["object"]))
+
+    for group, version, plural in RAG_WATCHES:
+
+        @kopf.on.event(
+            group,
+            version,
+            plural,
+            labels={RAG_LABEL: kopf.PRESENT},
+            id=f"rag-{plural}",
+            registry=registry,
+        )
+        async def rag_owned(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+            obj = dict(event["object"])
+            try:
+                await memo.rag.owned_changed(event["type"] or "", obj)
+            except KubeError as exc:
+                log.warning("could not check %s: %s", obj.get("kind"), exc)
 
     for group, version, plural in OWNED_WATCHES:
 

@@ -45,6 +45,8 @@ class Kind:
 
 _KINDS = [
     Kind("bosun.dev/v1alpha1", "Workspace", "workspaces", True),
+    Kind("bosun.dev/v1alpha1", "RAGEngine", "ragengines", True),
+    Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims", True),
     Kind("apps/v1", "Deployment", "deployments", True),
     Kind("v1", "Service", "services", True),
     Kind("v1", "ConfigMap", "configmaps", True),

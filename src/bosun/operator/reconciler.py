@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bosun.api.conditions import Condition
 from bosun.api.workspace import API_VERSION, KIND
 from bosun.operator.desired import Desired, InvalidWorkspaceError, desire, immutable_changes, subset
 from bosun.operator.discovery import Discovery
 from bosun.operator.kube import Kube, KubeError
+from bosun.operator.refresh import Key, previous_conditions, schedule
 from bosun.operator.sources import Resolver, check_sources, resolve
 from bosun.operator.status import Observed, Status, compute_status, invalid_status
 from bosun.render import RenderOptions
@@ -35,9 +35,7 @@ OWNED = (
     ("resource.k8s.io/v1", "ResourceClaimTemplate"),
 )
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-REFRESH_DELAY = 0.2  # seconds to gather a burst of pod events into one status update
 
-Key = tuple[str, str]  # (namespace, name)
 Emit = Callable[[dict[str, Any], str, str, str], None]  # (body, type, reason, message)
 
 
@@ -257,19 +255,7 @@ class Reconciler:
 
     def schedule_refresh(self, key: Key) -> None:
         """Refresh the status soon, once for a burst of events."""
-        task = self._pending.get(key)
-        if task is not None and not task.done():
-            return
-
-        async def later() -> None:
-            await asyncio.sleep(REFRESH_DELAY)
-            self._pending.pop(key, None)
-            try:
-                await self.refresh(key)
-            except Exception:  # the next event or the periodic check tries again
-                log.exception("status refresh of %s/%s failed", *key)
-
-        self._pending[key] = asyncio.get_running_loop().create_task(later())
+        schedule(self._pending, key, self.refresh, "Workspace")
 
     # ------------------------------------------------------------------ status
 
@@ -284,7 +270,7 @@ class Reconciler:
         if want is None or want.ws.metadata.generation != body["metadata"].get("generation"):
             return  # reconcile() has not run for this generation yet; it will refresh
         seen = await self._observe(want)
-        previous = _previous(body)
+        previous = previous_conditions(body)
         status = compute_status(want, seen, previous, body["metadata"].get("generation"))
         await self._write(body, want, status)
 
@@ -352,7 +338,7 @@ class Reconciler:
     async def _write_invalid(
         self, body: dict[str, Any], reason: str, message: str, generation: int | None
     ) -> None:
-        status = invalid_status(reason, message, _previous(body), generation)
+        status = invalid_status(reason, message, previous_conditions(body), generation)
         self.emit(body, "Warning", reason, message)
         await self._patch_status(body, {**status.to_json(), "observedGeneration": generation})
 
@@ -362,13 +348,3 @@ class Reconciler:
             return
         meta = body["metadata"]
         await self.kube.patch_status(API_VERSION, KIND, meta["name"], meta["namespace"], new)
-
-
-def _previous(body: dict[str, Any]) -> list[Condition]:
-    conditions = []
-    for item in (body.get("status") or {}).get("conditions") or []:
-        try:
-            conditions.append(Condition.model_validate(item))
-        except ValueError:
-            continue  # not ours to keep
-    return conditions

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from bosun import __version__
-from bosun.api.crd import workspace_crd
+from bosun.api.crd import crds
 from bosun.render.pods import container_security, pod_security
 
 __all__ = [
@@ -46,6 +46,10 @@ RBAC_RULES: list[tuple[str, list[str], list[str]]] = [
     # Workspaces: watched; kopf patches its finalizer and bookkeeping annotations.
     ("bosun.dev", ["workspaces"], ["list", "watch", "get", "patch"]),
     ("bosun.dev", ["workspaces/status"], ["patch"]),
+    # RAGEngines likewise; their index claims are applied, never deleted.
+    ("bosun.dev", ["ragengines"], ["list", "watch", "get", "patch"]),
+    ("bosun.dev", ["ragengines/status"], ["patch"]),
+    ("", ["persistentvolumeclaims"], ["list", "watch", "patch"]),
     # What a Workspace renders: server-side applied, watched for drift, pruned.
     ("apps", ["deployments"], [*_READ, "patch", "delete"]),
     ("leaderworkerset.x-k8s.io", ["leaderworkersets"], [*_READ, "patch", "delete"]),
@@ -277,7 +281,7 @@ def install_manifests(
 ) -> list[dict[str, Any]]:
     """Everything to run the operator and the gateway, in the order to apply it."""
     return [
-        workspace_crd(),
+        *crds(),
         *peering_crds(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(namespace)},
         *_rbac(OPERATOR_NAME, namespace, RBAC_RULES),
