@@ -32,6 +32,14 @@ def gateway() -> Iterator[openai.OpenAI]:
         replicas.append(f"http://127.0.0.1:{free_port()}")  # nothing listens there
         url = stack.enter_context(running_gateway(replicas))
         with openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0) as client:
+            # Ready once its table has read every replica that answers (on a loaded
+            # machine a replica may answer its first read late, and is read again).
+            deadline = time.monotonic() + 60
+            while (
+                sum((m.model_extra or {}).get("replicas", 0) for m in client.models.list().data) < 3
+            ):
+                assert time.monotonic() < deadline, "the gateway never listed the replicas"
+                time.sleep(0.1)
             yield client
 
 
