@@ -6,8 +6,12 @@ here: tests/rag/test_service.py asks SmolLM2)."""
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import json
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +21,7 @@ import pytest
 import yaml
 
 from bosun.engine.fake import FakeEngine
-from tests.local.cli import bosun, gateway_port
+from tests.local.cli import bosun, environment, gateway_port
 from tests.serving.server import running_server
 
 if importlib.util.find_spec("all_minilm_l6_v2") is None:  # pragma: no cover - make test installs it
@@ -41,6 +45,30 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def generation() -> Iterator[str]:
     with running_server(FakeEngine(name="answerer")) as url:
         yield f"{url}/v1"
+
+
+PAGE = b"<html><body><h1>Parking</h1><p>Visitors park on level three.</p></body></html>"
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/parking.html"
+    httpd.shutdown()
+    httpd.server_close()
 
 
 def engine_file(tmp: Path, **inference: str) -> Path:
@@ -110,3 +138,35 @@ def test_up_add_answer_through_the_gateway_and_down_keeps_the_index(
     ]
     listed = httpx.get(f"{endpoint}/indexes/handbook/documents").json()["data"]
     assert sorted(Path(d["id"]).name for d in listed) == ["mascot.md", "refunds.md"]
+
+
+def test_a_url_is_fetched_from_public_addresses_only(
+    home: Path, generation: str, tmp_path: Path, page: str
+) -> None:
+    """The engine never fetches from the machine it runs on (loopback refused by name);
+    `bosun rag add` here fetches what BOSUN_ALLOW_HOSTS lets it, and indexes the page."""
+    rows = {r["name"]: r for r in json.loads(bosun(home, "ps", "-o", "json").stdout)}
+    if rows.get("docs", {}).get("state") != "Ready":
+        started = bosun(home, "up", str(engine_file(tmp_path, url=generation)))
+        assert started.returncode == 0, started.stderr
+        rows = {r["name"]: r for r in json.loads(bosun(home, "ps", "-o", "json").stdout)}
+    refused = bosun(home, "rag", "add", "web", page, "--url", rows["docs"]["endpoint"])
+    assert refused.returncode == 2
+    assert "documents[0].url: " in refused.stderr and "loopback" in refused.stderr
+
+    data = tmp_path / "here"
+    env = {**environment(home), "BOSUN_ALLOW_HOSTS": "127.0.0.1"}
+    command = [sys.executable, "-m", "bosun.cli.main", "rag", "add", "web", page]
+    here = subprocess.run(
+        [*command, "--data", str(data)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert here.returncode == 0, here.stderr
+    assert "web: 1 document(s) added" in here.stdout
+    blocked = subprocess.run(
+        [*command, "--data", str(data)],
+        env={**env, "BOSUN_ALLOW_HOSTS": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert blocked.returncode == 2 and "loopback" in blocked.stderr

@@ -167,7 +167,7 @@ def test_bad_input_is_refused_by_name_and_nothing_stored_is_lost(rag: dict[str, 
     refused({"documents": [{"content_base64": png, "name": "logo.png"}]}, 422, "a binary file")
     refused({"documents": [{"content_base64": "not base64!", "name": "x.pdf"}]}, 422, "not base64")
     refused({"documents": [{"text": "x" * (LIMIT + 1), "name": "big.txt"}]}, 413, "more than the")
-    refused({"documents": [{"name": "none.md"}]}, 422, "as text or as content_base64")
+    refused({"documents": [{"name": "none.md"}]}, 422, "as text, content_base64 or url")
     refused({"documents": []}, 422, "documents")
     refused({"documents": [good]}, 404, "no index named 'nothing'", "/v1/indexes/nothing/documents")
     refused({"name": "Bad_Name"}, 422, "index name 'Bad_Name'", "/v1/indexes")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # the engine is imported on use: `bosun --help` stays fast
     from bosun.api.rag import RAGEngine
     from bosun.catalog.embeddings import RagPlan
     from bosun.rag.embedding import EngineEmbedder
+    from bosun.rag.library import NewDocument
 
 __all__ = ["register"]
 
@@ -139,7 +141,9 @@ def serve(
 @rag_app.command()
 def add(
     index: Annotated[str, typer.Argument(help="The index (made if it does not exist).")],
-    paths: Annotated[list[Path], typer.Argument(help="Files or directories to index.")],
+    paths: Annotated[
+        list[str], typer.Argument(help="Files, directories or http(s) URLs to index.")
+    ],
     data: Data = None,
     embedding_model: Model = EMBEDDING_MODEL,
     chunk_tokens: ChunkTokens = None,
@@ -160,7 +164,8 @@ def add(
     from bosun.rag.library import Library, LibraryError, NewDocument
 
     files: list[Path] = []
-    for path in paths:
+    web = [p for p in paths if p.startswith(("http://", "https://"))]
+    for path in (Path(p) for p in paths if p not in web):
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in KINDS)
             if not found:
@@ -171,8 +176,9 @@ def add(
         else:
             fail(f"{path}: no such file or directory")
     if url is not None:
-        _send(url, api_key, index, files)
+        _send(url, api_key, index, files, web)  # the engine fetches the URLs
         return
+    fetched = [_fetched(u) for u in web]  # before the model loads: a bad URL fails fast
     embedder = _embedder(embedding_model, chunk_tokens)
 
     async def run() -> None:
@@ -182,6 +188,7 @@ def add(
             if index not in library.names():
                 library.create(index)
             documents = [NewDocument(f.read_bytes(), str(f), id=str(f)) for f in files]
+            documents += fetched
             with progress_bar("embedding") as update:
                 added = await library.add(
                     index, documents, lambda done, total: update("chunks", done / total)
@@ -202,12 +209,27 @@ def add(
 
 
 SEND_BYTES = 4 * 2**20  # documents per request to a running engine: up to this much
+FETCH_BYTES = 16 * 2**20  # the largest document fetched from a URL (the service's default)
 
 
-def _send(url: str, api_key: str | None, index: str, files: list[Path]) -> None:
-    """`bosun rag add --url`: the files to a running engine, a few per request (each
-    request is one transaction there: a refused one stores nothing of itself, and what
-    earlier requests stored stays)."""
+def _fetched(url: str) -> NewDocument:
+    """A document from the web: public addresses only (bosun.web)."""
+    from bosun.rag.library import NewDocument
+    from bosun.web import WebError, fetch
+
+    try:
+        page = fetch(url, FETCH_BYTES)
+    except WebError as exc:
+        fail(str(exc))
+    return NewDocument(page.data, url, url, page.content_type)
+
+
+def _send(
+    url: str, api_key: str | None, index: str, files: list[Path], web: Sequence[str] = ()
+) -> None:
+    """`bosun rag add --url`: the files to a running engine, a few per request, and the
+    web URLs for it to fetch (each request is one transaction there: a refused one stores
+    nothing of itself, and what earlier requests stored stays)."""
     import base64
 
     import httpx
@@ -217,15 +239,19 @@ def _send(url: str, api_key: str | None, index: str, files: list[Path]) -> None:
         fail(f"--url {url!r}: write the engine's URL, as http://127.0.0.1:8095")
     base = url.rstrip("/").removesuffix("/v1") + "/v1"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    batches: list[list[Path]] = [[]]
-    size = 0
+    requests: list[list[dict[str, str]]] = []
+    size = SEND_BYTES
     for f in files:
-        if batches[-1] and size + f.stat().st_size > SEND_BYTES:
-            batches.append([])
+        if size + f.stat().st_size > SEND_BYTES and (not requests or requests[-1]):
+            requests.append([])
             size = 0
-        batches[-1].append(f)
+        content = base64.b64encode(f.read_bytes()).decode()
+        requests[-1].append({"content_base64": content, "name": f.name, "id": str(f)})
         size += f.stat().st_size
-    added = chunks = same = 0
+    if web:
+        requests.append([{"url": u} for u in web])  # the engine fetches them
+    total = len(files) + len(web)
+    added = chunks = same = done = 0
     with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
 
         def call(method: str, path: str, body: dict[str, object]) -> httpx.Response:
@@ -238,16 +264,7 @@ def _send(url: str, api_key: str | None, index: str, files: list[Path]) -> None:
         if made.status_code not in (201, 409):
             fail(f"{index}: {_said(made)}")
         with progress_bar("embedding") as update:
-            done = 0
-            for batch in batches:
-                documents = [
-                    {
-                        "content_base64": base64.b64encode(f.read_bytes()).decode(),
-                        "name": f.name,
-                        "id": str(f),
-                    }
-                    for f in batch
-                ]
+            for documents in requests:
                 reply = call("POST", f"/indexes/{index}/documents", {"documents": documents})
                 if reply.status_code != 200:
                     stored = f" ({added} document(s) stored before it)" if added else ""
@@ -257,8 +274,8 @@ def _send(url: str, api_key: str | None, index: str, files: list[Path]) -> None:
                         same += 1
                     elif not row["unchanged"]:
                         added, chunks = added + 1, chunks + row["chunks"]
-                done += len(batch)
-                update("documents", done / len(files))
+                done += len(documents)
+                update("documents", done / total)
     typer.echo(
         f"{index}: {added} document(s) added, {chunks} chunks"
         + (f"; {same} duplicate(s) of stored ones skipped" if same else "")

@@ -19,6 +19,7 @@ Errors are OpenAI's shape, with the field or parameter named.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -38,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bosun.rag.library import Embedder, Library, LibraryError, NewDocument
 from bosun.rag.store import Hit
+from bosun.web import TooLargeError, WebError, fetch
 
 __all__ = ["RagSettings", "build_rag"]
 
@@ -75,6 +77,7 @@ class IndexBody(_Body):
 class DocumentBody(_Body):
     text: str | None = None
     content_base64: str | None = None
+    url: str | None = Field(default=None, max_length=2048)  # fetched by the service
     name: str | None = Field(default=None, max_length=1024)
     id: str | None = Field(default=None, min_length=1, max_length=512)
     content_type: str | None = None
@@ -82,8 +85,9 @@ class DocumentBody(_Body):
 
     @model_validator(mode="after")
     def _one_content(self) -> DocumentBody:
-        if (self.text is None) == (self.content_base64 is None):
-            raise ValueError("give the document as text or as content_base64 (one of them)")
+        given = [x for x in (self.text, self.content_base64, self.url) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give the document as text, content_base64 or url (one of them)")
         return self
 
 
@@ -103,9 +107,24 @@ def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def _document(
+async def _document(
     body: DocumentBody, where: str, limit: int, default_id: str | None = None
 ) -> NewDocument:
+    if body.url is not None:
+        # Public addresses only, checked where the connection is made (bosun.web): the
+        # service never fetches from inside the cluster or the machine it runs on.
+        try:
+            fetched = await asyncio.to_thread(fetch, body.url, limit)
+        except WebError as exc:
+            status = 413 if isinstance(exc, TooLargeError) else 422
+            raise LibraryError(status, f"{where}.url: {exc}") from None
+        return NewDocument(
+            fetched.data,
+            body.name or body.url,
+            body.id or default_id or body.url,
+            body.content_type or fetched.content_type,
+            body.metadata,
+        )
     if body.text is not None:
         data = body.text.encode("utf-8")
         name = body.name or body.id or default_id or "document.txt"
@@ -211,7 +230,9 @@ def build_rag(settings: RagSettings, embedder: Embedder, start: Any = None) -> F
     @app.post("/v1/indexes/{name}/documents")
     async def add(name: str, body: DocumentsBody) -> dict[str, Any]:
         limit = settings.max_document_bytes
-        documents = [_document(d, f"documents[{i}]", limit) for i, d in enumerate(body.documents)]
+        documents = [
+            await _document(d, f"documents[{i}]", limit) for i, d in enumerate(body.documents)
+        ]
         added = await library.add(name, documents)
         return {
             "object": "list",
@@ -230,7 +251,7 @@ def build_rag(settings: RagSettings, embedder: Embedder, start: Any = None) -> F
     async def replace(name: str, document_id: str, body: DocumentBody) -> dict[str, Any]:
         if body.id is not None and body.id != document_id:
             raise LibraryError(422, f"id: {body.id!r} is not the document in the path")
-        document = _document(body, "document", settings.max_document_bytes, document_id)
+        document = await _document(body, "document", settings.max_document_bytes, document_id)
         (added,) = await library.add(name, [document])
         return {"id": added.id, "chunks": added.chunks, "duplicate_of": added.duplicate_of}
 

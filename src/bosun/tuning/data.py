@@ -10,22 +10,13 @@ write the user's or the system's words.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from bosun.api.validators import (
-    ALLOW_HOSTS_ENV,
-    check_addresses,
-    check_public_host,
-    parse_allowed_hosts,
-)
+from bosun.web import WebError, download
 
 __all__ = ["DataError", "Encoded", "encode", "load_examples", "resolve_inputs"]
 
@@ -48,51 +39,11 @@ def _file_name(path: str) -> str:
     return name if name not in ("", ".", "..") else "data.jsonl"
 
 
-def _check_reachable(url: str) -> None:
-    """The host is public: by name and literal address, and every address it resolves to
-    now (a name may point inside). Hosts in ``BOSUN_ALLOW_HOSTS`` are trusted."""
-    host = urlsplit(url).hostname or ""
-    allowed = parse_allowed_hosts(os.environ.get(ALLOW_HOSTS_ENV, ""))
-    try:
-        check_public_host(host, allowed)
-        if host.strip("[]").lower().rstrip(".") in allowed:
-            return
-        try:
-            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except OSError as exc:
-            raise DataError(f"{url}: cannot resolve {host}: {exc}") from None
-        check_addresses(host, [str(info[4][0]) for info in infos], allowed)
-    except ValueError as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{url}: {exc}") from None
-
-
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Each redirect is checked like the first URL: no detour to an internal address."""
-
-    def redirect_request(
-        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
-    ) -> Any:
-        try:
-            if not newurl.startswith(("http://", "https://")):
-                raise DataError(f"{req.full_url}: redirected to {newurl}, not http(s)")
-            _check_reachable(newurl)
-        except DataError:
-            fp.close()  # the redirect's own response
-            raise
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
 def _download(url: str, target: Path) -> None:
-    _check_reachable(url)
-    opener = urllib.request.build_opener(_CheckedRedirects)
     try:
-        with opener.open(url, timeout=60) as response, target.open("wb") as out:
-            shutil.copyfileobj(response, out)
-    except OSError as exc:
-        target.unlink(missing_ok=True)
-        raise DataError(f"{url}: cannot download: {exc}") from None
+        download(url, target)
+    except WebError as exc:
+        raise DataError(str(exc)) from None
 
 
 def resolve_inputs(inputs: list[str], download_dir: Path) -> list[Path]:
