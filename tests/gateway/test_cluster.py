@@ -24,7 +24,7 @@ import openai
 import pytest
 
 from bosun.engine.fake import FakeEngine
-from bosun.gateway.cluster import KubernetesSource, workload_of
+from bosun.gateway.cluster import KubernetesSource, rag_workload_of, workload_of
 from bosun.render.install import GATEWAY_RBAC_RULES
 from tests.gateway.helpers import metric, running_gateway
 from tests.operator.cluster import GATEWAY_TOKEN, EmulatedCluster, Operator, wait_for
@@ -88,6 +88,21 @@ def test_a_workspace_and_its_slices_as_the_gateway_sees_them() -> None:
     assert workload_of(tuning, [piece]) is None  # a tuning job serves nothing
 
 
+def test_a_rag_engine_is_one_model_named_after_it_and_never_scaled() -> None:
+    rag = {
+        "metadata": {"name": "docs", "namespace": "team"},
+        "spec": {"inference": {"workspace": "chat"}},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "message": "pulling"}]},
+    }
+    labels = {"bosun.dev/rag-engine": "docs", "kubernetes.io/service-name": "docs"}
+    seen = rag_workload_of(rag, [endpoint_slice("docs-x1", "team", labels, 8000, [True])])
+    assert seen.name == "team/ragengine/docs"  # apart from a Workspace named docs
+    assert seen.models == {"docs": None} and seen.replicas == ("http://10.0.0.1:8000",)
+    assert seen.state == "Ready" and not seen.scale_to_zero
+    starting = rag_workload_of(rag, [])
+    assert starting.state == "Starting" and starting.message == "pulling"
+
+
 def test_ipv6_endpoints_are_bracketed() -> None:
     piece = endpoint_slice("chat-x1", "team", {}, 8000, [True])
     piece["endpoints"][0]["addresses"] = ["fd00::7"]
@@ -140,7 +155,9 @@ class Kubelet:
         if service is None:
             return  # not applied yet
         stack = ExitStack()
-        url = stack.enter_context(running_server(FakeEngine(name=MODEL, answer="from the pod")))
+        rag = "bosun.dev/rag-engine" in service["metadata"]["labels"]
+        served = name if rag else MODEL  # `bosun rag serve --served-name NAME`
+        url = stack.enter_context(running_server(FakeEngine(name=served, answer="from the pod")))
         port = int(url.rsplit(":", 1)[1])
         labels = {**service["metadata"]["labels"], "kubernetes.io/service-name": name}
         piece = endpoint_slice(f"{name}-1", ns, labels, port, [True])
@@ -239,3 +256,28 @@ def test_a_workspace_the_gateway_does_not_scale_is_waited_for_with_a_clear_time_
         assert "manual/hand has no replica and does not start on demand" in message
         assert "minReplicas: 0" in message
     assert cluster.workspace(ns, "hand")["spec"]["resource"]["count"] == 0  # left alone
+
+
+def test_a_rag_engine_is_routed_by_its_name(
+    cluster: EmulatedCluster, operator: Operator, tmp_path: Path
+) -> None:
+    """The operator renders the engine, its pod comes up (the stand-in serves under the
+    engine's name, as `bosun rag serve --served-name` does), and the gateway routes to it."""
+    ns = "rag-route"
+    cluster.create(
+        f"/apis/bosun.dev/v1alpha1/namespaces/{ns}/ragengines",
+        {
+            "apiVersion": "bosun.dev/v1alpha1",
+            "kind": "RAGEngine",
+            "metadata": {"name": "docs", "namespace": ns},
+            "spec": {"inference": {"url": "http://llm.example.com/v1"}},
+        },
+    )
+    source = KubernetesSource((ns,), cluster.kubeconfig(tmp_path, GATEWAY_TOKEN))
+    with Kubelet(cluster, ns), running_gateway([], refresh_seconds=0.3, source=source) as url:
+        wait_for(
+            lambda: listed(url).get("docs", {}).get("state") == "ready", "the engine", operator
+        )
+        with openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0) as client:
+            answer = client.completions.create(model="docs", prompt="hello", max_tokens=3)
+        assert answer.choices[0].text == "from the pod"

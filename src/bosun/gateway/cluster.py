@@ -1,4 +1,5 @@
-"""The gateway's source in a cluster: Workspaces and the EndpointSlices of their Services.
+"""The gateway's source in a cluster: Workspaces, RAGEngines and the EndpointSlices of
+their Services.
 
 Each refresh lists the Workspaces and the EndpointSlices that carry the
 ``bosun.dev/workspace`` label (the EndpointSlice controller copies a Service's labels to
@@ -8,7 +9,10 @@ Workspace scaled to zero is still known. Scaling goes through the Workspace's ``
 subresource (``spec.resource.count``), as ``kubectl scale`` and an HPA do; the operator
 does the rest.
 
-Two list calls per refresh, whatever the number of Workspaces: fine for hundreds; a
+A RAGEngine is one model, named after it (its pod runs `bosun rag serve --served-name`);
+it is never scaled. A cluster without the RAGEngine CRD simply has none.
+
+Four list calls per refresh, whatever the number of Workspaces: fine for hundreds; a
 cluster with thousands would want watches instead (not built).
 """
 
@@ -23,13 +27,14 @@ from typing import Any
 from bosun.api import DEFAULT_IDLE_TIMEOUT_S
 from bosun.api.workspace import GROUP, VERSION
 from bosun.gateway.sources import Workload
-from bosun.render.names import WORKSPACE_LABEL, dns_label
+from bosun.render.names import RAG_LABEL, WORKSPACE_LABEL, dns_label
 
-__all__ = ["KubernetesSource", "workload_of"]
+__all__ = ["KubernetesSource", "rag_workload_of", "workload_of"]
 
 log = logging.getLogger("bosun.gateway")
 
 PLURAL = "workspaces"
+RAG_PLURAL = "ragengines"
 PORT_NAME = "http"  # the serving port of a Workspace's pods (render/workloads.py)
 
 
@@ -64,9 +69,9 @@ def _ready_endpoints(slices: list[Mapping[str, Any]]) -> tuple[str, ...]:
     return tuple(sorted(set(urls)))
 
 
-def _message(ws: Mapping[str, Any]) -> str:
+def _message(ws: Mapping[str, Any], kind: str = "InferenceReady") -> str:
     for condition in (ws.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "InferenceReady":
+        if condition.get("type") == kind:
             return str(condition.get("message") or "")
     return ""
 
@@ -93,6 +98,23 @@ def workload_of(ws: Mapping[str, Any], slices: list[Mapping[str, Any]]) -> Workl
     )
 
 
+def rag_workload_of(rag: Mapping[str, Any], slices: list[Mapping[str, Any]]) -> Workload:
+    """A RAGEngine as the gateway sees it: one model, its name. Pure."""
+    meta = rag.get("metadata") or {}
+    name = str(meta.get("name", ""))
+    replicas = _ready_endpoints(slices)
+    return Workload(
+        # Apart from a Workspace of the same name (workloads are keyed by name).
+        name=f"{meta.get('namespace', '')}/ragengine/{name}",
+        replicas=replicas,
+        state="Ready" if replicas else "Starting",
+        models={name: None},
+        scale_to_zero=False,
+        idle_timeout=float(DEFAULT_IDLE_TIMEOUT_S),
+        message=_message(rag, "Ready"),
+    )
+
+
 async def _items(call: Awaitable[Any]) -> list[dict[str, Any]]:
     """The ``items`` of a list call made without preloading its answer."""
     response = await call
@@ -108,6 +130,23 @@ async def _items(call: Awaitable[Any]) -> list[dict[str, Any]]:
 def _dict(value: object) -> dict[str, Any]:
     """A custom-object call's answer (the client types it ``object``)."""
     return value if isinstance(value, dict) else {}
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), dns_label(meta.get("name", ""))
+
+
+def _by_owner(
+    slices: list[dict[str, Any]], label: str
+) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    """Slices by (namespace, the value of ``label``: their owner's DNS name)."""
+    found: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for piece in slices:
+        meta = piece.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(label, "")
+        found.setdefault((meta.get("namespace", ""), owner), []).append(piece)
+    return found
 
 
 @dataclass
@@ -130,57 +169,62 @@ class KubernetesSource:
             self._api = ApiClient(await load_configuration(self.kubeconfig))
         return self._api
 
-    async def _workspaces(self) -> list[dict[str, Any]]:
+    async def _objects(self, plural: str) -> list[dict[str, Any]]:
+        """Workspaces or RAGEngines in the namespaces (none where the CRD is absent)."""
         from kubernetes.aio.client import CustomObjectsApi
+        from kubernetes.aio.client.exceptions import ApiException
 
         api = CustomObjectsApi(await self._client())
-        if not self.namespaces:
-            listing = _dict(await api.list_cluster_custom_object(GROUP, VERSION, PLURAL))
-            return list(listing.get("items") or [])
-        items: list[dict[str, Any]] = []
-        for namespace in self.namespaces:
-            listing = _dict(
-                await api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-            )
-            items += listing.get("items") or []
-        return items
+        try:
+            if not self.namespaces:
+                listing = _dict(await api.list_cluster_custom_object(GROUP, VERSION, plural))
+                return list(listing.get("items") or [])
+            items: list[dict[str, Any]] = []
+            for namespace in self.namespaces:
+                listing = _dict(
+                    await api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+                )
+                items += listing.get("items") or []
+            return items
+        except ApiException as exc:
+            if exc.status == 404 and plural == RAG_PLURAL:
+                return []  # installed before RAGEngines were
+            raise
 
-    async def _slices(self) -> list[dict[str, Any]]:
-        """The EndpointSlices of Workspaces' Services, as the API server sends them (read
-        as JSON: the client's typed models would be built only to be turned back into
-        dicts)."""
+    async def _slices(self, label: str) -> list[dict[str, Any]]:
+        """The EndpointSlices that carry ``label`` (a Workspace's or a RAGEngine's
+        Services'), as the API server sends them (read as JSON: the client's typed models
+        would be built only to be turned back into dicts)."""
         from kubernetes.aio.client import DiscoveryV1Api
 
         api = DiscoveryV1Api(await self._client())
         if not self.namespaces:
             return await _items(
                 api.list_endpoint_slice_for_all_namespaces_without_preload_content(
-                    label_selector=WORKSPACE_LABEL
+                    label_selector=label
                 )
             )
         pieces: list[dict[str, Any]] = []
         for namespace in self.namespaces:
             pieces += await _items(
                 api.list_namespaced_endpoint_slice_without_preload_content(
-                    namespace, label_selector=WORKSPACE_LABEL
+                    namespace, label_selector=label
                 )
             )
         return pieces
 
     async def workloads(self) -> list[Workload]:
-        workspaces, slices = await self._workspaces(), await self._slices()
-        by_owner: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-        for piece in slices:
-            meta = piece.get("metadata") or {}
-            label = (meta.get("labels") or {}).get(WORKSPACE_LABEL, "")
-            by_owner.setdefault((meta.get("namespace", ""), label), []).append(piece)
         out = []
+        workspaces, slices = await self._objects(PLURAL), await self._slices(WORKSPACE_LABEL)
+        by_owner = _by_owner(slices, WORKSPACE_LABEL)
         for ws in workspaces:
-            meta = ws.get("metadata") or {}
-            key = (meta.get("namespace", ""), dns_label(meta.get("name", "")))
-            workload = workload_of(ws, by_owner.get(key, []))
+            workload = workload_of(ws, by_owner.get(_key(ws), []))
             if workload is not None:
                 out.append(workload)
+        engines = await self._objects(RAG_PLURAL)
+        if engines:
+            by_engine = _by_owner(await self._slices(RAG_LABEL), RAG_LABEL)
+            out += [rag_workload_of(rag, by_engine.get(_key(rag), [])) for rag in engines]
         return out
 
     async def _scale(self, name: str, replicas: int, only_from: int | None) -> bool:

@@ -68,10 +68,10 @@ RBAC_RULES: list[tuple[str, list[str], list[str]]] = [
     ("kopf.dev", ["clusterkopfpeerings"], ["list", "watch", "patch"]),
     ("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"]),
 ]
-# The gateway: reads Workspaces and their Services' EndpointSlices, scales Workspaces
+# The gateway: reads Workspaces, RAGEngines and their Services' EndpointSlices, scales Workspaces
 # from and to zero through their scale subresource.
 GATEWAY_RBAC_RULES: list[tuple[str, list[str], list[str]]] = [
-    ("bosun.dev", ["workspaces"], ["list"]),
+    ("bosun.dev", ["workspaces", "ragengines"], ["list"]),
     ("bosun.dev", ["workspaces/scale"], ["get", "patch"]),
     ("discovery.k8s.io", ["endpointslices"], ["list"]),
 ]
