@@ -13,9 +13,11 @@ that phrase. Reported: recall@5 (a relevant chunk among the first 5) and MRR (th
 **Latency at 100k chunks.** 100,000 chunks whose vectors are drawn around 2,000 topic
 centres (embedding 100k real chunks would take this machine 15 minutes; the graph does
 not care where vectors come from), stored through the same index; 1,000 queries. Reported:
-the search alone (the graph and BM25 over the query's words, fused) and the query's
-embedding plus search, p50 and p99, and a search filtered to a seventh of the documents.
-Target: p50 under 20 ms on 2 CPU cores.
+the search alone (the graph and BM25 over the query's words, fused), the whole query as
+the service answers it (the words ranked while the vector is embedded, then the graph and
+the fusion) against the same run's baseline of embedding then searching one after the
+other, p50 and p99, and a search filtered to a seventh of the documents. Target: p50
+under 20 ms on 2 CPU cores.
 
     python benchmarks/rag_bench.py --json benchmarks/results/rag.json
 """
@@ -40,6 +42,7 @@ from machine import cpu_flags, cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 from bosun.rag.embedding import EngineEmbedder  # noqa: E402
 from bosun.rag.library import Library, NewDocument  # noqa: E402
+from bosun.rag.library import search as hybrid_search  # noqa: E402
 from bosun.rag.store import Chunk, Index, StoredDocument  # noqa: E402
 
 QUESTIONS = ROOT / "benchmarks" / "data" / "rag_questions.json"
@@ -128,8 +131,9 @@ async def latency(
     texts = [
         f"how do I configure option {i} of the gateway for tenant {i % 13}?" for i in range(queries)
     ]
-    search, total = [], []
+    search, total, overlapped = [], [], []
     for text in texts:
+        # The baseline: embed, then search, one after the other.
         t0 = time.perf_counter()
         vector = np.asarray((await embedder.embed([text]))[0], dtype=np.float32)
         t1 = time.perf_counter()
@@ -138,6 +142,11 @@ async def latency(
         assert len(hits) == 5
         search.append((t2 - t1) * 1000)
         total.append((t2 - t0) * 1000)
+        # The service's path: the words ranked while the vector is embedded.
+        t3 = time.perf_counter()
+        same = await hybrid_search(index, embedder, text, 5)
+        overlapped.append((time.perf_counter() - t3) * 1000)
+        assert [h.text for h in same] == [h.text for h in hits]
     filtered = []
     for text in texts[:200]:
         vector = np.asarray((await embedder.embed([text]))[0], dtype=np.float32)
@@ -151,8 +160,11 @@ async def latency(
         "store_seconds": round(build, 1),
         "search_p50_ms": round(pct(search, 0.5), 2),
         "search_p99_ms": round(pct(search, 0.99), 2),
-        "query_p50_ms": round(pct(total, 0.5), 2),
-        "query_p99_ms": round(pct(total, 0.99), 2),
+        "query_sequential_p50_ms": round(pct(total, 0.5), 2),
+        "query_sequential_p99_ms": round(pct(total, 0.99), 2),
+        "query_p50_ms": round(pct(overlapped, 0.5), 2),
+        "query_p99_ms": round(pct(overlapped, 0.99), 2),
+        "query_p50_vs_sequential": round(pct(overlapped, 0.5) / pct(total, 0.5), 3),
         "filtered_search_p50_ms": round(pct(filtered, 0.5), 2),
         "filtered_search_p99_ms": round(pct(filtered, 0.99), 2),
     }

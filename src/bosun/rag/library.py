@@ -25,7 +25,7 @@ from bosun.catalog.embeddings import HEADING_TOKENS
 from bosun.rag.ingest import Block, DocumentError, blocks_of, chunk, content_hash, kind_of
 from bosun.rag.store import Chunk, Hit, Index, StoredDocument, StoreError
 
-__all__ = ["Added", "Embedder", "Library", "LibraryError", "NewDocument"]
+__all__ = ["Added", "Embedder", "Library", "LibraryError", "NewDocument", "search"]
 
 EMBED_BATCH = 64  # chunks embedded per call (a progress step)
 MAX_ID = 512
@@ -82,6 +82,26 @@ def _check_metadata(metadata: Mapping[str, Any], where: str) -> dict[str, Any]:
             )
         out[key] = value
     return out
+
+
+async def search(
+    index: Index,
+    embedder: Embedder,
+    text: str,
+    top_k: int,
+    where: Mapping[str, Any] | None = None,
+) -> list[Hit]:
+    """A query of ``index``: its words are ranked (SQLite, in a thread) while its vector is
+    embedded (torch); both let go of the GIL, so a query costs about the longer of the
+    two, then the graph's search and the fusion."""
+    words = asyncio.ensure_future(asyncio.to_thread(index.words, text, top_k, where))
+    try:
+        vector = (await embedder.embed([text]))[0]
+    finally:
+        ranked = await words
+    return await asyncio.to_thread(
+        index.search, np.asarray(vector, np.float32), top_k, where, text, ranked
+    )
 
 
 class Library:
@@ -226,10 +246,7 @@ class Library:
             raise LibraryError(422, "query: an empty query")
         if index.count()[1] == 0:
             raise LibraryError(409, f"index {name!r} holds no documents yet: add some first")
-        vector = (await self.embedder.embed([text]))[0]
-        return await asyncio.to_thread(
-            index.search, np.asarray(vector, np.float32), top_k, where, text
-        )
+        return await search(index, self.embedder, text, top_k, where)
 
     def close(self) -> None:
         for index in self._open.values():

@@ -335,26 +335,47 @@ class Index:
 
     # ------------------------------------------------------------------ search
 
+    def _pool(self, top_k: int, where: Mapping[str, Any] | None, text: str | None) -> int:
+        """How many candidates each ranking gives at first."""
+        size = len(self._graph)
+        return min(size, max(top_k * OVERSAMPLE, 20) if (where or text) else top_k)
+
+    def words(
+        self, text: str, top_k: int, where: Mapping[str, Any] | None = None
+    ) -> tuple[int, list[int]]:
+        """The BM25 ranking :meth:`search` starts from, and its pool size: computed on its
+        own, it can run while the query's vector is being embedded."""
+        with self._lock:
+            pool = self._pool(top_k, where, text)
+            return pool, self._lexical(text, pool, where)
+
     def search(
         self,
         vector: np.ndarray,
         top_k: int,
         where: Mapping[str, Any] | None = None,
         text: str | None = None,
+        words: tuple[int, list[int]] | None = None,
     ) -> list[Hit]:
         """The ``top_k`` chunks most relevant to the query whose document matches
         ``where``: the graph's nearest to ``vector``, fused by reciprocal rank with the
-        best BM25 matches of ``text``'s words when it is given. Each hit's score is its
-        cosine similarity; the order is the fused one."""
+        best BM25 matches of ``text``'s words when it is given (``words``: that ranking
+        already found by :meth:`words`). Each hit's score is its cosine similarity; the
+        order is the fused one."""
         vector = np.asarray(vector, dtype=np.float32)
         with self._lock:
             size = len(self._graph)
             if size == 0:
                 return []
-            pool = min(size, max(top_k * OVERSAMPLE, 20) if (where or text) else top_k)
+            pool = self._pool(top_k, where, text)
             while True:
                 dense = [int(k) for k in self._graph.search(vector, pool).keys]
-                lexical = self._lexical(text, pool, where) if text else []
+                if not text:
+                    lexical = []
+                elif words is not None and words[0] == pool:
+                    lexical = words[1]
+                else:
+                    lexical = self._lexical(text, pool, where)
                 fused: dict[int, float] = {}
                 for ranking in (dense, lexical):
                     for rank, key in enumerate(ranking, start=1):
