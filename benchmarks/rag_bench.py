@@ -8,6 +8,10 @@ that answers it; a retrieved chunk is relevant when it is from that document and
 that phrase. Reported: recall@5 (a relevant chunk among the first 5) and MRR (the mean of
 1/rank of the first relevant chunk, 0 past 10). Target: recall@5 at least 0.9.
 
+The same questions are asked of the same documents kept in Qdrant (its client's local
+mode, in memory: the calls a server gets, answered in this process), which must rank them
+as well (``quality_qdrant``; its speed is not the server's and is not reported).
+
 **Indexing.** Chunks/s of that indexing: reading, chunking, embedding and storing.
 
 **Latency at 100k chunks.** 100,000 chunks whose vectors are drawn around 2,000 topic
@@ -43,7 +47,9 @@ from machine import cpu_flags, cpu_name  # noqa: E402  (benchmarks/machine.py)
 from bosun.rag.embedding import EngineEmbedder  # noqa: E402
 from bosun.rag.library import Library, NewDocument  # noqa: E402
 from bosun.rag.library import search as hybrid_search  # noqa: E402
-from bosun.rag.store import Chunk, Index, StoredDocument  # noqa: E402
+from bosun.rag.local_store import LocalStore, LocalStores  # noqa: E402
+from bosun.rag.qdrant_store import QdrantStores  # noqa: E402
+from bosun.rag.store import Chunk, StoredDocument, Stores  # noqa: E402
 
 QUESTIONS = ROOT / "benchmarks" / "data" / "rag_questions.json"
 # The synthetic chunks' words: this project's own vocabulary (common words included).
@@ -55,9 +61,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def quality(embedder: EngineEmbedder, workdir: Path, budget: int | None) -> dict[str, Any]:
+async def quality(embedder: EngineEmbedder, stores: Stores, budget: int | None) -> dict[str, Any]:
     files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    library = Library(workdir / "quality", embedder, budget)
+    library = Library(stores, embedder, budget)
     library.create("docs")
     documents = [
         NewDocument(f.read_bytes(), str(f.relative_to(ROOT)), id=str(f.relative_to(ROOT)))
@@ -86,6 +92,7 @@ async def quality(embedder: EngineEmbedder, workdir: Path, budget: int | None) -
                 {"question": item["q"], "rank": rank, "first": hits[0].document if hits else None}
             )
     library.close()
+    stores.close()
     return {
         "documents": len(files),
         "chunk_budget_tokens": library.budget,
@@ -105,7 +112,7 @@ async def latency(
     rng = np.random.default_rng(0)
     dims = embedder.dimensions
     centres = rng.standard_normal((2000, dims)).astype(np.float32)
-    index = Index(workdir / "latency", dims, embedder.name)
+    index = LocalStore(workdir / "latency", dims, embedder.name)
     began = time.perf_counter()
     per_doc = 10
     for start in range(0, size, 10_000):
@@ -175,8 +182,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await embedder.start()
     report: dict[str, Any] = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "model": args.model}
     with tempfile.TemporaryDirectory() as workdir:
-        report["quality"] = await quality(embedder, Path(workdir), args.budget)
+        local = LocalStores(Path(workdir) / "quality", embedder.dimensions, embedder.name)
+        report["quality"] = await quality(embedder, local, args.budget)
         print("quality", report["quality"], flush=True)
+        qdrant = QdrantStores(":memory:", embedder.dimensions, embedder.name)
+        report["quality_qdrant"] = await quality(embedder, qdrant, args.budget)
+        del (
+            report["quality_qdrant"]["indexing_chunks_per_s"],
+            report["quality_qdrant"]["indexing_seconds"],
+        )
+        print("quality_qdrant", report["quality_qdrant"], flush=True)
         if not args.skip_latency:
             report["latency"] = await latency(embedder, Path(workdir), args.chunks, args.queries)
             print("latency", report["latency"], flush=True)

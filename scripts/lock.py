@@ -42,7 +42,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("dev", "serve", "tune", "operator", "gateway", "rag")
+EXTRAS = ("dev", "serve", "tune", "operator", "gateway", "rag", "qdrant")
 PYTHON_VERSION = "3.11"
 PLATFORM = "x86_64-manylinux_2_28"
 DIGEST_LINE = re.compile(r"^# inputs: sha256=([0-9a-f]{64})")

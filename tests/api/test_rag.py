@@ -56,9 +56,36 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "a store not built",
-        {"vectorStore": {"type": "qdrant"}, "inference": {"workspace": "a"}},
-        "spec.vectorStore.type: Input should be 'local'",
+        {"vectorStore": {"type": "pgvector"}, "inference": {"workspace": "a"}},
+        "spec.vectorStore.type: Input should be 'local' or 'qdrant'",
         "is not one of",
+    ),
+    (
+        "qdrant without its server",
+        {"vectorStore": {"type": "qdrant"}, "inference": {"workspace": "a"}},
+        "spec.vectorStore: type qdrant needs 'url'",
+        "url: type qdrant needs it",
+    ),
+    (
+        "a server for the local store",
+        {"vectorStore": {"url": "http://q:6333"}, "inference": {"workspace": "a"}},
+        "spec.vectorStore: url: for type qdrant only",
+        "url: type qdrant needs it, type local has none",
+    ),
+    (
+        "a prefix for the local store",
+        {"vectorStore": {"collectionPrefix": "x-"}, "inference": {"workspace": "a"}},
+        "spec.vectorStore: collectionPrefix: for type qdrant only",
+        "accessSecret and collectionPrefix are for type qdrant",
+    ),
+    (
+        "a prefix Qdrant would refuse",
+        {
+            "vectorStore": {"type": "qdrant", "url": "http://q:6333", "collectionPrefix": "a/b"},
+            "inference": {"workspace": "a"},
+        },
+        "spec.vectorStore.collectionPrefix: String should match pattern",
+        "does not match",
     ),
     (
         "chunks too small",
@@ -97,6 +124,13 @@ def test_an_inference_url_must_be_http(url: str, words: str) -> None:
     document = example()
     document["spec"]["inference"] = {"url": url}
     with pytest.raises(WorkspaceError, match=r"spec\.inference\.url: .*" + re.escape(words)):
+        parse_resource(document)
+
+
+def test_a_qdrant_url_must_be_http() -> None:
+    document = example()
+    document["spec"]["vectorStore"] = {"type": "qdrant", "url": "qdrant:6333"}
+    with pytest.raises(WorkspaceError, match=r"spec\.vectorStore\.url: .*is not an http\(s\) URL"):
         parse_resource(document)
 
 

@@ -73,3 +73,14 @@ def test_a_model_from_a_directory_is_sized_roughly_and_says_so() -> None:
     plan = plan_rag(engine(embedding={"directory": "/models/e5"}))
     assert plan.embedding is None and plan.embedding_model == "/models/e5"
     assert any("spec.embedding.directory" in w for w in plan.warnings)
+
+
+def test_a_qdrant_engine_needs_no_memory_for_a_graph_and_warns_of_an_unused_storage() -> None:
+    server = {"type": "qdrant", "url": "http://qdrant:6333"}
+    local, qdrant = plan_rag(engine()), plan_rag(engine(vectorStore=server))
+    assert qdrant.storage_bytes == 0 and qdrant.chunks_on_disk == 0
+    assert qdrant.memory_bytes < local.memory_bytes and qdrant.warnings == ()
+    with_storage = plan_rag(engine(vectorStore=server, storage={"size": "20Gi"}))
+    assert with_storage.warnings == (
+        "spec.storage: unused with spec.vectorStore.type qdrant (the server keeps the index)",
+    )

@@ -80,10 +80,15 @@ def test_the_images_install_the_right_extra_as_a_non_root_user() -> None:
         "optional-dependencies"
     ]
     assert not any(dep.split(">")[0] in HEAVY for dep in extras["operator"])
-    # The runtime image also runs tuning Jobs (`bosun tune`): the tune extra too.
+    # The runtime image also runs tuning Jobs (`bosun tune`) and RAGEngines (`bosun rag
+    # serve`, with either vector store): those extras too.
     gateway_deps = {dep.split(">")[0] for dep in extras["gateway"]}
     assert not gateway_deps & {"torch", "transformers", "kopf", "accelerate", "gguf"}
-    images = (("operator", "operator"), ("runtime", "serve,tune"), ("gateway", "gateway"))
+    images = (
+        ("operator", "operator"),
+        ("runtime", "serve,tune,rag,qdrant"),
+        ("gateway", "gateway"),
+    )
     for image, extra in images:
         text = (ROOT / "docker" / f"{image}.Dockerfile").read_text(encoding="utf-8")
         assert f"'bosun[{extra}]'" in text and all(e in extras for e in extra.split(","))

@@ -37,7 +37,12 @@ def rendered(rag: RAGEngine) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "spec",
-    [{}, {"storage": {"size": "20Gi", "storageClassName": "fast"}, "chunking": {"maxTokens": 128}}],
+    [
+        {},
+        {"storage": {"size": "20Gi", "storageClassName": "fast"}, "chunking": {"maxTokens": 128}},
+        {"vectorStore": {"type": "qdrant", "url": "http://q:6333", "accessSecret": "qdrant-key"}},
+    ],
+    ids=["defaults", "storage", "qdrant"],
 )
 def test_every_object_is_valid_for_kubernetes(spec: dict[str, Any]) -> None:
     for obj in render_rag_engine(engine(uid="u-1", **spec), plan_rag(engine(**spec))):
@@ -83,3 +88,26 @@ def test_a_url_target_is_used_as_given() -> None:
     ]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--generation-url") + 1] == "https://llm.example.com/v1"
     assert args[args.index("--generation-model") + 1] == "m"
+
+
+QDRANT = {"type": "qdrant", "url": "http://qdrant.vectors.svc:6333", "accessSecret": "qdrant-key"}
+
+
+def test_a_qdrant_engine_has_no_claim_and_takes_its_key_from_the_secret() -> None:
+    objects = rendered(engine(uid="u-1", vectorStore=QDRANT))
+    assert set(objects) == {"Deployment", "Service"}  # the server keeps the indexes
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--qdrant-url") + 1] == "http://qdrant.vectors.svc:6333"
+    assert args[args.index("--qdrant-prefix") + 1] == "team-docs-"  # engines never share one
+    key = next(e for e in container["env"] if e["name"] == "QDRANT_API_KEY")
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "qdrant-key", "key": "QDRANT_API_KEY"}
+    assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
+
+
+def test_a_qdrant_prefix_given_is_used_as_given() -> None:
+    args = rendered(engine(vectorStore={**QDRANT, "collectionPrefix": "shared_"}))["Deployment"][
+        "spec"
+    ]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--qdrant-prefix") + 1] == "shared_"

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from bosun.api.conditions import Condition
-from bosun.api.meta import DnsLabel, KubeModel, ObjectMeta, Quantity, cel_rules
+from bosun.api.meta import DnsLabel, DnsSubdomain, KubeModel, ObjectMeta, Quantity, cel_rules
 from bosun.api.quantity import parse_quantity
 from bosun.api.workspace import PresetRef
 
@@ -79,13 +79,75 @@ class Embedding(_Model):
         return self.preset.name if self.preset is not None else str(self.directory)
 
 
-class VectorStore(_Model):
-    """Where the vectors live. ``local``: SQLite holds documents and chunks, usearch's
-    HNSW graph and SQLite's full-text index are derived from them (docs/rag.md), on the
-    engine's own volume. Qdrant and PostgreSQL with pgvector are the seam's next
-    implementations; they are not built, so they are not accepted yet."""
+def _http(url: str | None, example: str) -> str | None:
+    """``url`` if it is an http(s) URL with a host; else the error says so, with ``example``."""
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL, as {example}")
+    return url
 
-    type: Literal["local"] = Field(default="local", description="local (the only one built).")
+
+class VectorStore(_Model):
+    """Where the vectors live (docs/rag.md). ``local``: SQLite holds documents and chunks,
+    usearch's HNSW graph and SQLite's full-text index are derived from them, on the
+    engine's own volume. ``qdrant``: a Qdrant server's collections, one per index, named
+    ``{collectionPrefix}{index}``; the engine then needs no volume of its own."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            (
+                "(has(self.type) && self.type == 'qdrant') == has(self.url)",
+                "url: type qdrant needs it, type local has none",
+            ),
+            (
+                "(has(self.type) && self.type == 'qdrant')"
+                " || (!has(self.accessSecret) && !has(self.collectionPrefix))",
+                "accessSecret and collectionPrefix are for type qdrant",
+            ),
+        )
+    )
+
+    type: Literal["local", "qdrant"] = Field(default="local", description="local or qdrant.")
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="With qdrant: the server's URL, as http://qdrant.vectors.svc:6333.",
+    )
+    access_secret: DnsSubdomain | None = Field(
+        default=None,
+        description="With qdrant: a Secret whose QDRANT_API_KEY key holds the server's key.",
+    )
+    collection_prefix: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="With qdrant: the collections' name prefix (default: NAMESPACE-NAME-, "
+        "so engines sharing a server never share an index).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _http(value, "http://qdrant:6333")
+
+    @model_validator(mode="after")
+    def _qdrant_fields(self) -> VectorStore:
+        if self.type == "qdrant" and self.url is None:
+            raise ValueError("type qdrant needs 'url', the server's, as http://qdrant:6333")
+        if self.type == "local":
+            extra = [
+                name
+                for name, value in (
+                    ("url", self.url),
+                    ("accessSecret", self.access_secret),
+                    ("collectionPrefix", self.collection_prefix),
+                )
+                if value is not None
+            ]
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: for type qdrant only")
+        return self
 
 
 class Chunking(_Model):
@@ -127,12 +189,7 @@ class RAGInference(_Model):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL, as http://host:8000/v1")
-        return value
+        return _http(value, "http://host:8000/v1")
 
     @model_validator(mode="after")
     def _one_target(self) -> RAGInference:

@@ -40,7 +40,7 @@ GIB = 2**30
 # batch and the allocator's fragmentation.
 RUNTIME_BYTES = 640 * MIB
 BATCH = 32  # texts embedded at once while indexing
-GRAPH_CONNECTIVITY = 16  # HNSW's M (rag/store.py)
+GRAPH_CONNECTIVITY = 16  # HNSW's M (rag/local_store.py)
 # Bytes on disk per chunk besides its vector: the text (~200 tokens, ~1 KB), its
 # heading path and metadata, the full-text index's postings, SQLite's pages.
 CHUNK_DISK_BYTES = 3 * 1024
@@ -176,6 +176,8 @@ def plan_rag(rag: RAGEngine) -> RagPlan:
     storage = int(parse_quantity(spec.storage.size))
     on_disk = storage // (vector + CHUNK_DISK_BYTES)
     in_memory = min(on_disk, PLANNED_CHUNKS)
+    if spec.vector_store.type != "local":  # the server holds the index: no volume, no graph
+        storage = on_disk = in_memory = 0
     sized = RUNTIME_BYTES + weights + activations + in_memory * graph_per_chunk
     memory = _round_up(sized, 256 * MIB)
     from_spec = spec.memory is not None
@@ -186,6 +188,11 @@ def plan_rag(rag: RAGEngine) -> RagPlan:
                 f"spec.memory: {spec.memory} is less than the {_round_up(sized, MIB) // MIB} "
                 f"MiB sized for {in_memory:,} chunks; the engine may be killed for memory"
             )
+    if spec.vector_store.type != "local" and "storage" in spec.model_fields_set:
+        warnings.append(
+            f"spec.storage: unused with spec.vectorStore.type {spec.vector_store.type} "
+            "(the server keeps the index)"
+        )
     if on_disk > PLANNED_CHUNKS:
         per_100k = 100_000 * graph_per_chunk / MIB
         warnings.append(

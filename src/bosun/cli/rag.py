@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the engine is imported on use: `bosun --help` stays fast
     from bosun.catalog.embeddings import RagPlan
     from bosun.rag.embedding import EngineEmbedder
     from bosun.rag.library import NewDocument
+    from bosun.rag.store import Stores
 
 __all__ = ["register"]
 
@@ -31,6 +32,20 @@ Data = Annotated[
 ]
 Model = Annotated[
     str, typer.Option("--embedding-model", help="The embedding model (a preset or a directory).")
+]
+QdrantUrl = Annotated[
+    str | None,
+    typer.Option(
+        envvar="BOSUN_QDRANT_URL",
+        help="Keep the indexes in this Qdrant server (http://qdrant:6333) instead of --data.",
+    ),
+]
+QdrantPrefix = Annotated[
+    str,
+    typer.Option(
+        envvar="BOSUN_QDRANT_PREFIX",
+        help="With --qdrant-url: the collections' name prefix (engines sharing a server differ).",
+    ),
 ]
 ChunkTokens = Annotated[
     int | None,
@@ -46,6 +61,26 @@ def _data(data: Path | None) -> Path:
     from bosun.local.state import home
 
     return home() / "rag"
+
+
+def _stores(
+    data: Path | None, embedder: EngineEmbedder, qdrant_url: str | None, prefix: str
+) -> Stores:
+    """Where the indexes are kept: directories under ``data``, or a Qdrant server (its
+    key from $QDRANT_API_KEY)."""
+    if qdrant_url is None:
+        from bosun.rag.local_store import LocalStores
+
+        return LocalStores(_data(data), embedder.dimensions, embedder.name)
+    import os
+
+    from bosun.rag.qdrant_store import QdrantStores
+
+    parts = urlsplit(qdrant_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        fail(f"--qdrant-url {qdrant_url!r}: write the server's URL, as http://qdrant:6333")
+    key = os.environ.get("QDRANT_API_KEY") or None
+    return QdrantStores(qdrant_url, embedder.dimensions, embedder.name, prefix=prefix, api_key=key)
 
 
 def _embedder(model: str, chunk_tokens: int | None = None) -> EngineEmbedder:
@@ -71,6 +106,8 @@ def _embedder(model: str, chunk_tokens: int | None = None) -> EngineEmbedder:
 @rag_app.command()
 def serve(
     data: Data = None,
+    qdrant_url: QdrantUrl = None,
+    qdrant_prefix: QdrantPrefix = "",
     embedding_model: Model = EMBEDDING_MODEL,
     chunk_tokens: ChunkTokens = None,
     generation_url: Annotated[
@@ -121,6 +158,7 @@ def serve(
 
     embedder = _embedder(embedding_model, chunk_tokens)
     root = _data(data)
+    stores = _stores(data, embedder, qdrant_url, qdrant_prefix)
     if api_key is not None and not api_key.strip():
         fail("--api-key (or $BOSUN_API_KEY) is empty: give a token, or leave it unset")
     settings = RagSettings(
@@ -133,8 +171,8 @@ def serve(
         served_name=served_name,
     )
     log_to_stderr("bosun.rag", log_level)
-    typer.echo(f"bosun rag: http://{host}:{port}/v1, indexes in {root}")
-    app = build_rag(settings, embedder, start=embedder.start)
+    typer.echo(f"bosun rag: http://{host}:{port}/v1, indexes in {stores.where}")
+    app = build_rag(settings, embedder, start=embedder.start, stores=stores)
     uvicorn.run(app, host=host, port=port, log_level=log_level, http=guarded_h11())
 
 
@@ -145,6 +183,8 @@ def add(
         list[str], typer.Argument(help="Files, directories or http(s) URLs to index.")
     ],
     data: Data = None,
+    qdrant_url: QdrantUrl = None,
+    qdrant_prefix: QdrantPrefix = "",
     embedding_model: Model = EMBEDDING_MODEL,
     chunk_tokens: ChunkTokens = None,
     url: Annotated[
@@ -162,6 +202,7 @@ def add(
     what a large set of documents wants before `bosun rag serve` answers from it."""
     from bosun.rag.ingest import KINDS
     from bosun.rag.library import Library, LibraryError, NewDocument
+    from bosun.rag.store import StoreError
 
     files: list[Path] = []
     web = [p for p in paths if p.startswith(("http://", "https://"))]
@@ -183,7 +224,9 @@ def add(
 
     async def run() -> None:
         await embedder.start()
-        library = Library(_data(data), embedder, chunk_tokens)
+        library = Library(
+            _stores(data, embedder, qdrant_url, qdrant_prefix), embedder, chunk_tokens
+        )
         try:
             if index not in library.names():
                 library.create(index)
@@ -206,6 +249,8 @@ def add(
         asyncio.run(run())
     except LibraryError as exc:
         fail(exc.message)
+    except StoreError as exc:  # a Qdrant server down: nothing of this call was stored
+        fail(f"the vector store: {exc}")
 
 
 SEND_BYTES = 4 * 2**20  # documents per request to a running engine: up to this much

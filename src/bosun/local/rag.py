@@ -20,7 +20,7 @@ from bosun.local.runtime import (
     show,
 )
 from bosun.local.state import Record, Store
-from bosun.render.rag import RagTarget, rag_command
+from bosun.render.rag import RagTarget, qdrant_prefix, rag_command
 
 __all__ = ["KIND", "generation_target", "rag_data", "reserve_rag", "up_rag"]
 
@@ -71,7 +71,16 @@ def reserve_rag(
         raise LocalError(f"--port {port} is taken on 127.0.0.1: choose another, or leave it out")
     chosen = port or free_port()
     base = [sys.executable, "-m", "bosun.cli.main"]
-    command = rag_command(plan, rag_data(store, name), target, "127.0.0.1", chosen, base)
+    command = rag_command(
+        plan,
+        rag_data(store, name),
+        target,
+        "127.0.0.1",
+        chosen,
+        base,
+        rag.spec.vector_store,
+        qdrant_prefix(rag, None),
+    )
 
     def build(_: list[Record]) -> Record:
         return Record(

@@ -1,5 +1,6 @@
-"""The indexes of one RAG service: each a directory under ``root`` (store.py), filled
-with documents read and cut by ingest.py and embedded by an :class:`Embedder`.
+"""The indexes of one RAG service, kept by a :class:`~bosun.rag.store.Stores` (a directory
+each, or a Qdrant collection each), filled with documents read and cut by ingest.py and
+embedded by an :class:`Embedder`.
 
 Adding documents is all or nothing per call: every document is read and chunked first
 (one bad document fails the call, naming it, before anything is stored), then embedded
@@ -11,11 +12,9 @@ which it duplicates.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,7 +22,15 @@ import numpy as np
 from bosun.api.validators import check_dns1123_label
 from bosun.catalog.embeddings import HEADING_TOKENS
 from bosun.rag.ingest import Block, DocumentError, blocks_of, chunk, content_hash, kind_of
-from bosun.rag.store import Chunk, Hit, Index, StoredDocument, StoreError
+from bosun.rag.store import (
+    Chunk,
+    Hit,
+    Store,
+    StoredDocument,
+    StoreError,
+    Stores,
+    StoreUnavailableError,
+)
 
 __all__ = ["Added", "Embedder", "Library", "LibraryError", "NewDocument", "search"]
 
@@ -85,15 +92,15 @@ def _check_metadata(metadata: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 async def search(
-    index: Index,
+    index: Store,
     embedder: Embedder,
     text: str,
     top_k: int,
     where: Mapping[str, Any] | None = None,
 ) -> list[Hit]:
-    """A query of ``index``: its words are ranked (SQLite, in a thread) while its vector is
-    embedded (torch); both let go of the GIL, so a query costs about the longer of the
-    two, then the graph's search and the fusion."""
+    """A query of ``index``: its words are ranked (in a thread: SQLite, or a call to
+    Qdrant) while its vector is embedded (torch); both let go of the GIL, so a query
+    costs about the longer of the two, then the vector search and the fusion."""
     words = asyncio.ensure_future(asyncio.to_thread(index.words, text, top_k, where))
     try:
         vector = (await embedder.embed([text]))[0]
@@ -105,13 +112,12 @@ async def search(
 
 
 class Library:
-    """The indexes under ``root``, embedded by ``embedder``."""
+    """The indexes ``stores`` keeps, embedded by ``embedder``."""
 
-    def __init__(self, root: Path, embedder: Embedder, budget: int | None = None) -> None:
-        self.root, self.embedder = root, embedder
+    def __init__(self, stores: Stores, embedder: Embedder, budget: int | None = None) -> None:
+        self.stores, self.embedder = stores, embedder
         self.budget = budget or max(16, embedder.max_tokens - HEADING_TOKENS)
-        root.mkdir(parents=True, exist_ok=True)
-        self._open: dict[str, Index] = {}
+        self._open: dict[str, Store] = {}
         self._lock = asyncio.Lock()  # writes, one at a time (each is one transaction)
 
     # ------------------------------------------------------------------ indexes
@@ -123,39 +129,34 @@ class Library:
             raise LibraryError(422, f"index name {name!r}: {exc}") from None
 
     def names(self) -> list[str]:
-        return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
-        )
+        return self.stores.names()
 
-    def index(self, name: str) -> Index:
+    def index(self, name: str) -> Store:
         name = self._name(name)
         if name not in self._open:
-            if not (self.root / name).is_dir():
+            if not self.stores.exists(name):
                 raise LibraryError(404, f"no index named {name!r} (create it first)")
             try:
-                self._open[name] = Index(
-                    self.root / name, self.embedder.dimensions, self.embedder.name
-                )
+                self._open[name] = self.stores.open(name)
+            except StoreUnavailableError:
+                raise
             except StoreError as exc:
                 raise LibraryError(409, str(exc)) from None
         return self._open[name]
 
-    def create(self, name: str) -> Index:
+    def create(self, name: str) -> Store:
         name = self._name(name)
-        if (self.root / name).exists():
+        if self.stores.exists(name):
             raise LibraryError(409, f"an index named {name!r} exists already")
-        (self.root / name).mkdir()
-        return self.index(name)
+        self._open[name] = self.stores.create(name)
+        return self._open[name]
 
     async def delete(self, name: str) -> None:
         index = self.index(name)
         async with self._lock:
             index.close()
             del self._open[name]
-            # Renamed first, so that a crash midway leaves no half-deleted index in use.
-            doomed = self.root / f".deleted-{name}-{time.time_ns()}"
-            (self.root / name).rename(doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            await asyncio.to_thread(self.stores.drop, name)
 
     def summary(self, name: str) -> dict[str, Any]:
         documents, chunks = self.index(name).count()

@@ -38,7 +38,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bosun.rag.library import Embedder, Library, LibraryError, NewDocument
-from bosun.rag.store import Hit
+from bosun.rag.local_store import LocalStores
+from bosun.rag.store import Hit, Stores, StoreUnavailableError
 from bosun.web import TooLargeError, WebError, fetch
 
 __all__ = ["RagSettings", "build_rag"]
@@ -152,10 +153,15 @@ def _hit(hit: Hit, number: int | None = None) -> dict[str, Any]:
     return {"n": number, **out} if number is not None else out
 
 
-def build_rag(settings: RagSettings, embedder: Embedder, start: Any = None) -> FastAPI:
-    """The service over the indexes under ``settings.root``; ``start`` (an awaitable
-    factory) runs at startup, before requests are answered (loading the embedder)."""
-    library = Library(settings.root, embedder, settings.chunk_tokens)
+def build_rag(
+    settings: RagSettings, embedder: Embedder, start: Any = None, stores: Stores | None = None
+) -> FastAPI:
+    """The service over the indexes ``stores`` keeps (default: directories under
+    ``settings.root``); ``start`` (an awaitable factory) runs at startup, before requests
+    are answered (loading the embedder)."""
+    if stores is None:
+        stores = LocalStores(settings.root, embedder.dimensions, embedder.name)
+    library = Library(stores, embedder, settings.chunk_tokens)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -184,6 +190,12 @@ def build_rag(settings: RagSettings, embedder: Embedder, start: Any = None) -> F
     @app.exception_handler(LibraryError)
     async def refused(request: Request, exc: LibraryError) -> JSONResponse:
         return _error(exc.status, exc.message)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def unreachable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        answer = _error(503, f"the vector store: {exc}")
+        answer.headers["Retry-After"] = "5"
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:

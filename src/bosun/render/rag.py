@@ -2,9 +2,11 @@
 that runs `bosun rag serve`, and the Service in front of it.
 
 One replica, replaced with ``Recreate``: an index has one writer (SQLite and the graph
-file), so an old and a new pod never run together on the volume. The claim carries no
-owner reference: deleting the RAGEngine leaves the index, and a RAGEngine of the same
-name finds it again (delete the claim to drop it).
+file, or the Qdrant store's commits), so an old and a new pod never write together. The
+claim carries no owner reference: deleting the RAGEngine leaves the index, and a
+RAGEngine of the same name finds it again (delete the claim to drop it). With a Qdrant
+vector store there is no claim: the server keeps the indexes, and the engine's key for it
+comes from the Secret ``spec.vectorStore.accessSecret`` names.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bosun.api.rag import RAGEngine
+from bosun.api.rag import RAGEngine, VectorStore
 from bosun.catalog.embeddings import MIB, RagPlan
 from bosun.render.names import dns_label, labels, metadata, selector_labels
 from bosun.render.pods import HTTP_PORT, RenderOptions, container_security, pod_security
@@ -21,6 +23,7 @@ __all__ = [
     "COMPONENT",
     "DATA_DIR",
     "RagTarget",
+    "qdrant_prefix",
     "rag_api_key_secret",
     "rag_claim_name",
     "rag_command",
@@ -43,6 +46,14 @@ class RagTarget:
 
 def rag_claim_name(rag: RAGEngine) -> str:
     return dns_label(rag.name, "index")
+
+
+def qdrant_prefix(rag: RAGEngine, namespace: str | None) -> str:
+    """The engine's collections' prefix: the spec's, else NAMESPACE-NAME- (engines that
+    share a server never share an index)."""
+    if rag.spec.vector_store.collection_prefix is not None:
+        return rag.spec.vector_store.collection_prefix
+    return f"{namespace}-{rag.name}-" if namespace else f"{rag.name}-"
 
 
 def rag_api_key_secret(rag: RAGEngine) -> str:
@@ -69,11 +80,22 @@ def _v1(url: str) -> str:
 
 
 def rag_command(
-    plan: RagPlan, data: str, target: RagTarget, host: str, port: int, base: list[str]
+    plan: RagPlan,
+    data: str,
+    target: RagTarget,
+    host: str,
+    port: int,
+    base: list[str],
+    store: VectorStore | None = None,
+    prefix: str = "",
 ) -> list[str]:
     """The `bosun rag serve` command line (``base``: how `bosun` is invoked). It serves
-    as the model named after the engine (what the gateway routes by)."""
+    as the model named after the engine (what the gateway routes by). Its indexes are
+    under ``data``, or in the Qdrant ``store`` names, collections named ``prefix``..."""
     command = [*base, "rag", "serve", "--data", data, "--served-name", plan.name]
+    if store is not None and store.type == "qdrant":
+        assert store.url is not None  # by validation
+        command += ["--qdrant-url", store.url, "--qdrant-prefix", prefix]
     command += ["--embedding-model", plan.embedding_model]
     if plan.chunk_tokens is not None:
         command += ["--chunk-tokens", str(plan.chunk_tokens)]
@@ -106,16 +128,37 @@ def _claim(rag: RAGEngine, plan: RagPlan, namespace: str | None) -> dict[str, An
 
 
 def _container(
-    rag: RAGEngine, plan: RagPlan, target: RagTarget, options: RenderOptions
+    rag: RAGEngine, plan: RagPlan, target: RagTarget, options: RenderOptions, namespace: str | None
 ) -> dict[str, Any]:
     memory = f"{-(-plan.memory_bytes // MIB)}Mi"
+    store = rag.spec.vector_store
+    args = rag_command(
+        plan,
+        DATA_DIR,
+        target,
+        "0.0.0.0",
+        HTTP_PORT,
+        ["bosun"],
+        store,
+        qdrant_prefix(rag, namespace),
+    )
+    env: list[dict[str, Any]] = [{"name": "BOSUN_CACHE_DIR", "value": CACHE_DIR}]
+    if store.access_secret is not None:
+        env.append(
+            {
+                "name": "QDRANT_API_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {"name": store.access_secret, "key": "QDRANT_API_KEY"}
+                },
+            }
+        )
     return {
         "name": "rag",
         "image": options.bosun_image,
-        "args": rag_command(plan, DATA_DIR, target, "0.0.0.0", HTTP_PORT, ["bosun"]),
+        "args": args,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": [
-            {"name": "BOSUN_CACHE_DIR", "value": CACHE_DIR},
+            *env,
             {
                 "name": "BOSUN_API_KEY",
                 "valueFrom": {
@@ -152,7 +195,12 @@ def render_rag_engine(
     namespace = options.namespace or rag.metadata.namespace
     name = dns_label(rag.name)
     target = workspace_target(rag, namespace)
-    claim = rag_claim_name(rag)
+    local = rag.spec.vector_store.type == "local"
+    index_volume: dict[str, Any] = (
+        {"name": "index", "persistentVolumeClaim": {"claimName": rag_claim_name(rag)}}
+        if local
+        else {"name": "index", "emptyDir": {}}  # nothing kept: the server holds the indexes
+    )
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -166,12 +214,9 @@ def render_rag_engine(
                 "spec": {
                     "securityContext": pod_security(),
                     "terminationGracePeriodSeconds": 30,
-                    "containers": [_container(rag, plan, target, options)],
+                    "containers": [_container(rag, plan, target, options, namespace)],
                     "volumes": [
-                        {
-                            "name": "index",
-                            "persistentVolumeClaim": {"claimName": claim},
-                        },
+                        index_volume,
                         {"name": "cache", "emptyDir": {}},
                         {"name": "tmp", "emptyDir": {}},
                     ],
@@ -189,4 +234,4 @@ def render_rag_engine(
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
-    return [_claim(rag, plan, namespace), deployment, service]
+    return [_claim(rag, plan, namespace), deployment, service] if local else [deployment, service]
