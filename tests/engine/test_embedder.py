@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import threading
 from collections.abc import Iterator
 
 import openai
@@ -89,6 +90,25 @@ def test_texts_it_cannot_embed_are_refused_by_index(engine: EmbeddingEngine) -> 
         embed(engine, ["word " * 400])
     with pytest.raises(InvalidRequestError, match="at least one text"):
         embed(engine, [])
+
+
+def test_every_batch_runs_on_the_engines_one_thread(engine: EmbeddingEngine) -> None:
+    """torch's workers spin after a call on the thread that made it: calls from changing
+    threads kept two teams of them on the same cores, and a query took twice as long."""
+    threads: set[int] = set()
+    hook = engine._model.register_forward_hook(
+        lambda *_: threads.add(threading.get_ident())  # type: ignore[func-returns-value]
+    )
+
+    async def many() -> None:
+        for _ in range(2):
+            await asyncio.gather(*(engine.embed([text]) for text in TEXTS))
+
+    try:
+        asyncio.run(many())
+    finally:
+        hook.remove()
+    assert len(threads) == 1 and threading.get_ident() not in threads
 
 
 def test_bosun_serve_answers_embeddings_and_refuses_chat_clearly() -> None:
