@@ -10,16 +10,23 @@ filter does):
 - ``8gpu``: eight GPUs with matchAttribute on ``resource.kubernetes.io/pcieRoot``;
 - ``prio``: firstAvailable [an 80 GiB GPU, else two MIG 1g.10gb slices].
 
+Each claim is measured on an allocator of its own, which has not seen a claim yet
+(``cluster_ms``: every node's pools are gathered on the way), then again on the same
+allocator (``cluster_ms_reused``: the snapshot reused, as a scheduler placing pod after
+pod does). ``build_ms`` is the allocator's construction from the snapshot's objects.
+
 The baseline, measured in the same run, is a hand-written Python filter that checks the
 same memory condition on a node's free devices without DRA semantics; the ratio says
-what the faithful allocator costs on top.
+what the faithful allocator costs on top. Targets (issue 23), at 5,000 nodes: a 1-GPU
+claim under 250 ms, an 8-GPU claim under 500 ms, the build under 1 s.
 
-    .venv/bin/python benchmarks/allocator_bench.py [--sizes 100 1000 5000] [--json FILE]
+    .venv/bin/python benchmarks/allocator_bench.py [--sizes 100 1000 2000 5000] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import statistics
@@ -176,6 +183,7 @@ def baseline(slices: list[ResourceSlice], allocated: set[tuple[str, str, str]], 
 
 def measure(size: int, rng: random.Random) -> dict[str, Any]:
     slices, allocated = cluster(size, rng)
+    gc.collect()  # what making the cluster left is not the allocator's to collect
     start = time.perf_counter()
     allocator = Allocator(classes(), slices, allocated)
     build = time.perf_counter() - start
@@ -194,15 +202,26 @@ def measure(size: int, rng: random.Random) -> dict[str, Any]:
         "cluster_ms": (time.perf_counter() - start) * 1e3,
     }
     for label, c in CLAIMS.items():
+        # Each claim first on a new allocator (its first claim: every node's pools are
+        # gathered), then again on the same one (the snapshot reused, as by a scheduler
+        # that places one pod after another).
+        if label != next(iter(CLAIMS)):
+            allocator = Allocator(classes(), slices, allocated)
+        gc.collect()
         per_node, fits, start = [], 0, time.perf_counter()
         for node in nodes:
             t = time.perf_counter()
             result = allocator.allocate(node, [c])
             per_node.append(time.perf_counter() - t)
             fits += result is not None
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        again = sum(allocator.allocate(node, [c]) is not None for node in nodes)
+        assert again == fits
         out[label] = {
             "per_node_us": statistics.median(per_node) * 1e6,
-            "cluster_ms": (time.perf_counter() - start) * 1e3,
+            "cluster_ms": cold * 1e3,
+            "cluster_ms_reused": (time.perf_counter() - start) * 1e3,
             "nodes_fit": fits,
         }
     return out
@@ -210,22 +229,23 @@ def measure(size: int, rng: random.Random) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 2000, 5000])
     parser.add_argument("--json", help="Also write the results to this file.")
     args = parser.parse_args()
     results = [measure(size, random.Random(0)) for size in args.sizes]
     print(
         f"{'nodes':>6} {'claim':>8} {'per node us':>12} {'x baseline':>11} {'cluster ms':>11} "
-        f"{'ms per 1k nodes':>16} {'fit':>6}"
+        f"{'reused ms':>10} {'ms per 1k nodes':>16} {'fit':>6}"
     )
     for r in results:
         base = r["baseline"]["per_node_us"]
         for label in ("baseline", *CLAIMS):
             m = r[label]
+            reused = f"{m['cluster_ms_reused']:>10.1f}" if "cluster_ms_reused" in m else " " * 10
             print(
                 f"{r['nodes']:>6} {label:>8} {m['per_node_us']:>12.1f} "
                 f"{m['per_node_us'] / base:>11.1f} "
-                f"{m['cluster_ms']:>11.1f} {m['cluster_ms'] / r['nodes'] * 1000:>16.1f} "
+                f"{m['cluster_ms']:>11.1f} {reused} {m['cluster_ms'] / r['nodes'] * 1000:>16.1f} "
                 f"{m.get('nodes_fit', ''):>6}"
             )
         print(f"{r['nodes']:>6} {'(build)':>8} {'':>12} {'':>11} {r['build_ms']:>11.1f}")

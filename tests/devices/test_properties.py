@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bosun.api.quantity import to_bytes as _bytes
-from bosun.devices.allocator import AllocationError, Allocator, Features, _view
-from bosun.devices.cel import compile_selector
-from bosun.devices.model import DeviceClass, ResourceClaim, ResourceSlice
+from bosun.devices.allocator import AllocationError, Allocator, Features, _lookup, _maps
+from bosun.devices.cel import MISSING, DeviceView, compile_selector
+from bosun.devices.model import Device, DeviceClass, ResourceClaim, ResourceSlice
 from bosun.devices.nodes import NodeInfo
 
 DRIVER = "gpu.example.com"
@@ -150,7 +150,9 @@ def test_allocations_respect_every_rule(data: Any) -> None:
             # Every result satisfies its selectors.
             for selector in request.exactly.selectors:
                 assert selector.cel is not None
-                assert compile_selector(selector.cel.expression).matches(_view(DRIVER, device))
+                assert compile_selector(selector.cel.expression).matches(
+                    DeviceView(DRIVER, *_maps(DRIVER, device))
+                )
             per_claim[key] += 1
             if not entry.admin_access:
                 exclusive[key] += 1
@@ -184,3 +186,32 @@ def test_allocations_respect_every_rule(data: Any) -> None:
             # that consumes its counters may be added.)
             if consumed[pool]:
                 assert consumed[pool] + held <= _bytes(counter_set.counters["memory"].value)
+
+
+NAMES = ["x", "/x", f"{DRIVER}/x", "other.io/x", "y", f"{DRIVER}/y", "other.io/z"]
+
+
+@given(
+    st.lists(st.sampled_from(NAMES), unique=True, max_size=len(NAMES)),
+    st.lists(st.sampled_from(NAMES), unique=True, max_size=len(NAMES)),
+    st.integers(0, 1000),
+)
+def test_a_value_read_alone_is_the_one_the_whole_device_holds(
+    attribute_names: list[str], capacity_names: list[str], seed: int
+) -> None:
+    """A selector naming its paths reads them one by one (_lookup); the maps a selector
+    reading the whole device sees (_maps) must hold the same, whichever of a driver's
+    names ("x", "/x", "DRIVER/x") a device uses, in any order, with versions converted."""
+    attributes: dict[str, Any] = {}
+    for i, name in enumerate(attribute_names):
+        kind = ("int", "bool", "string", "version")[(seed + i) % 4]
+        value = {"int": i, "bool": i % 2 == 0, "string": f"s{i}", "version": f"1.{i}.0"}[kind]
+        attributes[name] = {kind: value}
+    capacity = {name: {"value": f"{i + seed}Gi"} for i, name in enumerate(capacity_names)}
+    device = Device.model_validate({"name": "d", "attributes": attributes, "capacity": capacity})
+    maps = dict(zip(("attributes", "capacity"), _maps(DRIVER, device), strict=True))
+    for kind, table in maps.items():
+        for domain in (DRIVER, "other.io", "absent.io"):
+            for ident in ("x", "y", "z", "w"):
+                expected = table.get(domain, {}).get(ident, MISSING)
+                assert _lookup(DRIVER, device, kind, domain, ident) == expected

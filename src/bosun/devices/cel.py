@@ -28,15 +28,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from functools import cache
-from typing import Any
+from functools import cache, lru_cache
+from typing import Any, Protocol
 
 import cel as _cel
 
 from bosun.api.quantity import parse_quantity
 
 __all__ = [
+    "MISSING",
     "CELError",
+    "CelDevice",
     "CompiledSelector",
     "DeviceView",
     "compile_selector",
@@ -61,9 +63,15 @@ def _canonical(d: Decimal) -> str:
     return format(d.normalize(), "f")
 
 
+@lru_cache(maxsize=4096)
+def _quantity_text(text: str | int) -> str:
+    # A cluster's devices repeat a few capacities ("80Gi"), and parsing one takes ~10 us.
+    return _canonical(parse_quantity(text))
+
+
 def quantity_value(text: str | int) -> dict[str, str]:
     """A Kubernetes quantity as a CEL value."""
-    return {_Q: _canonical(parse_quantity(text))}
+    return {_Q: _quantity_text(text)}
 
 
 _SEMVER = re.compile(
@@ -73,9 +81,14 @@ _SEMVER = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)
+def _semver_ok(text: str) -> bool:
+    return _SEMVER.match(text) is not None
+
+
 def semver_value(text: str) -> dict[str, str]:
     """A semantic version (2.0.0, strict) as a CEL value."""
-    if not _SEMVER.match(text):
+    if not _semver_ok(text):
         raise CELError(f"invalid semver: {text!r}")
     return {_V: text}
 
@@ -175,15 +188,42 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 # --------------------------------------------------------------------------- devices
 
 
+MISSING: Any = object()  # what CelDevice.value gives for a path the device lacks
+
+
+class CelDevice(Protocol):
+    """A device as a selector reads it: one value by its path (what a selector that names
+    its paths reads, memoized), or the whole device as CEL sees it."""
+
+    @property
+    def driver(self) -> str: ...
+
+    @property
+    def allow_multiple_allocations(self) -> bool: ...
+
+    def value(self, kind: str, domain: str, ident: str) -> Any:
+        """``attributes`` or ``capacity`` [domain][ident], converted; or MISSING."""
+        ...
+
+    def whole(self) -> dict[str, Any]:
+        """``{"driver", "attributes", "capacity", "allowMultipleAllocations"}``."""
+        ...
+
+
 @dataclass
 class DeviceView:
-    """A device as CEL sees it: attributes and capacity by domain, already converted."""
+    """A device as CEL sees it (a :class:`CelDevice`): attributes and capacity by domain,
+    already converted."""
 
     driver: str
     attributes: dict[str, dict[str, Any]]
     capacity: dict[str, dict[str, Any]]
     allow_multiple_allocations: bool = False
     _whole: dict[str, Any] | None = field(default=None, repr=False)
+
+    def value(self, kind: str, domain: str, ident: str) -> Any:
+        table = self.attributes if kind == "attributes" else self.capacity
+        return table.get(domain, {}).get(ident, MISSING)
 
     def whole(self) -> dict[str, Any]:
         if self._whole is None:
@@ -240,9 +280,6 @@ def _analyse(expression: str) -> tuple[tuple[_Path, ...] | None, tuple[str, ...]
     return tuple(dict.fromkeys(paths)), literals
 
 
-_MISSING = object()
-
-
 class CompiledSelector:
     """One CEL selector, compiled once, evaluated against many devices."""
 
@@ -257,7 +294,7 @@ class CompiledSelector:
         self._paths, self._literals = _analyse(expression)
         self._memo: dict[tuple[Any, ...], bool] = {}
 
-    def _key(self, device: DeviceView) -> tuple[Any, ...]:
+    def _key(self, device: CelDevice) -> tuple[Any, ...]:
         assert self._paths is not None
         key: list[Any] = []
         for p in self._paths:
@@ -266,12 +303,10 @@ class CompiledSelector:
             elif p.kind == "allowMultipleAllocations":
                 key.append(device.allow_multiple_allocations)
             else:
-                table = device.attributes if p.kind == "attributes" else device.capacity
-                value = table.get(p.domain, {}).get(p.ident, _MISSING)
-                key.append(_freeze(value))
+                key.append(_freeze(device.value(p.kind, p.domain, p.ident)))
         return tuple(key)
 
-    def _reduced(self, device: DeviceView) -> dict[str, Any]:
+    def _reduced(self, device: CelDevice) -> dict[str, Any]:
         assert self._paths is not None
         view: dict[str, Any] = {
             "driver": device.driver,
@@ -281,14 +316,13 @@ class CompiledSelector:
         }
         for p in self._paths:
             if p.kind in ("attributes", "capacity"):
-                table = device.attributes if p.kind == "attributes" else device.capacity
                 domain = view[p.kind].setdefault(p.domain, {})
-                value = table.get(p.domain, {}).get(p.ident, _MISSING)
-                if value is not _MISSING:
+                value = device.value(p.kind, p.domain, p.ident)
+                if value is not MISSING:
                     domain[p.ident] = value
         return view
 
-    def matches(self, device: DeviceView) -> bool:
+    def matches(self, device: CelDevice) -> bool:
         """Whether the device satisfies the expression; :class:`CELError` on any error."""
         if self._paths is not None:
             key = self._key(device)

@@ -80,7 +80,7 @@ def explain(allocator: Allocator, node: NodeInfo, claims: Sequence[ResourceClaim
                     matching = [
                         d
                         for d in devices
-                        if all(compile_selector(e).matches(d.view) for e in expressions)
+                        if all(compile_selector(e).matches(d) for e in expressions)
                     ]
                 except CELError as exc:
                     texts.append(f"a selector fails: {exc}")
