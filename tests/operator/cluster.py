@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -83,16 +84,69 @@ def _verb(request: kmock.Request) -> str:
     return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
+class _ByResource(dict[Any, Any]):
+    """kmock's store of objects (a dict keyed by resource, namespace and name), also
+    indexed by resource: a list reads that resource's objects, not every object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index: dict[tuple[Any, ...], dict[Any, Any]] = {}  # (group, version, plural)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        resource = key[0]
+        self.index.setdefault((resource.group, resource.version, resource.plural), {})[key] = 1
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        resource = key[0]
+        self.index.get((resource.group, resource.version, resource.plural), {}).pop(key, None)
+
+    def of(self, resource: Any) -> list[tuple[Any, Any]]:
+        keys = self.index.get((resource.group, resource.version, resource.plural), {})
+        return [(key, self[key]) for key in keys]
+
+
 class Emulator(kmock.KubernetesEmulator):
     """kmock's emulator with the server-side behaviour the operator relies on."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        # kmock keeps its objects in a plain dict and compares every one with each request
+        # (a get, a patch, a list): each of the operator's calls cost O(N) at N
+        # Workspaces, and the emulator, not the operator, was what grew with N
+        # (benchmarks/operator_bench.py). Indexed by resource here, named requests looked up.
+        object.__setattr__(self._objects, "_objects", _ByResource())
         self._versions = itertools.count(1000)
         self.calls: set[tuple[str, str, str]] = set()
+        # How many of each (group, resource, verb) the operator sent.
+        self.counts: Counter[tuple[str, str, str]] = Counter()
         self.gateway_calls: set[tuple[str, str, str]] = set()
         # (plural, name) -> message: writes an admission webhook denies (HTTP 403).
         self.deny: dict[tuple[str, str], str] = {}
+
+    def _KubernetesEmulator__get_objs(self, request: kmock.Request, strict: bool) -> list[Any]:  # noqa: N802
+        """The objects a request names (kmock's own lookup, overridden by its mangled
+        name): a named request is a dict lookup (the key is what kmock stores: the
+        request's resource, namespace and name), a list reads its resource's objects."""
+        objects: _ByResource = self._objects._objects
+        if request.name is not None and (strict or request.namespace is not None):
+            stored = objects.get((request.resource, request.namespace, request.name))
+            return [stored] if stored is not None else []
+        return [
+            obj
+            for (_, namespace, name), obj in objects.of(request.resource)
+            if (
+                namespace == request.namespace if strict else request.namespace in (None, namespace)
+            )
+            and (request.name is None or name == request.name)
+        ]
+
+    def _get_resources(self) -> list[Any]:
+        """The declared resources and those of stored objects (kmock's scans them all)."""
+        objects: _ByResource = self._objects._objects
+        found = {next(iter(keys))[0] for keys in objects.index.values() if keys}
+        return list(set(super(kmock.KubernetesEmulator, self)._get_resources()) | found)
 
     def _key(self, request: kmock.Request) -> Any:
         return (request.resource, request.namespace, request.name)
@@ -114,6 +168,7 @@ class Emulator(kmock.KubernetesEmulator):
             call = (resource.group or "", plural, _verb(request))
             if caller == f"Bearer {TOKEN}":
                 self.calls.add(call)
+                self.counts[call] += 1
                 RECORDED.add(call)
             elif caller == f"Bearer {GATEWAY_TOKEN}":
                 self.gateway_calls.add(call)

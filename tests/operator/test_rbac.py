@@ -23,6 +23,15 @@ from tests.operator.cluster import RECORDED
 from tests.operator.conftest import FINISHED
 
 SCENARIOS = sorted(Path(__file__).parent.glob("test_operator*.py"))
+# Granted though a run may not use them: the operator reads a workload whose status it
+# refreshes, or an owned object at a restart, only when its watches have not shown it yet
+# (a race the scenarios cannot pin down either way).
+RACE_READS = {
+    ("apps", "deployments", "get"),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", "get"),
+    ("batch", "jobs", "get"),
+    ("", "services", "get"),
+}
 
 
 def _allowed() -> set[tuple[str, str, str]]:
@@ -68,6 +77,6 @@ def test_the_cluster_role_allows_exactly_what_the_operator_does(
     assert recorded, "the operator scenarios sent no request"
     allowed = _allowed()
     missing = sorted(recorded - allowed)
-    unused = sorted(allowed - recorded)
+    unused = sorted(allowed - recorded - RACE_READS)
     assert not missing, f"the operator sent requests its ClusterRole forbids: {missing}"
     assert not unused, f"the ClusterRole grants what the operator never did: {unused}"

@@ -86,10 +86,12 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     metrics = _Metrics(config.metrics)
 
-    async def reconcile(memo: kopf.Memo, body: kopf.Body, old: Any = None) -> None:
+    async def reconcile(
+        memo: kopf.Memo, body: kopf.Body, old: Any = None, resumed: bool = False
+    ) -> None:
         with metrics.seconds.time():
             try:
-                await memo.reconciler.reconcile(dict(body), old=old)
+                await memo.reconciler.reconcile(dict(body), old=old, resumed=resumed)
             except KubeError as exc:
                 metrics.reconciles.labels("retried").inc()
                 raise _retry(exc) from None
@@ -130,10 +132,13 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             private_key_path=c.key_file,
         )
 
-    @kopf.on.resume(*WORKSPACES, registry=registry)
     @kopf.on.create(*WORKSPACES, registry=registry)
     async def apply(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await reconcile(memo, body)
+
+    @kopf.on.resume(*WORKSPACES, registry=registry)
+    async def resume(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await reconcile(memo, body, resumed=True)
 
     @kopf.on.update(*WORKSPACES, registry=registry)
     async def update(body: kopf.Body, old: Any, memo: kopf.Memo, **_: Any) -> None:

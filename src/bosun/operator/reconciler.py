@@ -65,6 +65,9 @@ class Reconciler:
     resolver: Resolver = resolve  # names of web sources, to check where they point
     discovery: Discovery = field(init=False)
     desired: dict[Key, Desired] = field(default_factory=dict)
+    # The objects Workspaces own, as the owned watches last saw them, by (kind,
+    # namespace, name): what is already as desired is not applied again.
+    live: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     _pending: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,8 +75,14 @@ class Reconciler:
 
     # ------------------------------------------------------------------ reconcile
 
-    async def reconcile(self, body: dict[str, Any], old: dict[str, Any] | None = None) -> None:
-        """Make the cluster match the Workspace ``body``; status says how far it got."""
+    async def reconcile(
+        self, body: dict[str, Any], old: dict[str, Any] | None = None, resumed: bool = False
+    ) -> None:
+        """Make the cluster match the Workspace ``body``; status says how far it got.
+
+        Only objects that differ from what is desired are applied (and the events say
+        so): ``resumed`` (the operator restarted) reads each one the watches have not
+        shown yet, so that a restart over applied Workspaces reads and writes nothing."""
         meta = body["metadata"]
         key: Key = (meta["namespace"], meta["name"])
         generation = meta.get("generation")
@@ -98,12 +107,15 @@ class Reconciler:
             self.desired.pop(key, None)
             await self._write_invalid(body, "InvalidSpec", problem, generation)
             return
-        self.emit(body, "Normal", "Planned", f"{want.plan.devices_summary}: {want.plan.reason}")
         # Known before the first apply, so drift checks compare with this generation.
         self.desired[key] = want
         try:
+            stale = [obj for obj in want.objects if not await self._in_place(obj, resumed)]
+            if stale or want.node_claims:
+                plan = want.plan
+                self.emit(body, "Normal", "Planned", f"{plan.devices_summary}: {plan.reason}")
             await self._provision(body, want)
-            for obj in want.objects:
+            for obj in stale:
                 await self._apply(obj)
         except KubeError as exc:
             if exc.transient:
@@ -113,8 +125,24 @@ class Reconciler:
             return
         if old is not None:
             await self._prune(want)
-        self.emit(body, "Normal", "Applied", f"{len(want.objects)} object(s) applied")
+        if stale:
+            self.emit(body, "Normal", "Applied", f"{len(stale)} object(s) applied")
         await self.refresh(key, body)
+
+    async def _in_place(self, obj: dict[str, Any], read: bool) -> bool:
+        """Whether ``obj`` is in the cluster as desired: as the watches last saw it, or,
+        with ``read`` and not seen yet, as the API server has it now."""
+        meta = obj["metadata"]
+        live = self.live.get((obj["kind"], meta.get("namespace", ""), meta["name"]))
+        if live is None and read:
+            try:
+                live = await self.kube.get(
+                    obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")
+                )
+            except KubeError as exc:
+                if exc.status != 403:  # a kind the operator may apply but not read
+                    raise
+        return live is not None and subset(obj, live)
 
     async def _apply(self, obj: dict[str, Any]) -> None:
         try:
@@ -207,6 +235,12 @@ class Reconciler:
     async def owned_changed(self, event: str, obj: dict[str, Any]) -> None:
         """An object a Workspace owns was changed or deleted: restore it if it drifted
         from what was applied, then update the Workspace's status."""
+        meta = obj.get("metadata") or {}
+        ident = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
+        if event == "DELETED":
+            self.live.pop(ident, None)
+        else:
+            self.live[ident] = obj
         key = workspace_of(obj) or self._by_label(obj)
         if key is None:
             return
@@ -279,9 +313,13 @@ class Reconciler:
         workload = want.workload
         current = None
         if workload is not None:
-            current = await self.kube.get(
-                workload["apiVersion"], workload["kind"], workload["metadata"]["name"], namespace
-            )
+            # As the watch last saw it (its events schedule this refresh), else read.
+            name = workload["metadata"]["name"]
+            current = self.live.get((workload["kind"], namespace or "", name))
+            if current is None:
+                current = await self.kube.get(
+                    workload["apiVersion"], workload["kind"], name, namespace
+                )
         label = dns_label(want.ws.name)
         pods = _labelled(
             await self.kube.list("v1", "Pod", namespace, f"{WORKSPACE_LABEL}={label}"),

@@ -50,11 +50,13 @@ RBAC_RULES: list[tuple[str, list[str], list[str]]] = [
     ("bosun.dev", ["ragengines"], ["list", "watch", "get", "patch"]),
     ("bosun.dev", ["ragengines/status"], ["patch"]),
     ("", ["persistentvolumeclaims"], ["list", "watch", "patch"]),
-    # What a Workspace renders: server-side applied, watched for drift, pruned.
+    # What a Workspace renders: server-side applied, watched for drift, pruned; read at a
+    # restart where the watches have not shown it yet (config maps and claim templates
+    # are not: they are applied again instead).
     ("apps", ["deployments"], [*_READ, "patch", "delete"]),
     ("leaderworkerset.x-k8s.io", ["leaderworkersets"], [*_READ, "patch", "delete"]),
     ("batch", ["jobs"], [*_READ, "patch", "delete"]),
-    ("", ["services"], ["list", "watch", "patch"]),
+    ("", ["services"], ["list", "watch", "get", "patch"]),
     ("", ["configmaps"], ["list", "watch", "patch", "delete"]),
     ("resource.k8s.io", ["resourceclaimtemplates"], ["list", "watch", "patch", "delete"]),
     # Observed: pods for readiness and scheduling failures, the cluster's devices.
