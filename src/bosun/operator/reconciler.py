@@ -68,6 +68,10 @@ class Reconciler:
     # The objects Workspaces own, as the owned watches last saw them, by (kind,
     # namespace, name): what is already as desired is not applied again.
     live: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    # The status this operator last wrote, by Workspace uid: a refresh working from an
+    # older copy of the Workspace (kopf's, or a read that crossed the write) compares
+    # with it, and does not write the same status twice.
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
     _pending: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -218,6 +222,7 @@ class Reconciler:
         meta = body["metadata"]
         key: Key = (meta["namespace"], meta["name"])
         self.desired.pop(key, None)
+        self.written.pop(str(meta.get("uid")), None)
         label = dns_label(meta["name"])
         deleted = 0
         claims = await self.kube.list(
@@ -304,7 +309,7 @@ class Reconciler:
         if want is None or want.ws.metadata.generation != body["metadata"].get("generation"):
             return  # reconcile() has not run for this generation yet; it will refresh
         seen = await self._observe(want)
-        previous = previous_conditions(body)
+        previous = previous_conditions(self._latest(body))
         status = compute_status(want, seen, previous, body["metadata"].get("generation"))
         await self._write(body, want, status)
 
@@ -380,9 +385,19 @@ class Reconciler:
         self.emit(body, "Warning", reason, message)
         await self._patch_status(body, {**status.to_json(), "observedGeneration": generation})
 
+    def _latest(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body``, with the status this operator last wrote for it if there is one."""
+        written = self.written.get(str(body["metadata"].get("uid")))
+        return (
+            body if written is None else {**body, "status": {**body.get("status", {}), **written}}
+        )
+
     async def _patch_status(self, body: dict[str, Any], new: dict[str, Any]) -> None:
         old = body.get("status") or {}
-        if all(old.get(k) == v for k, v in new.items()):
-            return
+        uid = str(body["metadata"].get("uid"))
+        for seen in (old, self.written.get(uid) or {}):
+            if seen and all(seen.get(k) == v for k, v in new.items()):
+                return
         meta = body["metadata"]
         await self.kube.patch_status(API_VERSION, KIND, meta["name"], meta["namespace"], new)
+        self.written[uid] = new
