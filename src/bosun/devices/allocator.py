@@ -905,10 +905,9 @@ class _Run:
             return False
         if sum(r.num_devices for r in requests) <= 1:
             return False  # one device: the search tries each once, as the count would
-        keys = list(self.requests)
         try:
             short = None
-            for key, request in zip(keys, requests, strict=True):
+            for key, request in self.requests.items():
                 found = 0
                 if request.num_devices == 0:
                     continue
@@ -922,7 +921,7 @@ class _Run:
                     break
             if short is None:
                 return False
-            for key, request in zip(keys, requests, strict=True):
+            for key, request in self.requests.items():
                 if key != short:
                     for device in self._free_devices():
                         self._selectable(key, request, device)
