@@ -7,6 +7,10 @@ fast as the client can, and time until every Workspace has its Deployment and Se
 applied and ``status.plan`` written. Reports Workspaces/s and the operator's resident
 memory (VmRSS at the end, VmHWM peak) from /proc.
 
+Then a second operator is started over the applied Workspaces, as after an upgrade or
+a crash: how long until it has resumed every one (its reconcile counter in /metrics),
+and what it sent until it was quiet for 3 s: it should write nothing.
+
 Baseline, measured in the same run against a fresh emulator: the client itself creating
 the same Deployments and Services (the objects Bosun renders for those Workspaces) one by
 one over HTTP, i.e. the API server's own floor for that many objects. The ratio says what
@@ -22,12 +26,14 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.operator.cluster import EmulatedCluster, Operator, wait_for
+from machine import cpu_flags, cpu_name  # benchmarks/machine.py
+from tests.operator.cluster import EmulatedCluster, Operator, quiet, wait_for, writes
 
 from bosun.api import parse_workspace
 from bosun.catalog import plan_workspace
@@ -50,22 +56,33 @@ def _memory(pid: int) -> dict[str, int]:
     return fields
 
 
-def _done(cluster: EmulatedCluster, n: int) -> bool:
-    """Every Workspace has its Deployment, its Service and ``status.plan``: counted in the
-    emulator's own memory (listing thousands of objects over HTTP twice a second would be
-    work for the emulator too, and slow what it measures)."""
+class _Done:
+    """Whether every Workspace has its Deployment, its Service and ``status.plan``: counted
+    in the emulator's own memory (listing thousands of objects over HTTP twice a second
+    would be work for the emulator too, and slow what it measures). The check runs in the
+    emulator's thread, so it must stay cheap as N grows: the owned objects are counted
+    from the emulator's index by resource, and a Workspace seen with its plan is not
+    looked at again."""
 
-    async def count() -> bool:
-        assert cluster.emulator is not None
-        found = {"deployments": 0, "services": 0, "workspaces": 0}
-        for (resource, namespace, _), obj in list(cluster.emulator.objects.items()):
-            if namespace != NS or obj.deleted or resource.plural not in found:
-                continue
-            if resource.plural != "workspaces" or (obj.raw.get("status") or {}).get("plan"):
-                found[resource.plural] += 1
-        return all(v >= n for v in found.values())
+    def __init__(self, cluster: EmulatedCluster, n: int) -> None:
+        self.cluster = cluster
+        self.n = n
+        self.planned: set[Any] = set()
 
-    return bool(cluster._run(count()))
+    def __call__(self) -> bool:
+        return bool(self.cluster._run(self._count()))
+
+    async def _count(self) -> bool:
+        assert self.cluster.emulator is not None
+        objects = self.cluster.emulator.objects._objects
+        for group, plural in (("apps", "deployments"), ("", "services")):
+            keys = objects.index.get((group, "v1", plural), {})
+            if sum(1 for key in keys if key[1] == NS) < self.n:
+                return False
+        for key, obj in objects.of_plural("workspaces"):
+            if key not in self.planned and (obj.raw.get("status") or {}).get("plan"):
+                self.planned.add(key)
+        return len(self.planned) >= self.n
 
 
 def run_operator(n: int) -> dict[str, Any]:
@@ -85,22 +102,22 @@ def run_operator(n: int) -> dict[str, Any]:
             for i in range(n):
                 cluster.apply_workspace(NS, f"ws-{i:04d}", SPEC)
             created = time.perf_counter() - start
-            while not _done(cluster, n):
+            done = _Done(cluster, n)
+            while not done():
                 if time.perf_counter() - start > 900 or operator.process.poll() is not None:
                     raise AssertionError(f"{n} Workspaces not applied:\n{operator.tail()}")
                 time.sleep(0.2)
             elapsed = time.perf_counter() - start
             memory = _memory(operator.process.pid)
-            assert cluster.emulator is not None
-            calls = dict(cluster.emulator.counts)
+            sent = quiet(cluster, operator)
+            operator.stop()
+            restart = _restart(cluster, Path(tmp), sent, n)
         finally:
             operator.stop()
             cluster.stop()
-    per_verb: dict[str, float] = {}
-    for (_, resource, verb), count in sorted(calls.items()):
-        if verb in ("watch",):
-            continue
-        per_verb[f"{verb} {resource}"] = round(count / n, 2)
+    per_verb = {
+        call: round(count / n, 2) for call, count in sorted(sent.items()) if "watch" not in call
+    }
     return {
         "workspaces": n,
         "api_calls_per_workspace": round(sum(per_verb.values()), 2),
@@ -111,6 +128,28 @@ def run_operator(n: int) -> dict[str, Any]:
         "rss_idle_mib": round(idle["VmRSS"] / 2**20, 1),
         "rss_mib": round(memory["VmRSS"] / 2**20, 1),
         "peak_rss_mib": round(memory["VmHWM"] / 2**20, 1),
+        **restart,
+    }
+
+
+def _restart(
+    cluster: EmulatedCluster, directory: Path, before: Counter[str], n: int
+) -> dict[str, Any]:
+    """Start a new operator over the ``n`` applied Workspaces: how long until it has
+    resumed every one, and what it sent until then and 3 s after (it should read what it
+    must and write nothing)."""
+    operator = Operator(cluster, directory, priority=101).start()
+    try:
+        start = time.perf_counter()
+        wait_for(lambda: operator.reconciled() >= n, f"{n} resumed", operator, timeout=900)
+        seconds = time.perf_counter() - start
+        sent = quiet(cluster, operator, seconds=3.0) - before
+    finally:
+        operator.stop()
+    return {
+        "restart_seconds": round(seconds, 1),
+        "restart_writes": writes(sent),
+        "restart_calls": {c: k for c, k in sorted(sent.items()) if "watch" not in c},
     }
 
 
@@ -157,10 +196,18 @@ def main() -> None:
             f"the {baseline['seconds']:.2f} s of creating their {baseline['objects']} "
             f"Deployments and Services directly; operator RSS {measured['rss_idle_mib']:.0f} "
             f"MiB idle, {measured['rss_mib']:.0f} MiB after, "
-            f"peak {measured['peak_rss_mib']:.0f} MiB"
+            f"peak {measured['peak_rss_mib']:.0f} MiB; a restart took "
+            f"{measured['restart_seconds']:.1f} s and wrote "
+            f"{measured['restart_writes'] or 'nothing'}"
         )
     if args.json:
-        args.json.write_text(json.dumps({"results": results}, indent=2) + "\n", encoding="utf-8")
+        record = {
+            "cpu": cpu_name(),
+            "cpu_flags": cpu_flags(),
+            "date": time.strftime("%Y-%m-%d"),
+            "results": results,
+        }
+        args.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,14 @@ def operator_chart(data: dict[str, Any], out: Path) -> None:
     left.plot(
         n, [r["baseline_seconds"] for r in rows], "s--", label="floor: objects created directly"
     )
+    restarts = [r for r in rows if "restart_seconds" in r]
+    if restarts:
+        left.plot(
+            [r["workspaces"] for r in restarts],
+            [r["restart_seconds"] for r in restarts],
+            "^:",
+            label="a restart: every Workspace resumed",
+        )
     left.set_xlabel("Workspaces created at once")
     left.set_ylabel("seconds")
     left.set_title("Time until every Workspace is applied")

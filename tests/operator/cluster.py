@@ -106,6 +106,15 @@ class _ByResource(dict[Any, Any]):
         keys = self.index.get((resource.group, resource.version, resource.plural), {})
         return [(key, self[key]) for key in keys]
 
+    def of_plural(self, plural: str) -> list[tuple[Any, Any]]:
+        """The objects of every resource named ``plural`` (any group and version)."""
+        return [
+            (key, self[key])
+            for (_, _, p), keys in self.index.items()
+            if p == plural
+            for key in keys
+        ]
+
 
 class Emulator(kmock.KubernetesEmulator):
     """kmock's emulator with the server-side behaviour the operator relies on."""
@@ -472,9 +481,59 @@ class Operator:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def reconciled(self) -> float:
+        """Workspace reconciles done (created, updated or resumed), from its /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return 0.0  # not listening yet
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "bosun_operator_reconciles"
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels.get("result") == "applied"
+        )
+
     def tail(self, lines: int = 60) -> str:
         text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+WRITES = ("create", "update", "patch", "delete", "deletecollection")
+
+
+def quiet(cluster: EmulatedCluster, operator: Operator, seconds: float = 2.0) -> Counter[str]:
+    """Wait until the operator has sent nothing for ``seconds``; every call it (and any
+    earlier operator) sent, by 'verb resource'."""
+    assert cluster.emulator is not None
+    last, since = -1, time.monotonic()
+    while time.monotonic() - since < seconds:
+        total = sum(cluster.emulator.counts.values())
+        if total != last:
+            last, since = total, time.monotonic()
+        assert operator.process is not None and operator.process.poll() is None, operator.tail()
+        time.sleep(0.2)
+    return calls(cluster)
+
+
+def calls(cluster: EmulatedCluster) -> Counter[str]:
+    """Every call the operators sent, by 'verb resource'."""
+    assert cluster.emulator is not None
+    return Counter(
+        {f"{verb} {resource}": n for (_, resource, verb), n in cluster.emulator.counts.items()}
+    )
+
+
+def writes(sent: Counter[str]) -> dict[str, int]:
+    """The writes among ``sent`` (peering's own heartbeats aside)."""
+    return {
+        call: n
+        for call, n in sent.items()
+        if call.split()[0] in WRITES and not call.endswith("kopfpeerings")
+    }
 
 
 @contextmanager

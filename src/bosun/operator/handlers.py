@@ -7,6 +7,7 @@ at import time). The operator's settings keep kopf's own bookkeeping under
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
@@ -48,6 +49,7 @@ RAG_WATCHES = (
     ("", "v1", "persistentvolumeclaims"),
     ("", "v1", "pods"),
 )
+POD_INDEX = "workspace_pods"  # kopf passes the index to handlers under this name
 STATUS_INTERVAL = 60.0  # seconds between status checks when nothing happens
 
 
@@ -82,6 +84,29 @@ def _emit(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
     kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message[:1024])
 
 
+def _provisions_nodes(spec: kopf.Spec, **_: Any) -> bool:
+    """Whether the Workspace names an instance type (immutable), so may own NodeClaims."""
+    return bool((spec.get("resource") or {}).get("instanceType"))
+
+
+async def _check(memo: kopf.Memo) -> None:
+    """Refresh every Workspace's and RAGEngine's status once per ``STATUS_INTERVAL``,
+    spread over it: what changes without an event (discovered GPUs, a Workspace that a
+    RAGEngine answers through) is seen within a minute. One task for all of them, rather
+    than a kopf timer per object: a timer is a task per object, and kopf guards it with a
+    finalizer (a patch of each object)."""
+    while True:
+        memo.reconciler.discovery.invalidate()
+        keys = [(memo.reconciler, k) for k in list(memo.reconciler.desired)]
+        keys += [(memo.rag, k) for k in list(memo.rag.desired)]
+        pause = STATUS_INTERVAL / max(1, len(keys))
+        await asyncio.sleep(pause)
+        for reconciler, key in keys:
+            if key in reconciler.desired:  # not deleted since the round began
+                reconciler.schedule_refresh(key)
+            await asyncio.sleep(pause)
+
+
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     metrics = _Metrics(config.metrics)
@@ -97,8 +122,23 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                 raise _retry(exc) from None
         metrics.reconciles.labels("applied").inc()
 
+    # The pods of each Workspace, by (namespace, Workspace label): kopf keeps an index
+    # from the pods' watch, and runs no handler before its first listing is in, so a
+    # status refresh reads pods from memory (and never sees half a cluster after a
+    # restart) instead of listing them per Workspace.
+    @kopf.index("", "v1", "pods", labels=MANAGED, id=POD_INDEX, registry=registry)
+    async def workspace_pods(
+        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> dict[Any, Any]:
+        return {
+            (namespace or "", labels[WORKSPACE_LABEL]): {
+                "metadata": dict(body["metadata"]),
+                "status": dict(body.get("status") or {}),
+            }
+        }
+
     @kopf.on.startup(registry=registry)
-    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -110,11 +150,13 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.networking.error_backoffs = [1, 2, 5, 10]
         kube = Kube(config.configuration)
-        memo.reconciler = Reconciler(kube, config.images, _emit)
+        memo.reconciler = Reconciler(kube, config.images, _emit, pods=kwargs[POD_INDEX])
         memo.rag = RagReconciler(kube, config.images, _emit)
+        memo.checks = asyncio.get_running_loop().create_task(_check(memo))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        memo.checks.cancel()
         await memo.reconciler.kube.close()
 
     @kopf.on.login(registry=registry)
@@ -144,7 +186,10 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     async def update(body: kopf.Body, old: Any, memo: kopf.Memo, **_: Any) -> None:
         await reconcile(memo, body, old=dict(old or {}))
 
-    @kopf.on.delete(*WORKSPACES, registry=registry)
+    # Only a Workspace that provisions nodes has anything to delete by hand: the others
+    # carry no finalizer (kopf adds one where a delete handler matches), and their
+    # deletion costs no patch.
+    @kopf.on.delete(*WORKSPACES, when=_provisions_nodes, registry=registry)
     async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         try:
             deleted = await memo.reconciler.finalize(dict(body))
@@ -152,12 +197,6 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             raise _retry(exc) from None
         if deleted:
             _emit(dict(body), "Normal", "NodesReleased", f"deleted {deleted} NodeClaim(s)")
-
-    @kopf.timer(*WORKSPACES, interval=STATUS_INTERVAL, idle=STATUS_INTERVAL, registry=registry)
-    async def check(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        meta = body["metadata"]
-        memo.reconciler.discovery.invalidate()
-        memo.reconciler.schedule_refresh((meta["namespace"], meta["name"]))
 
     @kopf.on.resume(*RAG_ENGINES, registry=registry)
     @kopf.on.create(*RAG_ENGINES, registry=registry)
@@ -168,13 +207,9 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         except KubeError as exc:
             raise _retry(exc) from None
 
-    @kopf.timer(*RAG_ENGINES, interval=STATUS_INTERVAL, idle=STATUS_INTERVAL, registry=registry)
-    async def check_rag(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        meta = body["metadata"]
-        memo.rag.schedule_refresh((meta["namespace"], meta["name"]))
-
     @kopf.on.event(*WORKSPACES, id="rag-workspaces", registry=registry)
     async def workspace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.reconciler.workspace_seen(event["type"] or "", dict(event["object"]))
         memo.rag.workspace_changed(dict(event["object"]))
 
     for group, version, plural in RAG_WATCHES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,14 @@ class Reconciler:
     # older copy of the Workspace (kopf's, or a read that crossed the write) compares
     # with it, and does not write the same status twice.
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each Workspace as its watch last showed it (only what a refresh reads: metadata and
+    # status), so that a refresh after an event does not read it again.
+    seen: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # The pods of each Workspace by (namespace, label value), kept by a watch (the
+    # operator's kopf index, complete before any handler runs); None: list them.
+    pods: Mapping[Key, Iterable[dict[str, Any]]] | None = None
+    # (namespace, label value) -> Workspace: a pod names its Workspace only by label.
+    _labels: dict[Key, Key] = field(default_factory=dict)
     _pending: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -113,6 +121,7 @@ class Reconciler:
             return
         # Known before the first apply, so drift checks compare with this generation.
         self.desired[key] = want
+        self._labels[(key[0], dns_label(want.ws.name))] = key
         try:
             stale = [obj for obj in want.objects if not await self._in_place(obj, resumed)]
             if stale or want.node_claims:
@@ -150,14 +159,20 @@ class Reconciler:
 
     async def _apply(self, obj: dict[str, Any]) -> None:
         try:
-            await self.kube.apply(obj)
+            self._remember(await self.kube.apply(obj))
         except KubeError as exc:
             # A Job's pod template cannot change: a new tuning spec is a new Job.
             if obj["kind"] != "Job" or exc.status != 422:
                 raise
             meta = obj["metadata"]
             await self.kube.delete(obj["apiVersion"], "Job", meta["name"], meta.get("namespace"))
-            await self.kube.apply(obj)
+            self._remember(await self.kube.apply(obj))
+
+    def _remember(self, obj: dict[str, Any] | None) -> None:
+        """Keep what an apply answered as the live copy until the watch shows it."""
+        if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
+            meta = obj["metadata"]
+            self.live[(str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))] = obj
 
     async def _provision(self, body: dict[str, Any], want: Desired) -> None:
         """Create the NodeClaims for the nodes the cluster lacks (none when it has them)."""
@@ -221,8 +236,7 @@ class Reconciler:
         reach cluster-scoped objects; the rest goes by garbage collection)."""
         meta = body["metadata"]
         key: Key = (meta["namespace"], meta["name"])
-        self.desired.pop(key, None)
-        self.written.pop(str(meta.get("uid")), None)
+        self.forget(body)
         label = dns_label(meta["name"])
         deleted = 0
         claims = await self.kube.list(
@@ -266,7 +280,7 @@ class Reconciler:
                 and wanted["kind"] != "NodeClaim"
                 and (gone or not subset(wanted, obj))
             ):
-                await self.kube.apply(wanted)
+                self._remember(await self.kube.apply(wanted))
                 what = "deleted" if gone else "edited"
                 log.info("restored %s %s/%s (%s by hand)", wanted["kind"], *key, what)
                 body = {
@@ -286,27 +300,47 @@ class Reconciler:
         """A pod's Workspace, by its label (pods are owned by ReplicaSets and Jobs)."""
         meta = obj.get("metadata") or {}
         label = (meta.get("labels") or {}).get(WORKSPACE_LABEL)
-        namespace = meta.get("namespace")
-        for key, want in self.desired.items():
-            if key[0] == namespace and dns_label(want.ws.name) == label:
-                return key
-        return None
+        key = self._labels.get((meta.get("namespace", ""), str(label)))
+        return key if key is not None and key in self.desired else None
 
     def schedule_refresh(self, key: Key) -> None:
         """Refresh the status soon, once for a burst of events."""
         schedule(self._pending, key, self.refresh, "Workspace")
 
+    def forget(self, body: dict[str, Any]) -> None:
+        """The Workspace is gone (or going): drop what is kept for it."""
+        meta = body.get("metadata") or {}
+        key: Key = (meta.get("namespace", ""), meta.get("name", ""))
+        self.desired.pop(key, None)
+        self.seen.pop(key, None)
+        self.written.pop(str(meta.get("uid")), None)
+        self._labels.pop((key[0], dns_label(key[1])), None)
+
+    def workspace_seen(self, event: str, obj: dict[str, Any]) -> None:
+        """The Workspace watch showed ``obj``: keep what a refresh reads of it."""
+        meta = obj.get("metadata") or {}
+        key: Key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event == "DELETED":
+            self.forget(obj)
+            return
+        self.seen[key] = {
+            "metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "generation")},
+            "status": obj.get("status") or {},
+        }
+
     # ------------------------------------------------------------------ status
 
     async def refresh(self, key: Key, body: dict[str, Any] | None = None) -> None:
         """Observe the Workspace's objects and write its status when it changed."""
+        want = self.desired.get(key)
+        if want is None:
+            return  # reconcile() has not run for it yet (it will refresh), or it is gone
         if body is None:
-            body = await self.kube.get(API_VERSION, KIND, key[1], key[0])
+            body = self.seen.get(key) or await self.kube.get(API_VERSION, KIND, key[1], key[0])
             if body is None:
                 self.desired.pop(key, None)
                 return
-        want = self.desired.get(key)
-        if want is None or want.ws.metadata.generation != body["metadata"].get("generation"):
+        if want.ws.metadata.generation != body["metadata"].get("generation"):
             return  # reconcile() has not run for this generation yet; it will refresh
         seen = await self._observe(want)
         previous = previous_conditions(self._latest(body))
@@ -326,11 +360,14 @@ class Reconciler:
                     workload["apiVersion"], workload["kind"], name, namespace
                 )
         label = dns_label(want.ws.name)
-        pods = _labelled(
-            await self.kube.list("v1", "Pod", namespace, f"{WORKSPACE_LABEL}={label}"),
-            WORKSPACE_LABEL,
-            label,
-        )
+        if self.pods is not None:
+            pods = list(self.pods.get((namespace or "", label), ()))
+        else:
+            pods = _labelled(
+                await self.kube.list("v1", "Pod", namespace, f"{WORKSPACE_LABEL}={label}"),
+                WORKSPACE_LABEL,
+                label,
+            )
         claims = await self._node_claims(want) if want.node_claims else []
         placement = ""
         pending = any((p.get("status") or {}).get("phase", "Pending") == "Pending" for p in pods)
@@ -348,9 +385,15 @@ class Reconciler:
             return []
         names = {p["metadata"]["name"] for p in pods}
         devices = set()
-        for claim in await self.kube.list(
-            "resource.k8s.io/v1", "ResourceClaim", want.ws.metadata.namespace
-        ):
+        # The claims made from the template carry its labels (and a shared claim is ours).
+        label = dns_label(want.ws.name)
+        claims = await self.kube.list(
+            "resource.k8s.io/v1",
+            "ResourceClaim",
+            want.ws.metadata.namespace,
+            label_selector=f"{WORKSPACE_LABEL}={label}",
+        )
+        for claim in _labelled(claims, WORKSPACE_LABEL, label):
             meta = claim.get("metadata") or {}
             owners = {
                 r.get("name") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Pod"

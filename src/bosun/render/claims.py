@@ -10,7 +10,7 @@ from typing import Any
 from bosun.api.quantity import to_bytes
 from bosun.api.workspace import SharingStrategy, Workspace
 from bosun.catalog.sizing import GPU_UTILIZATION, Plan
-from bosun.render.names import dns_label, metadata
+from bosun.render.names import dns_label, labels, metadata
 
 __all__ = ["CLAIM_NAME", "DeviceBinding", "bind_devices", "claim_spec", "memory_selector"]
 
@@ -148,7 +148,9 @@ def bind_devices(
                 "apiVersion": DRA_API,
                 "kind": "ResourceClaimTemplate",
                 "metadata": metadata(ws, name, "accelerator", namespace),
-                "spec": {"spec": spec},
+                # Copied onto each claim made from it: the operator finds a
+                # Workspace's claims by label, not among every claim in the namespace.
+                "spec": {"metadata": {"labels": labels(ws, "accelerator")}, "spec": spec},
             }
         )
         binding.pod_claims.append({"name": CLAIM_NAME, "resourceClaimTemplateName": name})
