@@ -18,6 +18,8 @@ def test_only_the_highest_priority_replica_acts(tmp_path: Path) -> None:
     high = Operator(cluster, tmp_path, priority=200).start()
     try:
         wait_for(lambda: "Pausing operations" in low.tail(200), "the low replica pausing", low)
+        # Bosun's status loop (not kopf's) pauses with it: it learns of the pause from kopf.
+        wait_for(lambda: "status checks paused" in low.tail(200), "the status loop pausing", low)
         cluster.apply_workspace("peers", "first", CPU_SPEC)
         wait_for(lambda: cluster.get(f"{DEPLOYMENTS.format(ns='peers')}/first"), "first", high)
         wait_for(lambda: HANDLED in high.tail(200), "the high replica's handler", high)
@@ -31,6 +33,7 @@ def test_only_the_highest_priority_replica_acts(tmp_path: Path) -> None:
         cluster.apply_workspace("peers", "second", CPU_SPEC)
         wait_for(lambda: cluster.get(f"{DEPLOYMENTS.format(ns='peers')}/second"), "second", low)
         assert HANDLED in low.tail(200)
+        wait_for(lambda: "status checks resumed" in low.tail(200), "the status loop again", low)
     finally:
         high.stop()
         low.stop()

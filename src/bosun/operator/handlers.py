@@ -89,22 +89,70 @@ def _provisions_nodes(spec: kopf.Spec, **_: Any) -> bool:
     return bool((spec.get("resource") or {}).get("instanceType"))
 
 
+class _Peering(logging.Handler):
+    """Whether kopf's peering has paused this replica (a peer of higher or equal priority
+    is alive). kopf keeps that state to itself and stops its own handlers; the status
+    loop below is not kopf's, so it learns of the pause from kopf's records of it."""
+
+    LOGGER = "kopf._core.engines.peering"
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.paused = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(("Pausing operations", "Pausing all operators")):
+            self.paused = True
+        elif message.startswith("Resuming operations"):
+            self.paused = False
+
+    def __enter__(self) -> _Peering:
+        logger = logging.getLogger(self.LOGGER)
+        logger.setLevel(logging.INFO)  # its records are the signal, whatever else is shown
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        logging.getLogger(self.LOGGER).removeHandler(self)
+
+
+async def _sleep(seconds: float, peering: _Peering) -> None:
+    """Sleep ``seconds``, and longer while the operator is paused (seen within 1 s)."""
+    while True:
+        if peering.paused:
+            log.info("status checks paused with the operator (kopf peering)")
+            while peering.paused:
+                await asyncio.sleep(1.0)
+            log.info("status checks resumed")
+        if seconds <= 0:
+            return
+        await asyncio.sleep(min(seconds, 1.0))
+        seconds -= 1.0
+
+
 async def _check(memo: kopf.Memo) -> None:
     """Refresh every Workspace's and RAGEngine's status once per ``STATUS_INTERVAL``,
     spread over it: what changes without an event (discovered GPUs, a Workspace that a
     RAGEngine answers through) is seen within a minute. One task for all of them, rather
     than a kopf timer per object: a timer is a task per object, and kopf guards it with a
-    finalizer (a patch of each object)."""
+    finalizer (a patch of each object). A replica that kopf's peering paused refreshes
+    nothing (its watches are stopped, so what it knows is stale)."""
+    with _Peering() as peering:
+        await _refresh_all(memo, peering)
+
+
+async def _refresh_all(memo: kopf.Memo, peering: _Peering) -> None:
     while True:
         memo.reconciler.discovery.invalidate()
         keys = [(memo.reconciler, k) for k in list(memo.reconciler.desired)]
         keys += [(memo.rag, k) for k in list(memo.rag.desired)]
         pause = STATUS_INTERVAL / max(1, len(keys))
-        await asyncio.sleep(pause)
+        await _sleep(pause, peering)
         for reconciler, key in keys:
             if key in reconciler.desired:  # not deleted since the round began
                 reconciler.schedule_refresh(key)
-            await asyncio.sleep(pause)
+            await _sleep(pause, peering)
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
