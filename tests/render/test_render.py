@@ -162,10 +162,8 @@ def test_dra_claim_follows_the_plan() -> None:
         {"name": "accelerator", "resourceClaimTemplateName": template["metadata"]["name"]}
     ]
     # Copied onto each claim made from the template: the operator finds them by label.
-    assert (
-        template["spec"]["metadata"]["labels"]["bosun.dev/workspace"]
-        == (template["metadata"]["labels"]["bosun.dev/workspace"])
-    )
+    copied = template["spec"]["metadata"]["labels"]
+    assert copied["bosun.dev/workspace"] == template["metadata"]["labels"]["bosun.dev/workspace"]
     assert pod["containers"][0]["resources"]["claims"] == [{"name": "accelerator"}]
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"].get("limits", {})
 
