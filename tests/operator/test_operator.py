@@ -482,6 +482,28 @@ def test_hand_deleted_or_edited_objects_are_restored(
     )
 
 
+def test_a_status_written_by_someone_else_is_written_back(
+    cluster: EmulatedCluster, operator: Operator
+) -> None:
+    # The operator remembers the status it wrote until its watch shows it; a status
+    # changed after that (another controller, a restore) is corrected at once, not left.
+    ns = "drift-status"
+    cluster.apply_workspace(ns, "smollm2", CPU_SPEC)
+    _wait_condition(cluster, operator, ns, "smollm2", "ResourceReady", "False")
+    endpoint = _ws(cluster, ns, "smollm2")["status"]["endpoint"]
+    assert endpoint
+    path = f"{WS.format(ns=ns)}/smollm2/status"
+    for _ in range(2):  # twice: the first correction must not stop the next
+        cluster.patch(path, {"status": {"endpoint": "http://elsewhere", "conditions": []}})
+        ws = wait_for(
+            lambda: (w := _ws(cluster, ns, "smollm2"))["status"]["endpoint"] == endpoint and w,
+            "the status written back",
+            operator,
+            timeout=20,
+        )
+        assert _condition(ws, "ResourceReady")["status"] == "False"
+
+
 @pytest.mark.parametrize(
     ("spec", "reason", "field"),
     [

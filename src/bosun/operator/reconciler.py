@@ -68,9 +68,11 @@ class Reconciler:
     # The objects Workspaces own, as the owned watches last saw them, by (kind,
     # namespace, name): what is already as desired is not applied again.
     live: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    # The status this operator last wrote, by Workspace uid: a refresh working from an
-    # older copy of the Workspace (kopf's, or a read that crossed the write) compares
-    # with it, and does not write the same status twice.
+    # The status this operator last wrote, by Workspace uid, until the Workspace watch
+    # shows it: a refresh working from an older copy of the Workspace (kopf's, or a read
+    # that crossed the write) compares with it, and does not write the same status
+    # twice. Once the watch has shown it, the watch is the record, so a status someone
+    # else changes after that is seen, and written back.
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Each Workspace as its watch last showed it (only what a refresh reads: metadata and
     # status), so that a refresh after an event does not read it again.
@@ -323,10 +325,22 @@ class Reconciler:
         if event == "DELETED":
             self.forget(obj)
             return
+        status = obj.get("status") or {}
+        before = self.seen.get(key)
         self.seen[key] = {
             "metadata": {k: meta.get(k) for k in ("namespace", "name", "uid", "generation")},
-            "status": obj.get("status") or {},
+            "status": status,
         }
+        uid = str(meta.get("uid"))
+        written = self.written.get(uid)
+        if written is not None:
+            if _holds(status, written):
+                del self.written[uid]  # the watch shows this operator's write: it is the record
+            return  # else an older copy, from before the write
+        if before is not None and before["status"] != status:
+            # Not this operator's write (that would be in ``written``): someone else
+            # changed the status, so observe again; the refresh writes only a difference.
+            self.schedule_refresh(key)
 
     # ------------------------------------------------------------------ status
 
@@ -437,10 +451,19 @@ class Reconciler:
 
     async def _patch_status(self, body: dict[str, Any], new: dict[str, Any]) -> None:
         old = body.get("status") or {}
-        uid = str(body["metadata"].get("uid"))
-        for seen in (old, self.written.get(uid) or {}):
-            if seen and all(seen.get(k) == v for k, v in new.items()):
-                return
         meta = body["metadata"]
+        uid = str(meta.get("uid"))
+        key: Key = (meta["namespace"], meta["name"])
+        shown = (self.seen.get(key) or {}).get("status") or {}
+        if any(_holds(seen, new) for seen in (old, shown, self.written.get(uid) or {})):
+            return
         await self.kube.patch_status(API_VERSION, KIND, meta["name"], meta["namespace"], new)
-        self.written[uid] = new
+        if _holds((self.seen.get(key) or {}).get("status") or {}, new):
+            self.written.pop(uid, None)  # the watch showed the write before it returned
+        else:
+            self.written[uid] = new
+
+
+def _holds(status: dict[str, Any], fields: dict[str, Any]) -> bool:
+    """``status`` has every one of ``fields`` (a status patch) as given."""
+    return bool(status) and all(status.get(k) == v for k, v in fields.items())
