@@ -449,16 +449,19 @@ class Reconciler:
             body if written is None else {**body, "status": {**body.get("status", {}), **written}}
         )
 
+    def _shown(self, key: Key) -> dict[str, Any]:
+        """The Workspace's status as its watch last showed it."""
+        return (self.seen.get(key) or {}).get("status") or {}
+
     async def _patch_status(self, body: dict[str, Any], new: dict[str, Any]) -> None:
         old = body.get("status") or {}
         meta = body["metadata"]
         uid = str(meta.get("uid"))
         key: Key = (meta["namespace"], meta["name"])
-        shown = (self.seen.get(key) or {}).get("status") or {}
-        if any(_holds(seen, new) for seen in (old, shown, self.written.get(uid) or {})):
+        if any(_holds(seen, new) for seen in (old, self._shown(key), self.written.get(uid) or {})):
             return
         await self.kube.patch_status(API_VERSION, KIND, meta["name"], meta["namespace"], new)
-        if _holds((self.seen.get(key) or {}).get("status") or {}, new):
+        if _holds(self._shown(key), new):
             self.written.pop(uid, None)  # the watch showed the write before it returned
         else:
             self.written[uid] = new
